@@ -1,0 +1,62 @@
+# Quick start: `make demo` and `make test`. Both set themselves up and are quiet when already set up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSPKGS := haproxy prometheus nftables wrk
+SYSSTAMP := $(VENV)/.system-packages
+
+.PHONY: setup system-packages demo test test-fast lint bench clean
+
+setup: $(STAMP) $(SYSSTAMP)
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+	  { echo "error: Python >= 3.11 is needed ($(PYTHON) is $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11 or newer" >&2; exit 2; }
+	@$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(VENV)/bin/python
+	@echo "installing Python packages into $(VENV) ..."
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' >$(VENV)/pip.log 2>&1 \
+	  || { grep -vE "is ignored" $(VENV)/pip.log | tail -30; echo "error: pip install failed (full log: $(VENV)/pip.log)" >&2; exit 2; }
+	@$(BIN)/python -c 'import harness, tritonclient.http, locust, chaoslib, pandas, pyarrow' \
+	  || { echo "error: Python packages did not install; see the pip output above" >&2; exit 2; }
+	@touch $@
+
+# Debian packages the local platform runs: installed when root, otherwise a clear message.
+$(SYSSTAMP): $(VENV)/bin/python
+	@missing=""; for p in haproxy prometheus nft wrk; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $(SYSPKGS) ..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSPKGS)) >/tmp/harness-apt.log 2>&1 \
+	      || { echo "error: apt-get failed, see /tmp/harness-apt.log" >&2; exit 2; }; \
+	  else \
+	    echo "error: missing programs:$$missing. Install them with: sudo apt-get install -y $(SYSPKGS)" >&2; exit 2; \
+	  fi; \
+	fi
+	@touch $@
+
+system-packages: $(SYSSTAMP)
+
+demo: setup
+	@$(BIN)/harness demo
+
+test: setup
+	@$(BIN)/ruff check harness tests loadprofiles
+	@$(BIN)/mypy
+	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	@$(BIN)/ruff check harness tests loadprofiles
+	@$(BIN)/mypy
+
+bench: setup
+	@$(BIN)/harness bench all
+
+clean:
+	-@$(BIN)/harness cleanup 2>/dev/null
+	rm -rf $(VENV) .harness .mypy_cache .ruff_cache .pytest_cache

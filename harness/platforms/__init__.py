@@ -1,0 +1,1 @@
+"""Platforms the reference service runs on; each implements ``harness.platforms.base.Platform``."""

@@ -1,0 +1,95 @@
+"""The contract every platform (local, kubernetes) implements, and the records it returns.
+
+Commands, faults and reports talk to a platform only through this Protocol, chosen from the explicit
+mapping in ``harness.platforms.registry``; nothing else knows whether replicas are processes or pods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["CleanupReport", "Endpoints", "Platform", "PlatformStatus", "ReplicaStatus"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where clients reach the service (the front / Service), and its Prometheus."""
+
+    http: str  # http://HOST:PORT
+    grpc: str  # HOST:PORT
+    prometheus: str  # http://HOST:PORT, "" when none
+    metrics: tuple[str, ...] = ()  # each replica's metrics URL, when reachable
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    name: str
+    address: str  # the replica's own address (127.0.0.x locally, pod IP on Kubernetes)
+    pid: int | None
+    ready: bool
+    restarts: int
+    reason: str  # why it is not ready / last lifecycle change, "" when healthy
+    state: str = ""  # starting | running | backoff | stopped
+    age_s: float = 0.0
+    http: str = ""
+    grpc: str = ""
+    metrics: str = ""
+
+
+@dataclass(frozen=True)
+class PlatformStatus:
+    platform: str
+    up: bool
+    endpoints: Endpoints
+    replicas: tuple[ReplicaStatus, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready_replicas(self) -> int:
+        return sum(1 for r in self.replicas if r.ready)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["endpoints"]["metrics"] = list(self.endpoints.metrics)
+        out["ready_replicas"] = self.ready_replicas
+        return out
+
+
+@dataclass
+class CleanupReport:
+    """What ``down`` or ``cleanup`` removed, for the user to read."""
+
+    killed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.killed or self.removed)
+
+    def describe(self) -> str:
+        parts = []
+        if self.killed:
+            parts.append("killed " + ", ".join(self.killed))
+        if self.removed:
+            parts.append("removed " + ", ".join(self.removed))
+        return "; ".join(parts) or "nothing left behind"
+
+
+@runtime_checkable
+class Platform(Protocol):
+    name: str
+
+    def up(self, replicas: int | None = None) -> PlatformStatus:
+        """Deploy (or start) the reference service; return once every replica is ready."""
+
+    def down(self) -> CleanupReport:
+        """Remove everything ``up`` created; nothing is left behind."""
+
+    def cleanup(self) -> CleanupReport:
+        """Remove what a crashed harness or platform left behind (processes, faults, objects)."""
+
+    def status(self) -> PlatformStatus: ...
+
+    def events_path(self) -> Path:
+        """The lifecycle events file (``harness.events`` schema)."""

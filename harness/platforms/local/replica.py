@@ -1,0 +1,369 @@
+"""One replica with Kubernetes container semantics, driven by its own thread.
+
+What it models (Kubernetes defaults, times multiplied by the platform's time scale):
+- startup probe first; liveness and readiness only once it has passed (or when there is none);
+- readiness decides whether HAProxy routes to the replica (the endpoints controller);
+- liveness or startup failing ``failureThreshold`` times in a row kills the container with its grace
+  period, and it is restarted;
+- restartPolicy Always with CrashLoopBackOff: the first restart is immediate, then 10 s doubling to
+  300 s, reset once a container has run for 10 minutes (the kubelet's behaviour).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.deployment import DeploymentSpec, Probe
+from harness.events import EventKind, EventLog
+from harness.platforms.base import ReplicaStatus
+from harness.platforms.local.probes import http_probe
+from harness.platforms.local.procs import alive, parent_death_signal
+from harness.triton.runtime import TritonInstall
+
+__all__ = ["CrashLoopBackOff", "ReplicaController", "ReplicaPorts"]
+
+# Flags the local platform sets itself; the rest of the manifest's args pass through.
+_PLATFORM_FLAGS = ("--model-repository", "--http-address", "--http-port", "--grpc-address", "--grpc-port",
+                   "--metrics-address", "--metrics-port", "--backend-directory")
+
+
+@dataclass(frozen=True)
+class ReplicaPorts:
+    http: int
+    grpc: int
+    metrics: int
+
+
+class CrashLoopBackOff:
+    """The kubelet's restart back-off for one container."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.initial_s = 10.0 * scale
+        self.max_s = 300.0 * scale
+        self.reset_after_s = 600.0 * scale
+        self._current = 0.0
+
+    def next_delay(self, ran_for_s: float) -> float:
+        if ran_for_s >= self.reset_after_s:
+            self._current = 0.0
+        delay = self._current
+        self._current = self.initial_s if self._current == 0 else min(self._current * 2, self.max_s)
+        return delay
+
+
+def describe_exit(code: int) -> str:
+    if code > 128:
+        try:
+            return f"exit code {code} ({signal.Signals(code - 128).name})"
+        except ValueError:
+            return f"exit code {code}"
+    return f"exit code {code}" + (" (Completed)" if code == 0 else " (Error)")
+
+
+class _ProbeTracker:
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.successes = 0
+        self.failures = 0
+        self.next_at = 0.0
+        self.last_reason = ""
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def record(self, ok: bool, reason: str, now: float) -> None:
+        self.next_at = max(self.next_at + self.probe.period_s, now + 0.001)
+        if ok:
+            self.successes += 1
+            self.failures = 0
+        else:
+            self.failures += 1
+            self.successes = 0
+            self.last_reason = reason
+
+
+class ReplicaController(threading.Thread):
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        ports: ReplicaPorts,
+        spec: DeploymentSpec,
+        workdir: Path,
+        repository: Path,
+        backends: Path,
+        triton: TritonInstall,
+        events: EventLog,
+        on_ready_change: Callable[[str, bool], None],
+        time_scale: float = 1.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(name=f"replica-{name}", daemon=True)
+        self.replica = name
+        self.address = address
+        self.ports = ports
+        self.spec = spec
+        self.workdir = workdir
+        self.repository = repository
+        self.backends = backends
+        self.triton = triton
+        self.events = events
+        self.on_ready_change = on_ready_change
+        self.time_scale = time_scale
+        self.env = dict(env or {})
+        self.backoff = CrashLoopBackOff(time_scale)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._shim: subprocess.Popen[bytes] | None = None
+        self._server_pid: int | None = None
+        self._ready = False
+        self._state = "waiting"
+        self._reason = "starting"
+        self._restarts = 0
+        self._started_at = time.time()
+        self._backoff_until = 0.0
+        self._terminating_since = 0.0
+
+    # -- views ---------------------------------------------------------------------------------------
+    def snapshot(self) -> ReplicaStatus:
+        with self._lock:
+            return ReplicaStatus(
+                name=self.replica,
+                address=self.address,
+                pid=self._server_pid,
+                ready=self._ready,
+                restarts=self._restarts,
+                reason="" if self._ready else self._reason,
+                state=self._state,
+                age_s=round(time.time() - self._started_at, 3),
+                http=f"http://{self.address}:{self.ports.http}",
+                grpc=f"{self.address}:{self.ports.grpc}",
+                metrics=f"http://{self.address}:{self.ports.metrics}/metrics",
+            )
+
+    def pids(self) -> dict[str, int]:
+        out = {}
+        if self._shim is not None:
+            out["shim"] = self._shim.pid
+        if self._server_pid:
+            out["server"] = self._server_pid
+        return out
+
+    # -- control -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _set(self, *, ready: bool | None = None, state: str | None = None, reason: str | None = None) -> None:
+        changed = False
+        with self._lock:
+            if ready is not None and ready != self._ready:
+                self._ready = ready
+                changed = True
+            if state is not None:
+                self._state = state
+            if reason is not None:
+                self._reason = reason
+        if changed:
+            self.on_ready_change(self.replica, ready is True)
+
+    # -- container lifecycle -------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        passthrough = [a for a in self.spec.args if not a.startswith(_PLATFORM_FLAGS)]
+        return [
+            str(self.triton.server),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={self.backends}",
+            f"--http-address={self.address}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-address={self.address}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-address={self.address}",
+            f"--metrics-port={self.ports.metrics}",
+            *passthrough,
+        ]
+
+    def _start_container(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pid_file = self.workdir / "server.pid"
+        pid_file.unlink(missing_ok=True)
+        env = self.triton.environment({**self.spec.env, **self.env})
+        grace = self.spec.termination_grace_s * self.time_scale
+        self._shim = subprocess.Popen(
+            [sys.executable, "-m", "harness.platforms.local.shim", "--pid-file", str(pid_file),
+             "--log-file", str(self.workdir / "tritonserver.log"), "--grace", f"{grace:g}", "--",
+             *self.command()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "shim.log").open("ab"),
+            env=env,
+            start_new_session=True,
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self._shim.poll() is None:
+            try:
+                self._server_pid = int(pid_file.read_text())
+                break
+            except (OSError, ValueError):
+                time.sleep(0.01)
+        with self._lock:
+            self._started_at = time.time()
+
+    def _terminate(self, why: str) -> None:
+        """Kill the container the way the kubelet does: SIGTERM, then SIGKILL after the grace period."""
+        if self._shim is not None and self._shim.poll() is None and not self._terminating_since:
+            self._terminating_since = time.monotonic()
+            self._set(ready=False, state="terminating", reason=why)
+            self._shim.send_signal(signal.SIGTERM)
+
+    def _probe(self, probe: Probe) -> tuple[bool, str]:
+        ok, reason = http_probe(self.address, self.spec.port(probe.port), probe.path, probe.timeout_s)
+        if not ok and probe.kind != "liveness" and "answered" in reason:
+            model = self._model_reason()
+            if model:
+                reason = f"{reason}; {model}"
+        return ok, reason
+
+    def _model_reason(self) -> str:
+        """Triton's own account of why the model is not ready (e.g. a corrupt weight file)."""
+        try:
+            req = urllib.request.Request(
+                f"http://{self.address}:{self.ports.http}/v2/repository/index", data=b"{}", method="POST"
+            )
+            with urllib.request.urlopen(req, timeout=1) as resp:
+                index = json.loads(resp.read())
+        except (OSError, ValueError):
+            return ""
+        parts = [
+            f"model {m.get('name')} {m.get('state', '?')}: {m.get('reason', '')}".rstrip(": ")
+            for m in index
+            if m.get("state") != "READY"
+        ]
+        return "; ".join(parts)
+
+    def _supervise(self) -> int:
+        """Run probes until the container exits; return its exit status."""
+        assert self._shim is not None
+        started = time.monotonic()
+        spec = self.spec
+        startup = _ProbeTracker(spec.startup) if spec.startup else None
+        readiness = _ProbeTracker(spec.readiness) if spec.readiness else None
+        liveness = _ProbeTracker(spec.liveness) if spec.liveness else None
+        if startup:
+            startup.next_at = started + startup.probe.initial_delay_s
+        started_up = startup is None
+
+        def begin_steady(now: float) -> None:
+            if readiness:
+                readiness.next_at = max(now, started + readiness.probe.initial_delay_s)
+            if liveness:
+                liveness.next_at = max(now + liveness.probe.period_s, started + liveness.probe.initial_delay_s)
+
+        if started_up:
+            begin_steady(started)
+            if readiness is None:
+                self._set(ready=True, state="running", reason="")
+        self._set(state="starting" if not started_up else "running")
+        while True:
+            code = self._shim.poll()
+            if code is not None:
+                return code
+            if self._stopping.is_set():
+                self._terminate("stopping")
+            now = time.monotonic()
+            if self._terminating_since:
+                time.sleep(0.02)
+                continue
+            if not started_up and startup and startup.due(now):
+                ok, reason = self._probe(startup.probe)
+                startup.record(ok, reason, time.monotonic())
+                if ok:
+                    started_up = True
+                    self._set(state="running")
+                    begin_steady(time.monotonic())
+                    if readiness is None:
+                        self._set(ready=True, reason="")
+                elif startup.failures >= startup.probe.failure_threshold:
+                    why = f"startup probe failed {startup.failures} times: {reason}"
+                    self.events.emit(EventKind.STARTUP_FAILED, self.replica, why)
+                    self._terminate(why)
+                    continue
+                else:
+                    self._set(reason=f"starting: {reason}")
+            if started_up and readiness and readiness.due(now):
+                ok, reason = self._probe(readiness.probe)
+                readiness.record(ok, reason, time.monotonic())
+                if ok and readiness.successes >= readiness.probe.success_threshold and not self._ready:
+                    self._set(ready=True, reason="")
+                    self.events.emit(EventKind.READY, self.replica, pid=self._server_pid)
+                elif not ok:
+                    if self._ready and readiness.failures >= readiness.probe.failure_threshold:
+                        self._set(ready=False, reason=f"readiness probe failed: {reason}")
+                        self.events.emit(EventKind.NOT_READY, self.replica, f"readiness probe failed: {reason}")
+                    elif not self._ready:
+                        self._set(reason=f"not ready: {reason}")
+            if started_up and liveness and liveness.due(now):
+                ok, reason = self._probe(liveness.probe)
+                liveness.record(ok, reason, time.monotonic())
+                if not ok and liveness.failures >= liveness.probe.failure_threshold:
+                    why = f"liveness probe failed {liveness.failures} times: {reason}"
+                    self.events.emit(EventKind.LIVENESS_FAILED, self.replica, why)
+                    self._terminate(why)
+                    continue
+            pending = [t.next_at for t in (startup, readiness, liveness) if t is not None]
+            wait = min([*pending, now + 0.05]) - time.monotonic()
+            time.sleep(min(max(wait, 0.005), 0.05))
+
+    def run(self) -> None:
+        first = True
+        while not self._stopping.is_set():
+            self._terminating_since = 0.0
+            self._start_container()
+            self.events.emit(
+                EventKind.STARTED if first else EventKind.RESTARTED,
+                self.replica,
+                pid=self._server_pid,
+                restarts=self._restarts,
+                address=self.address,
+            )
+            first = False
+            code = self._supervise()
+            ran_for = time.time() - self._started_at
+            exit_reason = describe_exit(code)
+            was_stopping = self._stopping.is_set()
+            with self._lock:
+                last = self._reason
+            why = f"{exit_reason}; {last}" if self._terminating_since and last else exit_reason
+            self._set(ready=False, state="stopped" if was_stopping else "exited", reason=why)
+            self.events.emit(
+                EventKind.STOPPED if was_stopping else EventKind.EXITED,
+                self.replica,
+                why,
+                code=code,
+                ran_for_s=round(ran_for, 3),
+            )
+            if was_stopping:
+                break
+            delay = self.backoff.next_delay(ran_for)
+            if delay > 0:
+                until = time.time() + delay
+                msg = f"CrashLoopBackOff: back-off {delay:g}s restarting failed container (last: {why})"
+                self._set(state="backoff", reason=msg)
+                self.events.emit(EventKind.BACKOFF, self.replica, msg, until_ns=int(until * 1e9))
+                if self._stopping.wait(delay):
+                    break
+            with self._lock:
+                self._restarts += 1
+        self._set(ready=False, state="stopped", reason="stopped")
+
+    def server_alive(self) -> bool:
+        return alive(self._server_pid, "tritonserver")

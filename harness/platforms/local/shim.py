@@ -1,0 +1,67 @@
+"""Per-replica shim, the local stand-in for a container runtime shim.
+
+Why it exists: ``kill -9`` of tritonserver orphans its python-backend stubs and leaves shared-memory
+regions in /dev/shm (DESIGN.md). The shim owns one tritonserver process group; whenever the server
+exits, however it exits, the shim kills the rest of the group and removes the regions nobody maps.
+It dies with the supervisor (parent-death signal), taking the server with it.
+
+Usage: python -m harness.platforms.local.shim --pid-file F --grace S -- tritonserver ARGS...
+Exit status: the server's exit code, or 128 + the signal that ended it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.platforms.local.procs import kill_group, parent_death_signal, remove_orphaned_shm, wait_gone
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness-shim")
+    parser.add_argument("--pid-file", type=Path, required=True)
+    parser.add_argument("--log-file", type=Path, required=True)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+
+    with args.log_file.open("ab") as log:
+        server = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=parent_death_signal(signal.SIGKILL),
+        )
+    args.pid_file.write_text(str(server.pid))
+    stopping = {"deadline": 0.0}
+
+    def on_term(signum: int, _frame: object) -> None:
+        if not stopping["deadline"]:
+            stopping["deadline"] = time.monotonic() + args.grace
+            kill_group(server.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    while True:
+        try:
+            code = server.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            if stopping["deadline"] and time.monotonic() > stopping["deadline"]:
+                kill_group(server.pid, signal.SIGKILL)
+    kill_group(server.pid, signal.SIGKILL)  # orphaned stubs die with the server
+    wait_gone(server.pid, 5.0)
+    remove_orphaned_shm()
+    return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

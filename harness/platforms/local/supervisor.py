@@ -1,0 +1,209 @@
+"""The local platform's supervisor: a background process that owns replicas, HAProxy and Prometheus.
+
+``harness up`` starts it in its own session and waits on ``status.json``; later commands find it
+through the state directory. Everything it starts carries a parent-death signal, so if the supervisor
+dies, its children die with it; ``harness cleanup`` sweeps whatever a SIGKILL still left (stubs).
+
+Run: python -m harness.platforms.local.supervisor STATE_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.deployment import load_deployment
+from harness.events import EventKind, EventLog
+from harness.platforms.base import Endpoints, PlatformStatus
+from harness.platforms.local.haproxy import HAProxy, ServerTarget, render_haproxy_config
+from harness.platforms.local.procs import remove_orphaned_shm
+from harness.platforms.local.prometheus import PrometheusServer, render_prometheus_config
+from harness.platforms.local.replica import ReplicaController, ReplicaPorts
+from harness.platforms.local.settings import LocalSettings
+from harness.triton.modelrepo import ModelSettings, materialise
+from harness.triton.runtime import find_triton, has_gpu
+
+__all__ = ["Supervisor", "endpoints_for", "write_json_atomic"]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def endpoints_for(settings: LocalSettings) -> Endpoints:
+    front = settings.front_address
+    return Endpoints(
+        http=f"http://{front}:{settings.http_port}",
+        grpc=f"{front}:{settings.grpc_port}",
+        prometheus=f"http://{front}:{settings.prometheus_port}" if settings.prometheus else "",
+    )
+
+
+class Supervisor:
+    def __init__(self, settings: LocalSettings) -> None:
+        self.settings = settings
+        self.state = settings.state_dir
+        scale = settings.time_scale
+        spec = load_deployment(settings.manifest).with_overrides(replicas=settings.replicas)
+        self.spec = spec.with_overrides(
+            probes={p.kind: p.scaled(scale) for p in (spec.startup, spec.readiness, spec.liveness) if p}
+        )
+        self.events = EventLog(self.state / "events.jsonl")
+        self.stopping = threading.Event()
+        self.triton = find_triton()
+        self.gpu = has_gpu()
+        self.replicas: list[ReplicaController] = []
+        self.haproxy = HAProxy(self.state / "haproxy.cfg", self.state / "haproxy.sock", self.state / "haproxy.log")
+        self.prometheus: PrometheusServer | None = None
+
+    def _on_ready_change(self, name: str, ready: bool) -> None:
+        try:
+            self.haproxy.set_ready(name, ready)
+        except OSError as exc:
+            self.events.emit(EventKind.FAULT, name, f"could not update HAProxy: {exc}")
+
+    def start(self) -> None:
+        s = self.settings
+        backends = self.triton.prepare_backends(self.state / "backends")
+        model = ModelSettings(
+            name=self.spec.model_name,
+            queue_delay_ms=s.queue_delay_ms,
+            instances=s.model_instances,
+            gpu=self.gpu,
+        )
+        ports = ReplicaPorts(self.spec.port("http"), self.spec.port("grpc"), self.spec.port("metrics"))
+        targets = []
+        for i in range(self.spec.replicas):
+            name = f"{self.spec.name}-{i}"
+            address = s.replica_address(i)
+            workdir = self.state / "replicas" / name
+            repository = workdir / "models"
+            if not repository.exists():
+                materialise(repository, model)
+            targets.append(ServerTarget(name, address, ports.http, ports.grpc))
+            self.replicas.append(
+                ReplicaController(
+                    name, address, ports, self.spec, workdir, repository, backends, self.triton,
+                    self.events, self._on_ready_change, s.time_scale, s.env,
+                )
+            )
+        self.haproxy.config_path.write_text(
+            render_haproxy_config(targets, s.front_address, s.http_port, s.grpc_port, s.stats_port,
+                                  self.haproxy.socket_path, s.retries)
+        )
+        self.haproxy.socket_path.unlink(missing_ok=True)
+        self.haproxy.start()
+        deadline = time.monotonic() + 10
+        while not self.haproxy.socket_path.exists():
+            if time.monotonic() > deadline or (self.haproxy.process and self.haproxy.process.poll() is not None):
+                raise RuntimeError(f"HAProxy did not start; see {self.haproxy.log_path}")
+            time.sleep(0.02)
+        if s.prometheus:
+            cfg = self.state / "prometheus.yml"
+            cfg.write_text(
+                render_prometheus_config(
+                    [(r.replica, f"{r.address}:{ports.metrics}") for r in self.replicas],
+                    f"{s.front_address}:{s.stats_port}",
+                    s.scrape_interval_s,
+                )
+            )
+            self.prometheus = PrometheusServer(
+                cfg, self.state / "prometheus-data", f"{s.front_address}:{s.prometheus_port}",
+                self.state / "prometheus.log",
+            )
+            self.prometheus.start()
+        for replica in self.replicas:
+            replica.start()
+        self.events.emit(EventKind.PLATFORM_UP, reason=f"{len(self.replicas)} replicas",
+                         time_scale=s.time_scale, retries=s.retries, gpu=self.gpu)
+
+    def status(self) -> dict[str, Any]:
+        status = PlatformStatus(
+            platform="local",
+            up=not self.stopping.is_set(),
+            endpoints=endpoints_for(self.settings),
+            replicas=tuple(r.snapshot() for r in self.replicas),
+            details={},
+        ).to_json()
+        status["endpoints"]["metrics"] = [r.snapshot().metrics for r in self.replicas]
+        status.update(
+            supervisor_pid=os.getpid(),
+            updated_ns=time.time_ns(),
+            time_scale=self.settings.time_scale,
+            retries=self.settings.retries,
+            gpu=self.gpu,
+            pids={
+                "haproxy": self.haproxy.process.pid if self.haproxy.process else None,
+                "prometheus": self.prometheus.process.pid if self.prometheus and self.prometheus.process else None,
+                "replicas": {r.replica: r.pids() for r in self.replicas},
+            },
+        )
+        return status
+
+    def run(self) -> int:
+        def on_signal(signum: int, _frame: object) -> None:
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        status_path = self.state / "status.json"
+        try:
+            self.start()
+            while not self.stopping.wait(0.2):
+                write_json_atomic(status_path, self.status())
+                if self.haproxy.process and self.haproxy.process.poll() is not None:
+                    self.events.emit(EventKind.FAULT, reason="HAProxy exited; restarting it")
+                    self.haproxy.start()
+                    time.sleep(0.3)
+                    for r in self.replicas:
+                        self._on_ready_change(r.replica, r.snapshot().ready)
+        finally:
+            self.shutdown()
+            final = self.status()
+            final["up"] = False
+            write_json_atomic(status_path, final)
+        return 0
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for r in self.replicas:
+            r.stop()
+        for r in self.replicas:
+            if r.ident is not None:
+                r.join(timeout=self.spec.termination_grace_s * self.settings.time_scale + 10)
+        self.haproxy.stop()
+        if self.prometheus:
+            self.prometheus.stop()
+        remove_orphaned_shm()
+        self.events.emit(EventKind.PLATFORM_DOWN, reason="supervisor stopped")
+        self.events.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    state = Path(args[0])
+    settings = LocalSettings.load(state)
+    (state / "supervisor.pid").write_text(str(os.getpid()))
+    record: dict[str, Any] = {"clean": False, "error": ""}
+    try:
+        code = Supervisor(settings).run()
+        record["clean"] = True
+        return code
+    except BaseException as exc:
+        record["error"] = f"{exc.__class__.__name__}: {exc}"
+        raise
+    finally:
+        (state / "supervisor.pid").unlink(missing_ok=True)
+        write_json_atomic(state / "supervisor.exit", {**record, "ts_ns": time.time_ns()})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

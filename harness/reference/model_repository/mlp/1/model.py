@@ -1,0 +1,109 @@
+"""Reference model for the resilience harness: a small deterministic MLP served by Triton's python backend.
+
+16 float inputs -> 32 hidden (ReLU) -> 8 logits -> softmax. The weights ship as .npy files with a
+SHA-256 manifest that is checked at load, so a corrupted weight file fails the load with a reason that
+Triton reports (and the harness shows in ``harness status``).
+
+Parameters (config.pbtxt, overridable through the model-control API):
+  load_delay_s   seconds to sleep in initialize(): the "slow model load" fault.
+  arena_mb       memory reserved at load, like a framework's memory arena: on the GPU when this instance
+                 runs there (so a load under GPU memory pressure fails with CUDA OOM), else host memory.
+The environment variable HARNESS_MODEL_LOAD_DELAY_S, when set, overrides load_delay_s: that is how a
+restart "with a changed parameter" works on both platforms (a Deployment env patch on Kubernetes).
+
+On a GPU the maths runs in torch and tensors cross between Triton and torch through DLPack, never numpy:
+on machines where torch is built against numpy 2 the stub's numpy 1 gives wrong sizes (DESIGN.md).
+"""
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_WEIGHT_NAMES = ("w1", "b1", "w2", "b2")
+
+
+def _verify_and_load(weights_dir):
+    manifest = weights_dir / "weights.sha256"
+    if not manifest.exists():
+        raise pb_utils.TritonModelException(f"weights manifest missing: {manifest}")
+    expected = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            expected[name.lstrip("*")] = digest
+    arrays = {}
+    for name in _WEIGHT_NAMES:
+        path = weights_dir / f"{name}.npy"
+        if not path.exists():
+            raise pb_utils.TritonModelException(f"weight file missing: {path.name}")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if expected.get(path.name) != actual:
+            raise pb_utils.TritonModelException(
+                f"weight file {path.name} is corrupt: sha256 {actual[:12]}... does not match the manifest "
+                f"({str(expected.get(path.name))[:12]}...); restore the model repository"
+            )
+        arrays[name] = np.load(path).astype(np.float32)
+    return arrays
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        delay = float(os.environ.get("HARNESS_MODEL_LOAD_DELAY_S") or params.get("load_delay_s") or 0)
+        arena_mb = int(float(params.get("arena_mb") or 0))
+        weights = _verify_and_load(Path(__file__).parent / "weights")
+
+        self.device = "cpu"
+        self.torch = None
+        if args.get("model_instance_kind") == "GPU":
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    self.torch = torch
+                    self.device = f"cuda:{args.get('model_instance_device_id', '0')}"
+            except ImportError:
+                self.torch = None
+        if self.torch is not None:
+            t = self.torch
+            self.params = {k: t.from_numpy(v).to(self.device) for k, v in weights.items()}
+            self.arena = t.empty(arena_mb * 2**20, dtype=t.uint8, device=self.device) if arena_mb else None
+        else:
+            self.params = weights
+            self.arena = np.ones(arena_mb * 2**20, dtype=np.uint8) if arena_mb else None
+        if delay > 0:
+            time.sleep(delay)
+
+    def _forward_numpy(self, x):
+        p = self.params
+        h = np.maximum(x @ p["w1"] + p["b1"], 0.0)
+        z = h @ p["w2"] + p["b2"]
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            tensor = pb_utils.get_input_tensor_by_name(request, "INPUT")
+            if self.torch is not None:
+                t = self.torch
+                x = t.utils.dlpack.from_dlpack(tensor.to_dlpack()).to(self.device, dtype=t.float32)
+                p = self.params
+                h = t.relu(x @ p["w1"] + p["b1"])
+                probs = t.softmax(h @ p["w2"] + p["b2"], dim=1).contiguous()
+                out = pb_utils.Tensor.from_dlpack("PROBS", t.utils.dlpack.to_dlpack(probs))
+            else:
+                out = pb_utils.Tensor("PROBS", self._forward_numpy(tensor.as_numpy().astype(np.float32)))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+
+    def finalize(self):
+        self.arena = None
+        self.params = None
