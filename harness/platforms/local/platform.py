@@ -33,7 +33,7 @@ from harness.platforms.local.settings import LocalSettings
 from harness.triton.modelrepo import REFERENCE_REPOSITORY, verify_repository
 from harness.triton.runtime import find_triton
 
-__all__ = ["LocalPlatform", "REQUIRED_PROGRAMS"]
+__all__ = ["REQUIRED_PROGRAMS", "LocalPlatform"]
 
 REQUIRED_PROGRAMS = {"haproxy": "haproxy", "prometheus": "prometheus"}
 
@@ -86,8 +86,6 @@ class LocalPlatform:
                 f"missing system packages: {', '.join(missing)}; install them with: "
                 f"sudo apt-get install -y {' '.join(missing)} (or run 'make setup' as root)"
             )
-        if sys.version_info < (3, 11):
-            raise EnvironmentProblem(f"Python >= 3.11 is needed, this is {sys.version.split()[0]}")
         spec = load_deployment(s.manifest).with_overrides(replicas=s.replicas)
         verify_repository(REFERENCE_REPOSITORY, spec.model_name)
         find_triton()
