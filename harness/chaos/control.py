@@ -70,6 +70,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     try:
         status = platform.status()
     except Exception as exc:
+        (ctx.run_dir / "control.error").write_text(f"the platform is not usable: {exc}")
         raise InterruptExecution(f"harness control: the platform is not usable: {exc}") from exc
     sweep = getattr(platform, "sweep_faults", None)
     if callable(sweep):
@@ -95,6 +96,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         try:
             load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
         except Exception as exc:
+            (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
             raise InterruptExecution(f"harness control: could not start the load: {exc}") from exc
         (ctx.run_dir / "load.pid").write_text(str(load.pid))
         info["load"] = {"profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py")),
@@ -156,18 +158,31 @@ def _running(pid: int) -> bool:
     return True
 
 
+UNDO_FUNCS = ("unblock_network", "release_memory_pressure", "restore_model_load", "rollback_all")
+
+
 def fault_window(journal: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(t0, fault end) in ns: t0 is the start of the first injecting activity (DESIGN.md); the end is
-    the end of the last rollback, or of that activity when there were none."""
+    """(t0, fault end) in ns.
+
+    t0 is the start of the first injecting activity (DESIGN.md). The fault ends with the first undo
+    activity after it in the method (experiments lift their fault in the method, so the hypothesis
+    checks recovery), else with the last rollback, else with the injecting activity itself.
+    """
     t0 = end = None
     for run in journal.get("run", []):
         provider = (run.get("activity") or {}).get("provider") or {}
-        if provider.get("module") == "harness.chaos.actions" and provider.get("func") in FAULT_ACTIONS:
-            t0 = _ns(run.get("start"))
+        func, module = provider.get("func"), provider.get("module")
+        if t0 is None and module == "harness.chaos.actions" and func in FAULT_ACTIONS:
+            t0, end = _ns(run.get("start")), _ns(run.get("end"))
+        elif t0 is not None and module == "harness.chaos.rollbacks" and func in UNDO_FUNCS:
+            return t0, _ns(run.get("end"))
+        elif t0 is not None and module == "harness.chaos.actions" and func in FAULT_ACTIONS:
             end = _ns(run.get("end"))
-            break
-    for rb in journal.get("rollbacks", []):
-        end = max(end or 0, _ns(rb.get("end")) or 0) or end
+    if t0 is not None:
+        rollback_ends = [_ns(rb.get("end")) for rb in journal.get("rollbacks", [])]
+        ends = [e for e in rollback_ends if e is not None]
+        if ends:
+            end = max(ends)
     return t0, end
 
 
@@ -201,15 +216,20 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     info_path = ctx.run_dir / "experiment.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     t0, fault_end = fault_window(journal)
+    before = (journal.get("steady_states") or {}).get("before")
+    status = "interrupted" if interrupted else str(journal.get("status", "completed"))
+    if status == "completed" and before is not None and not before.get("steady_state_met", True):
+        status = "failed"  # chaoslib says "completed" when the service was unhealthy before any fault
+        info["failure"] = "the steady state was not met before the fault, so nothing was injected"
     info.update(
         fault_start_ns=t0,
         fault_end_ns=fault_end,
         observation_end_ns=observation_end,
         load_end_ns=time.time_ns(),
-        status="interrupted" if interrupted else str(journal.get("status", "completed")),
+        status=status,
         deviated=bool(journal.get("deviated", False)),
         analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
-        injected=ctx.injections(),
+        injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
     )
     _write_json(info_path, info)
     _write_json(ctx.run_dir / "journal.json", journal)
