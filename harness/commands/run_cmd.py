@@ -41,7 +41,8 @@ def _print_outcome(outcome: RunOutcome) -> None:
         verdict = "interrupted" if rep["status"] == "interrupted" else (
             "DEVIATED" if rep["deviated"] else rep["status"])
         info = json.loads((rep_dir / "experiment.json").read_text())
-        print(f"{rep['experiment']} #{rep['rep']}: {verdict}" + (f" ({info['failure']})" if info.get("failure") else ""))
+        why = f" ({info['failure']})" if info.get("failure") else ""
+        print(f"{rep['experiment']} #{rep['rep']}: {verdict}{why}")
         for phase, counts in phase_counts(rep_dir).items():
             classes = ", ".join(f"{k}: {v}" for k, v in counts["by_class"].items()) or "-"
             print(f"    {phase:<7} {counts['requests']:>7} requests, {counts['failed']:>5} failed ({classes})")
