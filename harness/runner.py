@@ -24,7 +24,16 @@ from harness.chaos.context import new_run_id
 from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.platforms.base import Platform
 
-__all__ = ["ExperimentPlan", "RunOptions", "RunOutcome", "load_plans", "parse_vars", "run_experiments"]
+__all__ = [
+    "ExperimentPlan",
+    "RunOptions",
+    "RunOutcome",
+    "RunSession",
+    "describe_plan",
+    "load_plans",
+    "parse_vars",
+    "run_experiments",
+]
 
 _CONTROL_MODULE = "harness.chaos.control"
 _HARNESS_MODULES = ("harness.chaos.actions", "harness.chaos.probes", "harness.chaos.rollbacks")
@@ -260,71 +269,103 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def run_experiments(platform: Platform, plans: Sequence[ExperimentPlan], options: RunOptions,
-                    platform_args: Mapping[str, Any]) -> RunOutcome:
-    from chaoslib.experiment import run_experiment
+class RunSession:
+    """One run directory (``reports/<run_id>``) in which repetitions of experiments run one by one.
 
-    slug = plans[0].name if len(plans) == 1 else "suite"
-    run_id = new_run_id(slug)
-    run_dir = options.reports_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    status = platform.status()
-    meta: dict[str, Any] = {
-        "schema": 1, "run_id": run_id, "kind": "run" if len(plans) == 1 else "suite",
-        "started_ns": time.time_ns(), "finished_ns": None, "status": "running",
-        "command": list(options.command), "platform": platform.name,
-        "settings": {**status.details, "endpoints": status.to_json()["endpoints"]},
-        "experiments": [p.name for p in plans], "repeat": options.repeat,
-    }
-    _write_json(run_dir / "run.json", meta)
-    outcome = RunOutcome(run_dir)
+    ``harness run`` and ``harness suite`` drive one session through their plans; a game day drives one
+    through its runbook, step by step. Closing the session undoes every fault still recorded for it.
+    """
+
+    def __init__(self, platform: Platform, options: RunOptions, platform_args: Mapping[str, Any], slug: str,
+                 kind: str, experiments: Sequence[str], extra: Mapping[str, Any] | None = None) -> None:
+        self.platform = platform
+        self.options = options
+        self.platform_args = dict(platform_args)
+        self.run_id = new_run_id(slug)
+        self.run_dir = options.reports_dir / self.run_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.current_rep_dir: Path | None = None
+        status = platform.status()
+        self.meta: dict[str, Any] = {
+            "schema": 1, "run_id": self.run_id, "kind": kind,
+            "started_ns": time.time_ns(), "finished_ns": None, "status": "running",
+            "command": list(options.command), "platform": platform.name,
+            "settings": {**status.details, "endpoints": status.to_json()["endpoints"]},
+            "experiments": list(experiments), "repeat": options.repeat, **(extra or {}),
+        }
+        _write_json(self.run_dir / "run.json", self.meta)
+        self.outcome = RunOutcome(self.run_dir)
+
+    def run_repetition(self, plan: ExperimentPlan, rep: int, variables: Mapping[str, Any] | None = None,
+                       name: str | None = None) -> dict[str, Any]:
+        """Run one repetition; raises KeyboardInterrupt when it was interrupted (SIGINT/SIGTERM)."""
+        from chaoslib.experiment import run_experiment
+
+        _wait_ready(self.platform, self.options.ready_timeout_s)
+        name = name or plan.name
+        rep_dir = self.run_dir / "experiments" / name / str(rep)
+        rep_dir.mkdir(parents=True, exist_ok=True)
+        self.current_rep_dir = rep_dir
+        config = {
+            **plan.configuration,
+            **(variables or {}),
+            **{f"harness_{k}": v for k, v in self.platform_args.items() if v is not None},
+            "harness_run_id": self.run_id,
+            "harness_run_dir": str(rep_dir),
+            "harness_experiment_name": name,
+            "harness_experiment_file": str(plan.path),
+            "harness_fault": plan.fault,
+        }
+        settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
+        print(f"== {name} repetition {rep}/{self.options.repeat}: {plan.experiment.get('title', '')}", flush=True)
+        # Chaos Toolkit's experiment_vars only override keys the experiment declares, so the run's
+        # values go into the experiment's configuration itself.
+        journal = run_experiment({**plan.experiment, "configuration": config}, settings=settings)
+        info_path = rep_dir / "experiment.json"
+        if not info_path.exists() or "load_start_ns" not in json.loads(info_path.read_text()):
+            error = rep_dir / "control.error"
+            why = error.read_text() if error.exists() else (
+                "it did not run: Chaos Toolkit skips a control that fails to load, logging it only at DEBUG")
+            raise HarnessError(f"the harness control failed for {plan.path}: {why}; the run is void "
+                               f"(nothing stays injected). Files: {rep_dir}")
+        info = json.loads(info_path.read_text())
+        result = {"experiment": name, "rep": rep, "dir": rep_dir,
+                  "status": info.get("status", journal.get("status")), "deviated": bool(journal.get("deviated"))}
+        self.outcome.repetitions.append(result)
+        if journal.get("status") == "interrupted":
+            raise KeyboardInterrupt("the experiment was interrupted")
+        return result
+
+    def close(self, interrupted: bool) -> RunOutcome:
+        self.outcome.interrupted = self.outcome.interrupted or interrupted
+        store_of = getattr(self.platform, "fault_store", None)
+        try:
+            if callable(store_of):
+                store = store_of()
+                store.undo_many(store.records(self.run_id))
+        finally:
+            self.meta.update(finished_ns=time.time_ns(),
+                             status="interrupted" if self.outcome.interrupted else "completed")
+            _write_json(self.run_dir / "run.json", self.meta)
+        return self.outcome
+
+
+def run_experiments(platform: Platform, plans: Sequence[ExperimentPlan], options: RunOptions,
+                    platform_args: Mapping[str, Any], slug: str | None = None,
+                    variables: Mapping[str, Mapping[str, Any]] | None = None) -> RunOutcome:
+    """Run every plan ``options.repeat`` times in one session; SIGTERM interrupts like SIGINT."""
+    session = RunSession(platform, options, platform_args,
+                         slug or (plans[0].name if len(plans) == 1 else "suite"),
+                         "run" if len(plans) == 1 else "suite", [p.name for p in plans])
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
     try:
         for plan in plans:
             for rep in range(1, options.repeat + 1):
-                _wait_ready(platform, options.ready_timeout_s)
-                rep_dir = run_dir / "experiments" / plan.name / str(rep)
-                rep_dir.mkdir(parents=True, exist_ok=True)
-                config = {
-                    **plan.configuration,
-                    **{f"harness_{k}": v for k, v in platform_args.items() if v is not None},
-                    "harness_run_id": run_id,
-                    "harness_run_dir": str(rep_dir),
-                    "harness_experiment_name": plan.name,
-                    "harness_experiment_file": str(plan.path),
-                    "harness_fault": plan.fault,
-                }
-                settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
-                print(f"== {plan.name} repetition {rep}/{options.repeat}: {plan.experiment.get('title', '')}",
-                      flush=True)
-                # Chaos Toolkit's experiment_vars only override keys the experiment declares, so the run's
-                # values go into the experiment's configuration itself.
-                experiment = {**plan.experiment, "configuration": config}
-                journal = run_experiment(experiment, settings=settings)
-                info_path = rep_dir / "experiment.json"
-                if not info_path.exists() or "load_start_ns" not in json.loads(info_path.read_text()):
-                    error = rep_dir / "control.error"
-                    why = error.read_text() if error.exists() else (
-                        "it did not run: Chaos Toolkit skips a control that fails to load, logging it only at DEBUG")
-                    raise HarnessError(f"the harness control failed for {plan.path}: {why}; the run is void "
-                                       f"(nothing stays injected). Files: {rep_dir}")
-                info = json.loads(info_path.read_text())
-                outcome.repetitions.append({"experiment": plan.name, "rep": rep, "dir": rep_dir,
-                                            "status": info.get("status", journal.get("status")),
-                                            "deviated": bool(journal.get("deviated"))})
-                if journal.get("status") == "interrupted":
-                    outcome.interrupted = True
-                    return outcome
+                session.run_repetition(plan, rep, (variables or {}).get(plan.name))
     except KeyboardInterrupt:
-        outcome.interrupted = True
-        return outcome
+        interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
-        sweep = getattr(platform, "fault_store", None)
-        if callable(sweep):
-            store = sweep()
-            store.undo_many(store.records(run_id))
-        meta.update(finished_ns=time.time_ns(),
-                    status="interrupted" if outcome.interrupted else "completed")
-        _write_json(run_dir / "run.json", meta)
-    return outcome
+        session.close(interrupted)
+    return session.outcome

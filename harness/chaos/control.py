@@ -79,6 +79,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         "name": configuration.get("harness_experiment_name") or ctx.run_dir.parent.name,
         "title": context.get("title", ""),
         "fault": configuration.get("harness_fault", ""),
+        "required_tier": configuration.get("harness_required_tier") or None,
         "file": configuration.get("harness_experiment_file", ""),
         "configuration": {k: v for k, v in configuration.items() if not str(k).startswith("harness_run")},
         "replicas": [r.name for r in status.replicas],
