@@ -76,7 +76,7 @@ def _triton_version(run: dict[str, Any]) -> dict[str, str | None]:
             pass
     wheel = _version("nvidia-pytriton")
     if not wheel:
-        return {"version": None, "source": "unknown: not recorded, server gone, nvidia-pytriton not installed"}
+        return {"version": None, "source": "unknown: not recorded, server gone, no nvidia-pytriton"}
     return {"version": f"bundled with nvidia-pytriton {wheel}",
             "source": "the nvidia-pytriton package (the run did not record its server's version)"}
 
