@@ -146,7 +146,7 @@ def _number(
     return float(value)
 
 
-def _check_analysis(a: AnalysisSettings, where: str) -> None:
+def _analysis_problems(a: AnalysisSettings) -> list[str]:
     problems = []
     if not a.window_s > 0:
         problems.append(f"window_s must be positive, got {a.window_s}")
@@ -156,6 +156,11 @@ def _check_analysis(a: AnalysisSettings, where: str) -> None:
         problems.append(f"objective success_ratio must be within (0, 1], got {a.objective.success_ratio}")
     if not a.objective.p99_latency_s > 0:
         problems.append(f"objective p99_latency_s must be positive, got {a.objective.p99_latency_s}")
+    return problems
+
+
+def _check_analysis(a: AnalysisSettings, where: str) -> None:
+    problems = _analysis_problems(a)
     if problems:
         raise ConfigError(f"invalid analysis settings ({where}):\n  - " + "\n  - ".join(problems))
 
@@ -209,10 +214,10 @@ def _parse(raw: dict[str, Any], sources: tuple[str, ...]) -> Settings:
                 problems.append(f"incidents_per_month.{fault} must be a number >= 0, got {value!r}")
             else:
                 incidents[str(fault)] = float(value)
+    problems += _analysis_problems(analysis)
     if problems:
         raise ConfigError(f"invalid tiers settings ({where}):\n  - " + "\n  - ".join(problems)
                           + "\n  (see harness/reference/tiers.yaml for the expected shape)")
-    _check_analysis(analysis, where)
     return Settings(analysis, tuple(tiers), incidents, sources)
 
 
