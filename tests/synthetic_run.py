@@ -65,17 +65,32 @@ def write_repetition(
     rep_dir = run_dir / "experiments" / name / rep
     writer = TimelineWriter(rep_dir / "timeline", worker="0", flush_interval_s=1e9, max_buffered=chunk)
     for r in requests:
-        writer.record(ns(r.t), r.latency, "ok" if r.ok else "error", r.error,
-                      200 if r.ok else -1, "triton-0" if r.ok else "")
+        writer.record(
+            ns(r.t),
+            r.latency,
+            "ok" if r.ok else "error",
+            r.error,
+            200 if r.ok else -1,
+            "triton-0" if r.ok else "",
+        )
     writer.close()
     info: dict[str, Any] = {
-        "name": name, "title": f"{name} title", "fault": fault, "file": f"experiments/{fault}.yaml",
+        "name": name,
+        "title": f"{name} title",
+        "fault": fault,
+        "file": f"experiments/{fault}.yaml",
         "configuration": configuration or {},
-        "load_start_ns": ns(load[0]), "fault_start_ns": None if fault_start is None else ns(fault_start),
+        "load_start_ns": ns(load[0]),
+        "fault_start_ns": None if fault_start is None else ns(fault_start),
         "fault_end_ns": None if fault_end is None else ns(fault_end),
         "observation_end_ns": ns(observation_end if observation_end is not None else load[1]),
-        "load_end_ns": ns(load[1]), "status": status, "deviated": False, "replicas": list(replicas),
-        "analogue": analogue, "time_scale": time_scale, "retries": False,
+        "load_end_ns": ns(load[1]),
+        "status": status,
+        "deviated": False,
+        "replicas": list(replicas),
+        "analogue": analogue,
+        "time_scale": time_scale,
+        "retries": False,
     }
     if required_tier is not None:
         info["required_tier"] = required_tier
@@ -87,13 +102,26 @@ def write_repetition(
     return rep_dir
 
 
-def write_run(run_dir: Path, experiments: Sequence[str], *, status: str = "completed", started: float = 0.0,
-              settings: dict[str, Any] | None = None) -> Path:
+def write_run(
+    run_dir: Path,
+    experiments: Sequence[str],
+    *,
+    status: str = "completed",
+    started: float = 0.0,
+    settings: dict[str, Any] | None = None,
+) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = {"schema": 1, "run_id": run_dir.name, "kind": "run", "started_ns": ns(started),
-           "finished_ns": ns(started + 60), "status": status, "command": ["harness", "run"],
-           "platform": "local",
-           "settings": settings or {"time_scale": 1.0, "retries": False, "prometheus": False},
-           "experiments": list(experiments)}
+    run = {
+        "schema": 1,
+        "run_id": run_dir.name,
+        "kind": "run",
+        "started_ns": ns(started),
+        "finished_ns": ns(started + 60),
+        "status": status,
+        "command": ["harness", "run"],
+        "platform": "local",
+        "settings": settings or {"time_scale": 1.0, "retries": False, "prometheus": False},
+        "experiments": list(experiments),
+    }
     (run_dir / "run.json").write_text(json.dumps(run, indent=2))
     return run_dir

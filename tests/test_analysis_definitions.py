@@ -60,8 +60,13 @@ def test_never_recovered_is_censored_with_a_lower_bound(tmp_path: Path) -> None:
 
 
 def test_flapping_recovers_at_the_last_bad_window(tmp_path: Path) -> None:
-    reqs = (steady(0, 10, 100) + steady(10, 11, 100, 0.002, "connection_reset") + steady(11, 15, 100)
-            + steady(15, 16, 100, 0.002, "connection_refused") + steady(16, 60, 100))
+    reqs = (
+        steady(0, 10, 100)
+        + steady(10, 11, 100, 0.002, "connection_reset")
+        + steady(11, 15, 100)
+        + steady(15, 16, 100, 0.002, "connection_refused")
+        + steady(16, 60, 100)
+    )
     r = analyse_repetition(_rep(tmp_path, reqs, fault_start=10.0), DEFAULT)
     assert r.time_to_impact_s == pytest.approx(0.0, **EXACT)
     assert r.time_to_recover_s == pytest.approx(15.99 + 0.002 - 10, **EXACT)
@@ -70,8 +75,13 @@ def test_flapping_recovers_at_the_last_bad_window(tmp_path: Path) -> None:
 
 
 def test_flap_inside_the_stability_period_is_not_recovered(tmp_path: Path) -> None:
-    reqs = (steady(0, 10, 100) + steady(10, 11, 100, 0.002, "timeout") + steady(11, 52, 100)
-            + steady(52, 53, 100, 0.002, "timeout") + steady(53, 60, 100))
+    reqs = (
+        steady(0, 10, 100)
+        + steady(10, 11, 100, 0.002, "timeout")
+        + steady(11, 52, 100)
+        + steady(52, 53, 100, 0.002, "timeout")
+        + steady(53, 60, 100)
+    )
     r = analyse_repetition(_rep(tmp_path, reqs, fault_start=10.0), DEFAULT)
     assert not r.recovered  # only 7 s of good windows after the last bad one
     assert r.ttr_lower_bound_s == pytest.approx(52.99 + 0.002 - 10, **EXACT)
@@ -81,8 +91,12 @@ def test_stability_period_boundary_is_inclusive(tmp_path: Path) -> None:
     reqs = steady(0, 10, 100) + steady(10, 11, 100, 0.002, "timeout") + steady(11, 21, 100)
     r = analyse_repetition(_rep(tmp_path, reqs, fault_start=10.0, load=(0, 21)), DEFAULT)
     assert r.recovered  # exactly 10 s of good windows (11..21) after the bad one
-    short = analyse_repetition(write_repetition(tmp_path / "run2", "exp", "1", reqs, fault_start=10.0,
-                                                load=(0, 21), observation_end=20.999), DEFAULT)
+    short = analyse_repetition(
+        write_repetition(
+            tmp_path / "run2", "exp", "1", reqs, fault_start=10.0, load=(0, 21), observation_end=20.999
+        ),
+        DEFAULT,
+    )
     assert not short.recovered
 
 
@@ -98,14 +112,16 @@ def test_windows_without_traffic_are_bad_and_use_window_bounds(tmp_path: Path) -
 def test_request_on_a_window_edge_belongs_to_the_later_window(tmp_path: Path) -> None:
     base = [q for q in steady(0, 60, 100) if q.t not in (10.99, 11.0, 11.01)]
     # One failure in each of two windows: each window has 99/100 ok, which meets 0.99: no impact.
-    split = base + [Req(10.99, 0.002, "timeout"), Req(11.0, 0.002, "timeout"), Req(11.01)]
+    split = [*base, Req(10.99, 0.002, "timeout"), Req(11.0, 0.002, "timeout"), Req(11.01)]
     r = analyse_repetition(_rep(tmp_path, sorted(split, key=lambda q: q.t), fault_start=10.0), DEFAULT)
     assert r.time_to_impact_s is None
     assert r.requests_failed == 2
     # Both failures in [11, 12): 98/100 ok, bad.
-    both = base + [Req(10.99), Req(11.0, 0.002, "timeout"), Req(11.01, 0.002, "timeout")]
-    r2 = analyse_repetition(write_repetition(tmp_path / "run2", "exp", "1", sorted(both, key=lambda q: q.t),
-                                             fault_start=10.0), DEFAULT)
+    both = [*base, Req(10.99), Req(11.0, 0.002, "timeout"), Req(11.01, 0.002, "timeout")]
+    r2 = analyse_repetition(
+        write_repetition(tmp_path / "run2", "exp", "1", sorted(both, key=lambda q: q.t), fault_start=10.0),
+        DEFAULT,
+    )
     assert r2.time_to_impact_s == pytest.approx(1.0, **EXACT)
     assert r2.time_to_recover_s == pytest.approx(1.012, **EXACT)
     assert r2.bad_time_s == pytest.approx(1.0, **EXACT)
@@ -117,7 +133,9 @@ def test_too_slow_requests_follow_the_nearest_rank_p99(tmp_path: Path) -> None:
     r = analyse_repetition(_rep(tmp_path, one_slow, fault_start=10.0), DEFAULT)
     assert r.time_to_impact_s is None
     two_slow = [Req(q.t, 2.0) if q.t in (20.5, 20.7) else q for q in reqs]
-    r2 = analyse_repetition(write_repetition(tmp_path / "r2", "exp", "1", two_slow, fault_start=10.0), DEFAULT)
+    r2 = analyse_repetition(
+        write_repetition(tmp_path / "r2", "exp", "1", two_slow, fault_start=10.0), DEFAULT
+    )
     assert r2.time_to_impact_s == pytest.approx(10.5, **EXACT)
     assert r2.time_to_recover_s == pytest.approx(20.7 + 2.0 - 10, **EXACT)  # end of the last slow request
     assert r2.bad_time_s == pytest.approx(1.0, **EXACT)
@@ -125,15 +143,20 @@ def test_too_slow_requests_follow_the_nearest_rank_p99(tmp_path: Path) -> None:
 
 
 def test_capacity_recovery_from_events(tmp_path: Path) -> None:
-    events = [(10.05, EventKind.EXITED, "triton-0"), (11.5, EventKind.RESTARTED, "triton-0"),
-              (14.0, EventKind.READY, "triton-0")]
+    events = [
+        (10.05, EventKind.EXITED, "triton-0"),
+        (11.5, EventKind.RESTARTED, "triton-0"),
+        (14.0, EventKind.READY, "triton-0"),
+    ]
     r = analyse_repetition(_rep(tmp_path, steady(0, 60, 10), fault_start=9.7, events=events), DEFAULT)
     assert r.capacity is not None and r.capacity.recovered
     assert r.capacity.seconds == pytest.approx(4.3, **EXACT)
     states = [(i.replica, i.state) for i in r.lanes]
     assert ("triton-0", "restarting") in states and ("triton-1", "ready") in states
-    stuck = analyse_repetition(write_repetition(tmp_path / "r2", "exp", "1", steady(0, 60, 10), fault_start=9.7,
-                                                events=events[:2]), DEFAULT)
+    stuck = analyse_repetition(
+        write_repetition(tmp_path / "r2", "exp", "1", steady(0, 60, 10), fault_start=9.7, events=events[:2]),
+        DEFAULT,
+    )
     assert stuck.capacity is not None and not stuck.capacity.recovered
     assert stuck.capacity.seconds is None
     assert stuck.capacity.lower_bound_s == pytest.approx(50.3, **EXACT)
@@ -162,7 +185,9 @@ def test_tiers_verdicts_say_which_figure_missed_by_how_much(tmp_path: Path) -> N
     long_outage = steady(0, 10, 10) + steady(13, 60, 10)  # 3 s without traffic, then a 30 s outage
     long_outage = [Req(q.t, 0.002, "timeout") if 15 <= q.t < 45 else q for q in long_outage]
     write_repetition(run, "block", "1", long_outage, fault="network-policy-block", fault_start=9.7)
-    write_repetition(run, "stuck", "1", steady(0, 10, 10) + steady(10, 60, 10, 0.001, "timeout"), fault_start=9.7)
+    write_repetition(
+        run, "stuck", "1", steady(0, 10, 10) + steady(10, 60, 10, 0.001, "timeout"), fault_start=9.7
+    )
     write_run(run, ["kill", "block", "stuck"])
     a = analyse_run(run, load_settings(), query_server=False)
     kill, block, stuck = a.experiments
@@ -191,8 +216,10 @@ def test_projected_bad_time_against_budget_uses_incidents_per_fault(tmp_path: Pa
 
 def test_settings_override_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "t.yaml"
-    good.write_text("analysis:\n  window_s: 0.5\ntiers:\n  - name: gold\n    availability: 0.9995\n"
-                    "    max_time_to_recover_s: 60\n")
+    good.write_text(
+        "analysis:\n  window_s: 0.5\ntiers:\n  - name: gold\n    availability: 0.9995\n"
+        "    max_time_to_recover_s: 60\n"
+    )
     s = load_settings(good)
     assert s.analysis.window_s == 0.5 and s.analysis.stability_period_s == 10.0
     assert s.tier("gold").budget_per_30d_s == pytest.approx(0.0005 * 30 * 86400)

@@ -22,12 +22,14 @@ request = st.tuples(
     st.booleans() | st.just(True),  # ok, biased towards success
 )
 timelines = st.lists(request, min_size=0, max_size=300)
-params = st.fixed_dictionaries({
-    "t0": st.integers(min_value=0, max_value=30 * S),
-    "obs": st.integers(min_value=1 * S, max_value=40 * S),
-    "window": st.sampled_from([0.25, 0.5, 1.0, 2.0]),
-    "stability": st.sampled_from([0.0, 2.0, 5.0, 10.0]),
-})
+params = st.fixed_dictionaries(
+    {
+        "t0": st.integers(min_value=0, max_value=30 * S),
+        "obs": st.integers(min_value=1 * S, max_value=40 * S),
+        "window": st.sampled_from([0.25, 0.5, 1.0, 2.0]),
+        "stability": st.sampled_from([0.0, 2.0, 5.0, 10.0]),
+    }
+)
 
 
 def _arrays(reqs: list[tuple[int, float, bool]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,8 +41,9 @@ def _arrays(reqs: list[tuple[int, float, bool]]) -> tuple[np.ndarray, np.ndarray
 
 
 def _analyse(reqs: list[tuple[int, float, bool]], p: dict[str, float]) -> tuple[Windows, Recovery, int]:
-    s = AnalysisSettings(window_s=p["window"], stability_period_s=p["stability"],
-                         objective=Objective(0.99, 1.0))
+    s = AnalysisSettings(
+        window_s=p["window"], stability_period_s=p["stability"], objective=Objective(0.99, 1.0)
+    )
     start, lat, ok = _arrays(reqs)
     t0 = int(p["t0"])
     obs = max(t0, min(int(p["obs"]), SPAN[1]))
@@ -62,7 +65,7 @@ def test_ttr_is_not_before_impact(reqs: list[tuple[int, float, bool]], p: dict[s
 @fast
 @given(timelines, params)
 def test_bad_time_fits_in_the_observation(reqs: list[tuple[int, float, bool]], p: dict[str, float]) -> None:
-    w, rec, obs = _analyse(reqs, p)
+    _w, rec, obs = _analyse(reqs, p)
     assert 0 <= rec.bad_ns <= obs - int(p["t0"])
     assert rec.impact_ns is None or rec.impact_ns >= int(p["t0"])
     if rec.impact_ns is None:

@@ -28,7 +28,8 @@ def _svg_text(fig: object) -> str:
     with matplotlib.rc_context({"svg.hashsalt": "harness", "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")  # type: ignore[attr-defined]
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    # Inline SVG needs neither the XML prolog nor the RDF metadata block.
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.DOTALL)
 
 
 def repetition_svg(r: RepetitionResult, title: str) -> str:
@@ -71,7 +72,9 @@ def repetition_svg(r: RepetitionResult, title: str) -> str:
     lanes_ax.set_xlabel("seconds since fault start" if r.t0_ns is not None else "seconds since load start")
     if not replicas:
         lanes_ax.text(0.5, 0.5, "no platform events", transform=lanes_ax.transAxes, ha="center", va="center")
-    handles = [lanes_ax.barh([0], [0], color=c, label=k)[0] for k, c in LANE_COLOURS.items()]
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=k) for k, c in LANE_COLOURS.items()]
     lanes_ax.legend(handles=handles, loc="upper right", fontsize=6, ncol=4)
     if r.t0_ns is not None:
         end = r.info.fault_end_ns if r.info.fault_end_ns is not None else r.t0_ns
