@@ -106,6 +106,8 @@ def compare_with_client(server: Mapping[str, Any], ok: int, failed: int) -> list
         diff = round(value) - client
         if abs(diff) > max(5, 0.01 * max(ok + failed, 1)):
             notes.append(f"Triton counted {round(value)} {label} requests, clients saw {client} "
-                         f"({diff:+d}); client-side outcomes are the SLI truth (requests refused before "
-                         "reaching Triton or rejected after it answered explain the gap)")
+                         f"({diff:+d}); client-side outcomes are the SLI truth. Usual causes: requests "
+                         "refused before reaching Triton, responses rejected after Triton answered, and "
+                         "counters lost with a killed replica (increments since its last scrape vanish and "
+                         "its counter restarts from zero)")
     return notes
