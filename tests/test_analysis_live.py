@@ -63,13 +63,30 @@ def test_real_replica_kill_is_measured(make_platform, tmp_path: Path) -> None:  
     load_end = time.time_ns()
     events = [e for e in read_events(platform.events_path()) if load_start <= e.ts_ns <= load_end]
     (rep / "events.jsonl").write_text("".join(e.to_json() + "\n" for e in events))
-    info = {"name": "pod-kill", "title": "kill one replica", "fault": "pod-kill", "file": "",
-            "configuration": {"analysis": {"stability_period_s": 3.0}},
-            "load_start_ns": load_start, "fault_start_ns": t0, "fault_end_ns": fault_end,
-            "observation_end_ns": load_end, "load_end_ns": load_end, "status": "completed", "deviated": False,
-            "replicas": [r.name for r in status.replicas], "analogue": "", "time_scale": 0.2, "retries": False}
+    info = {
+        "name": "pod-kill",
+        "title": "kill one replica",
+        "fault": "pod-kill",
+        "file": "",
+        "configuration": {"analysis": {"stability_period_s": 3.0}},
+        "load_start_ns": load_start,
+        "fault_start_ns": t0,
+        "fault_end_ns": fault_end,
+        "observation_end_ns": load_end,
+        "load_end_ns": load_end,
+        "status": "completed",
+        "deviated": False,
+        "replicas": [r.name for r in status.replicas],
+        "analogue": "",
+        "time_scale": 0.2,
+        "retries": False,
+    }
     (rep / "experiment.json").write_text(json.dumps(info))
-    write_run(run, ["pod-kill"], settings={"time_scale": 0.2, "endpoints": {"prometheus": status.endpoints.prometheus}})
+    write_run(
+        run,
+        ["pod-kill"],
+        settings={"time_scale": 0.2, "endpoints": {"prometheus": status.endpoints.prometheus}},
+    )
     time.sleep(2)  # one more Prometheus scrape of the restarted replica
     result = build_report(run)
     r = result.analysis.experiments[0].reps[0]
