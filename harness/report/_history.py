@@ -156,10 +156,12 @@ def trend(
         plots = []
         for figure in TREND_FIGURES:
             series = data[exp].get(figure, {})
-            if series:
-                values = [series.get(rid, (None, False))[0] for rid in exp_runs]
+            values = [series.get(rid, (None, False))[0] for rid in exp_runs]
+            if any(v is not None for v in values):
+                censored = [series.get(rid, (None, False))[1] for rid in exp_runs]
                 title = f"{exp} ({faults[exp]}): {figure} p95"
-                plots.append(trend_svg(title, exp_runs, {"p95": values}, "s"))
+                statuses = [str(status.get(rid)) for rid in exp_runs]
+                plots.append(trend_svg(title, exp_runs, values, censored, statuses, "s"))
         rows_html = "".join(f"<tr><td>{escape(rid)}</td><td>{escape(str(status.get(rid)))}</td></tr>"
                             for rid in exp_runs)
         sections.append(f"<section><h2>{escape(exp)} ({escape(faults[exp])})</h2>{''.join(plots)}"

@@ -100,16 +100,32 @@ def repetition_svg(r: RepetitionResult, title: str) -> str:
     return _svg_text(fig)
 
 
-def trend_svg(title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], unit: str) -> str:
+def trend_svg(
+    title: str, labels: Sequence[str], values: Sequence[float | None], censored: Sequence[bool],
+    statuses: Sequence[str], unit: str,
+) -> str:
+    """p95 of one figure over runs; censored values (lower bounds) and runs that did not complete are
+    drawn apart, so neither can pass for a measured, completed result."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3.2))
     ax = fig.subplots()
     x = np.arange(len(labels))
-    for name, values in series.items():
-        y = np.array([np.nan if v is None else v for v in values], dtype=float)
-        ax.plot(x, y, marker="o", lw=1, label=name)
-    ax.set_xticks(x, labels=[re.sub(r"-.*", "", lab) for lab in labels], rotation=30, fontsize=7, ha="right")
+    y = np.array([np.nan if v is None else v for v in values], dtype=float)
+    cens = np.array(censored, dtype=bool)
+    done = np.array([s == "completed" for s in statuses], dtype=bool)
+    ax.plot(x, np.where(cens, np.nan, y), lw=1, color="#1565c0")
+    measured = ~cens & done
+    if measured.any():
+        ax.plot(x[measured], y[measured], "o", color="#1565c0", label="p95")
+    if cens.any():
+        ax.plot(x[cens], y[cens], "^", color="#d32f2f", label="censored: more than this (not recovered)")
+    if (~done & ~cens).any():
+        ax.plot(x[~done & ~cens], y[~done & ~cens], "s", mfc="none", color="#757575",
+                label="run did not complete")
+    names = [re.sub(r"-.*", "", lab) + ("" if s == "completed" else f" ({s})") for lab, s in zip(
+        labels, statuses, strict=True)]
+    ax.set_xticks(x, labels=names, rotation=30, fontsize=7, ha="right")
     ax.set_ylabel(unit)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
