@@ -241,3 +241,11 @@ def test_repetition_statistics_nearest_rank_bootstrap_and_censoring() -> None:
     assert cens.p50 == 2.0 and not cens.p50_censored
     assert cens.p95_censored and cens.p95 == 30.0 and cens.p95_ci95 is None
     assert cens.show("p95") == "> 30.0 s"
+
+
+def test_long_runs_merge_windows_for_plots_but_not_for_figures(tmp_path: Path) -> None:
+    reqs = steady(0, 1000, 2) + steady(1000, 1005, 2, 0.002, "timeout") + steady(1005, 3600, 2)
+    r = analyse_repetition(_rep(tmp_path, reqs, load=(0, 3600), fault_start=999.5, fault_end=999.6), DEFAULT)
+    assert len(r.series["t_ns"]) <= 1500  # 3600 windows merged into plot bins
+    assert r.time_to_recover_s == pytest.approx(1004.5 + 0.002 - 999.5, **EXACT)
+    assert r.bad_time_s == pytest.approx(6.0, **EXACT)  # [999.5, 1000.5) ... [1004.5, 1005.5)
