@@ -22,9 +22,13 @@ class Benchmark:
 
 
 def benchmarks() -> dict[str, Benchmark]:
-    from harness.bench import analysis
+    from harness.bench import accuracy, analysis
 
     return {
-        "analysis": Benchmark(analysis.__doc__.splitlines()[0] if analysis.__doc__ else "analysis speed",
-                              analysis.run, analysis.add_arguments),
+        "analysis": Benchmark(_summary(analysis.__doc__), analysis.run, analysis.add_arguments),
+        "accuracy": Benchmark(_summary(accuracy.__doc__), accuracy.run, accuracy.add_arguments),
     }
+
+
+def _summary(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc else ""
