@@ -26,6 +26,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "harness.commands.platform_cmds",
     "harness.commands.demo",
+    "harness.commands.run_cmd",
     "harness.commands.report_cmds",
     "harness.commands.bench_cmd",
 )

@@ -145,7 +145,6 @@ def timeline_files(directory: Path) -> list[Path]:
 
 def read_timeline(directory: Path) -> pd.DataFrame:
     """All records of a run's timeline folder, sorted by ``start_ns``; an empty frame when none."""
-    import pandas as pd
 
     tables = []
     for path in timeline_files(directory):

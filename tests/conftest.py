@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,9 +63,3 @@ def make_platform(tmp_path: Path) -> Iterator[object]:
             platform.down()
         except Exception:  # noqa: BLE001 - teardown must try every platform
             platform.cleanup()
-
-
-def triton_leftovers() -> list[str]:
-    """Processes and shm regions that would mean a test leaked something."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "triton_python_backend_stub" in line]

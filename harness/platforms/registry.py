@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ConfigError
 from harness.platforms.base import Platform
@@ -19,7 +20,7 @@ def _local(args: argparse.Namespace, for_up: bool) -> Platform:
     state_dir = Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
     if not for_up and (state_dir / "settings.json").exists():
         return LocalPlatform(LocalSettings.load(state_dir))
-    values = {"state_dir": state_dir}
+    values: dict[str, Any] = {"state_dir": state_dir}
     for key in ("manifest", "replicas", "http_port", "grpc_port", "prometheus_port", "stats_port",
                 "replica_address_base", "front_address", "time_scale", "queue_delay_ms", "model_instances"):
         value = getattr(args, key, None)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["InferOutcome", "infer_grpc", "infer_http", "reference_input"]
 
@@ -24,11 +25,11 @@ class InferOutcome:
     error: str = ""
 
 
-def reference_input(seed: int = 0, batch: int = 1) -> np.ndarray:
+def reference_input(seed: int = 0, batch: int = 1) -> npt.NDArray[np.float32]:
     return np.random.default_rng(seed).standard_normal((batch, 16)).astype(np.float32)
 
 
-def infer_http(url: str, data: np.ndarray, model: str = "mlp", timeout_s: float = 2.0) -> InferOutcome:
+def infer_http(url: str, data: npt.NDArray[np.float32], model: str = "mlp", timeout_s: float = 2.0) -> InferOutcome:
     host = url.removeprefix("http://").rstrip("/")
     body = json.dumps({"inputs": [{"name": "INPUT", "shape": list(data.shape), "datatype": "FP32",
                                    "data": data.flatten().tolist()}]})
@@ -48,7 +49,7 @@ def infer_http(url: str, data: np.ndarray, model: str = "mlp", timeout_s: float 
         conn.close()
 
 
-def infer_grpc(target: str, data: np.ndarray, model: str = "mlp", timeout_s: float = 2.0) -> InferOutcome:
+def infer_grpc(target: str, data: npt.NDArray[np.float32], model: str = "mlp", timeout_s: float = 2.0) -> InferOutcome:
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 

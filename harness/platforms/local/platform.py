@@ -20,7 +20,9 @@ from typing import Any
 
 from harness.deployment import load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
+from harness.faults.undo import UndoStore, load_undoers
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
+from harness.platforms.local.faults import LocalFaultOps
 from harness.platforms.local.procs import (
     alive,
     cmdline,
@@ -33,7 +35,7 @@ from harness.platforms.local.settings import LocalSettings
 from harness.triton.modelrepo import REFERENCE_REPOSITORY, verify_repository
 from harness.triton.runtime import find_triton
 
-__all__ = ["LocalPlatform", "REQUIRED_PROGRAMS"]
+__all__ = ["REQUIRED_PROGRAMS", "LocalPlatform"]
 
 REQUIRED_PROGRAMS = {"haproxy": "haproxy", "prometheus": "prometheus"}
 
@@ -86,8 +88,6 @@ class LocalPlatform:
                 f"missing system packages: {', '.join(missing)}; install them with: "
                 f"sudo apt-get install -y {' '.join(missing)} (or run 'make setup' as root)"
             )
-        if sys.version_info < (3, 11):
-            raise EnvironmentProblem(f"Python >= 3.11 is needed, this is {sys.version.split()[0]}")
         spec = load_deployment(s.manifest).with_overrides(replicas=s.replicas)
         verify_repository(REFERENCE_REPOSITORY, spec.model_name)
         find_triton()
@@ -141,6 +141,7 @@ class LocalPlatform:
             )
         self.preflight()
         self.state.mkdir(parents=True, exist_ok=True)
+        self.sweep_faults(only_orphaned=False)  # a platform that is not running has no live faults
         for stale in ("status.json", "supervisor.exit", "supervisor.pid"):
             (self.state / stale).unlink(missing_ok=True)
         replicas_dir = self.state / "replicas"
@@ -224,11 +225,30 @@ class LocalPlatform:
                 kill_group(pid, signal.SIGKILL)
         return self.cleanup()
 
+    # -- faults --------------------------------------------------------------------------------------
+    def fault_ops(self) -> LocalFaultOps:
+        """Fault operations bound to the replicas as they are now."""
+        spec = load_deployment(self.settings.manifest)
+        ports = {name: spec.port(name) for name in ("http", "grpc", "metrics")}
+        return LocalFaultOps(self.state, self.status().replicas, ports)
+
+    def fault_store(self) -> UndoStore:
+        load_undoers()
+        return UndoStore(self.state / "faults")
+
+    def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
+        """Undo faults whose run is gone (or every recorded fault); return what was undone."""
+        store = self.fault_store()
+        records = store.orphaned() if only_orphaned else store.records()
+        return [f"{rec.kind} fault ({rec.description or rec.id})" for rec in store.undo_many(records)]
+
     def cleanup(self) -> CleanupReport:
-        """Remove whatever a crashed instance left: processes (verified by command line) and shm."""
+        """Remove whatever a crashed instance or run left: faults, processes (checked by command line), shm."""
         report = CleanupReport()
-        if self.running():
-            raise PlatformError("the local platform is running; use 'harness down' to stop it")
+        running = self.running()
+        report.removed.extend(self.sweep_faults(only_orphaned=running))
+        if running:
+            return report  # its processes belong to the live supervisor
         raw = self._raw_status() or {}
         pids = raw.get("pids") or {}
         groups: list[tuple[str, int | None, str]] = [

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import http.client
+import socket
 
-__all__ = ["http_probe"]
+__all__ = ["PROBE_MARK", "http_probe"]
+
+# Probe sockets carry this mark so the harness's network-policy block lets them through, as a
+# Kubernetes NetworkPolicy lets the kubelet's probes through (see harness.faults.nft).
+PROBE_MARK = 0x4854
+
+
+class _MarkedConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROBE_MARK)
+        except OSError:
+            pass  # not root: nftables blocks are unavailable anyway
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect((self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def http_probe(host: str, port: int, path: str, timeout_s: float) -> tuple[bool, str]:
     """Return (success, reason). The reason is what an operator would want in ``status``."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    conn = _MarkedConnection(host, port, timeout=timeout_s)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()

@@ -20,6 +20,7 @@ __all__ = [
     "cmdline",
     "group_members",
     "kill_group",
+    "mapped_shm",
     "parent_death_signal",
     "remove_orphaned_shm",
     "wait_gone",
@@ -97,7 +98,7 @@ def wait_gone(pgid: int, timeout_s: float) -> bool:
     return not group_members(pgid)
 
 
-def _mapped_shm() -> set[str]:
+def mapped_shm() -> set[str]:
     names: set[str] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -111,7 +112,7 @@ def _mapped_shm() -> set[str]:
 
 def remove_orphaned_shm(shm_dir: Path = Path("/dev/shm")) -> list[str]:
     """Remove python-backend shared-memory regions that no living process maps any more."""
-    in_use = _mapped_shm()
+    in_use = mapped_shm()
     removed = []
     for region in shm_dir.glob(SHM_GLOB):
         if region.name not in in_use:

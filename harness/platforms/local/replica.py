@@ -11,6 +11,7 @@ What it models (Kubernetes defaults, times multiplied by the platform's time sca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from harness.deployment import DeploymentSpec, Probe
 from harness.events import EventKind, EventLog
+from harness.faults.overrides import read_cgroup, read_env_override
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.probes import http_probe
 from harness.platforms.local.procs import alive, parent_death_signal
@@ -195,12 +197,14 @@ class ReplicaController(threading.Thread):
         self.workdir.mkdir(parents=True, exist_ok=True)
         pid_file = self.workdir / "server.pid"
         pid_file.unlink(missing_ok=True)
-        env = self.triton.environment({**self.spec.env, **self.env})
+        # Fault overrides (harness.faults.overrides) apply at each container start, like a changed pod spec.
+        env = self.triton.environment({**self.spec.env, **self.env, **read_env_override(self.workdir)})
+        cgroup = read_cgroup(self.workdir)
         grace = self.spec.termination_grace_s * self.time_scale
         self._shim = subprocess.Popen(
             [sys.executable, "-m", "harness.platforms.local.shim", "--pid-file", str(pid_file),
-             "--log-file", str(self.workdir / "tritonserver.log"), "--grace", f"{grace:g}", "--",
-             *self.command()],
+             "--log-file", str(self.workdir / "tritonserver.log"), "--grace", f"{grace:g}",
+             *(["--cgroup", cgroup] if cgroup else []), "--", *self.command()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "shim.log").open("ab"),
@@ -339,6 +343,8 @@ class ReplicaController(threading.Thread):
             code = self._supervise()
             ran_for = time.time() - self._started_at
             exit_reason = describe_exit(code)
+            with contextlib.suppress(OSError):
+                exit_reason = f"{(self.workdir / 'exit-reason').read_text().strip()}: {exit_reason}"
             was_stopping = self._stopping.is_set()
             with self._lock:
                 last = self._reason

@@ -22,15 +22,37 @@ from pathlib import Path
 from harness.platforms.local.procs import kill_group, parent_death_signal, remove_orphaned_shm, wait_gone
 
 
+def _oom_kills(cgroup: Path | None) -> int:
+    if cgroup is None:
+        return 0
+    try:
+        for line in (cgroup / "memory.oom_control").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness-shim")
     parser.add_argument("--pid-file", type=Path, required=True)
     parser.add_argument("--log-file", type=Path, required=True)
     parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--cgroup", type=Path, help="memory cgroup to run the server in (a fault's confinement)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.cgroup is not None:
+        try:  # the server and its stubs inherit the group (and the OOM preference), like a pod's containers
+            Path("/proc/self/oom_score_adj").write_text("1000")
+            (args.cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError as exc:
+            print(f"shim: cannot join {args.cgroup}: {exc}", file=sys.stderr)
 
+    ooms_before = _oom_kills(args.cgroup)
+    reason_file = args.pid_file.with_name("exit-reason")
+    reason_file.unlink(missing_ok=True)
     with args.log_file.open("ab") as log:
         server = subprocess.Popen(
             command,
@@ -57,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             if stopping["deadline"] and time.monotonic() > stopping["deadline"]:
                 kill_group(server.pid, signal.SIGKILL)
+    if code == -signal.SIGKILL and _oom_kills(args.cgroup) > ooms_before:
+        reason_file.write_text("OOMKilled")  # what kubectl shows for a container killed at its memory limit
     kill_group(server.pid, signal.SIGKILL)  # orphaned stubs die with the server
     wait_gone(server.pid, 5.0)
     remove_orphaned_shm()

@@ -1,0 +1,99 @@
+"""The run context that Chaos Toolkit functions share through the experiment's ``configuration``.
+
+Chaos Toolkit hands every activity the same configuration mapping; the control fills in the run
+directory and id there, so actions, probes and rollbacks of one run agree on where things go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.platforms.base import Platform
+from harness.platforms.registry import platform_from_args
+
+__all__ = ["RunContext", "new_run_id"]
+
+
+def new_run_id(slug: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in slug)[:40]
+    return f"{stamp}-{safe}-{os.getpid() % 100000}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    run_dir: Path
+    platform_name: str
+    state_dir: str
+    namespace: str
+    kube_context: str
+
+    @classmethod
+    def from_configuration(cls, configuration: MutableMapping[str, Any] | None, slug: str = "chaos") -> RunContext:
+        """Read (and on first use, fill in) the run's identity from the configuration mapping."""
+        config = configuration if configuration is not None else {}
+        run_id = str(config.get("harness_run_id") or new_run_id(slug))
+        run_dir = Path(str(config.get("harness_run_dir") or Path("reports") / run_id / "experiments" / slug / "1"))
+        config["harness_run_id"] = run_id
+        config["harness_run_dir"] = str(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            run_id=run_id,
+            run_dir=run_dir,
+            platform_name=str(config.get("harness_platform") or "local"),
+            state_dir=str(config.get("harness_state_dir") or ""),
+            namespace=str(config.get("harness_namespace") or ""),
+            kube_context=str(config.get("harness_kube_context") or ""),
+        )
+
+    def platform(self) -> Platform:
+        args = argparse.Namespace(
+            platform=self.platform_name,
+            state_dir=self.state_dir or None,
+            namespace=self.namespace or None,
+            context=self.kube_context or None,
+        )
+        return platform_from_args(args)
+
+    # -- what this run injected, so rollbacks undo exactly that ---------------------------------------
+    @property
+    def injected_path(self) -> Path:
+        return self.run_dir / "injected.jsonl"
+
+    def note_injection(self, kind: str, targets: list[str], record: Mapping[str, Any], **extra: Any) -> None:
+        entry = {"ts_ns": time.time_ns(), "kind": kind, "targets": targets, "record": dict(record), **extra}
+        with self.injected_path.open("a") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.flush()
+
+    def injections(self, kind: str | None = None) -> list[dict[str, Any]]:
+        if not self.injected_path.exists():
+            return []
+        out = []
+        for line in self.injected_path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                if kind is None or entry["kind"] == kind:
+                    out.append(entry)
+        return out
+
+    def mark_undone(self, kind: str) -> None:
+        with self.injected_path.open("a") as fh:
+            fh.write(json.dumps({"ts_ns": time.time_ns(), "kind": f"undone:{kind}", "targets": [],
+                                 "record": {}}) + "\n")
+
+
+def positive(name: str, value: float, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= maximum:
+        raise ConfigError(f"{name} must be a number in (0, {maximum:g}], got {value!r}")
+    return float(value)

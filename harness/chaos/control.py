@@ -1,0 +1,244 @@
+"""Chaos Toolkit control: runs the load around the experiment and owns the run's cleanup.
+
+Declared in every experiment (``controls: [{name: harness, provider: {type: python, module:
+harness.chaos.control}}]``), so plain ``chaos run`` gets the same behaviour as ``harness run``:
+
+- before the steady-state check: start the load profile in its own process (gevent never enters this
+  process), wait for the warm-up, and trap SIGTERM so it interrupts the run like SIGINT does (Chaos
+  Toolkit alone only fails the current activity on SIGTERM);
+- after the rollbacks: keep the load running for the observation period, undo anything of this run
+  that is still injected, stop the load, and write experiment.json, journal.json and the events.
+
+Chaos Toolkit skips a control that fails to import with only a DEBUG line; the ``load_running`` probe
+in each hypothesis and ``harness run``'s own check make that failure loud.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import MutableMapping
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from harness.chaos.actions import FAULT_ACTIONS
+from harness.chaos.context import RunContext
+from harness.events import read_events
+
+__all__ = [
+    "after_experiment_control",
+    "before_experiment_control",
+    "configure_control",
+    "fault_window",
+]
+
+Configuration = MutableMapping[str, Any]
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def configure_control(configuration: Configuration | None = None, **_: Any) -> None:
+    """Nothing to set up at load time; present so Chaos Toolkit sees a complete control."""
+
+
+def _cfg(configuration: Configuration, key: str, default: Any) -> Any:
+    value = configuration.get(key, default)
+    return default if value in (None, "") else value
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def before_experiment_control(context: dict[str, Any], configuration: Configuration | None = None,
+                              **_: Any) -> None:
+    from chaoslib.exceptions import InterruptExecution
+
+    configuration = configuration if configuration is not None else {}
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    ctx = RunContext.from_configuration(configuration, slug=str(context.get("title", "chaos"))[:30])
+    platform = ctx.platform()
+    try:
+        status = platform.status()
+    except Exception as exc:
+        (ctx.run_dir / "control.error").write_text(f"the platform is not usable: {exc}")
+        raise InterruptExecution(f"harness control: the platform is not usable: {exc}") from exc
+    sweep = getattr(platform, "sweep_faults", None)
+    if callable(sweep):
+        sweep(only_orphaned=True)
+    info: dict[str, Any] = {
+        "name": configuration.get("harness_experiment_name") or ctx.run_dir.parent.name,
+        "title": context.get("title", ""),
+        "fault": configuration.get("harness_fault", ""),
+        "file": configuration.get("harness_experiment_file", ""),
+        "configuration": {k: v for k, v in configuration.items() if not str(k).startswith("harness_run")},
+        "replicas": [r.name for r in status.replicas],
+        "time_scale": status.details.get("time_scale", 1.0),
+        "retries": bool(status.details.get("retries", False)),
+        "load_start_ns": time.time_ns(),
+        "status": "running",
+        "endpoints": {"http": status.endpoints.http, "grpc": status.endpoints.grpc,
+                      "prometheus": status.endpoints.prometheus},
+    }
+    if str(_cfg(configuration, "harness_load", "true")).lower() in ("false", "0", "no", "off"):
+        (ctx.run_dir / "load.pid").write_text("0")
+        info["load"] = "disabled"
+    else:
+        try:
+            load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
+        except Exception as exc:
+            (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
+            raise InterruptExecution(f"harness control: could not start the load: {exc}") from exc
+        (ctx.run_dir / "load.pid").write_text(str(load.pid))
+        info["load"] = {"profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py")),
+                        "pid": load.pid}
+        time.sleep(float(_cfg(configuration, "harness_warmup_s", 5)))
+    _write_json(ctx.run_dir / "experiment.json", info)
+
+
+def _start_load(ctx: RunContext, configuration: Configuration, http: str, grpc: str) -> Any:
+    from harness.load.process import LoadProcess  # type: ignore[import-not-found]  # lands with the load package
+
+    rate = _cfg(configuration, "harness_rate", None)
+    return LoadProcess.start(
+        endpoint_http=http,
+        endpoint_grpc=grpc,
+        profile=Path(str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py"))),
+        timeline_dir=ctx.run_dir / "timeline",
+        protocol=str(_cfg(configuration, "harness_protocol", "http")),
+        users=int(_cfg(configuration, "harness_users", 8)),
+        rate=float(rate) if rate is not None else None,
+        duration_s=None,
+        workers=int(_cfg(configuration, "harness_workers", 0)),
+    )
+
+
+def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
+    """Stop the load process by its pid (no handle is kept between control calls): SIGTERM lets it
+    flush its timeline; SIGKILL of its process group after ``timeout_s``."""
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child (another process started it): poll instead
+            done = 0 if _running(pid) else pid
+        if done:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+UNDO_FUNCS = ("unblock_network", "release_memory_pressure", "restore_model_load", "rollback_all")
+
+
+def fault_window(journal: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(t0, fault end) in ns.
+
+    t0 is the start of the first injecting activity (DESIGN.md). The fault ends with the first undo
+    activity after it in the method (experiments lift their fault in the method, so the hypothesis
+    checks recovery), else with the last rollback, else with the injecting activity itself.
+    """
+    t0 = end = None
+    for run in journal.get("run", []):
+        provider = (run.get("activity") or {}).get("provider") or {}
+        func, module = provider.get("func"), provider.get("module")
+        if t0 is None and module == "harness.chaos.actions" and func in FAULT_ACTIONS:
+            t0, end = _ns(run.get("start")), _ns(run.get("end"))
+        elif t0 is not None and module == "harness.chaos.rollbacks" and func in UNDO_FUNCS:
+            return t0, _ns(run.get("end"))
+        elif t0 is not None and module == "harness.chaos.actions" and func in FAULT_ACTIONS:
+            end = _ns(run.get("end"))
+    if t0 is not None:
+        rollback_ends = [_ns(rb.get("end")) for rb in journal.get("rollbacks", [])]
+        ends = [e for e in rollback_ends if e is not None]
+        if ends:
+            end = max(ends)
+    return t0, end
+
+
+def _ns(stamp: str | None) -> int | None:
+    if not stamp:
+        return None
+    return int(datetime.fromisoformat(stamp).timestamp() * 1e9)
+
+
+def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | None = None,
+                             configuration: Configuration | None = None, **_: Any) -> None:
+    configuration = configuration if configuration is not None else {}
+    ctx = RunContext.from_configuration(configuration)
+    journal = state or {}
+    interrupted = journal.get("status") == "interrupted"
+    try:
+        if not interrupted:
+            time.sleep(float(_cfg(configuration, "harness_observation_s", 20)))
+        observation_end = time.time_ns()
+    except KeyboardInterrupt:
+        interrupted = True
+        observation_end = time.time_ns()
+    finally:
+        from harness.chaos.rollbacks import rollback_all
+
+        try:
+            rollback_all(configuration)  # the runner owns cleanup, whatever Chaos Toolkit did
+        finally:
+            _stop_load(ctx.run_dir / "load.pid")
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    info_path = ctx.run_dir / "experiment.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    t0, fault_end = fault_window(journal)
+    before = (journal.get("steady_states") or {}).get("before")
+    status = "interrupted" if interrupted else str(journal.get("status", "completed"))
+    if status == "completed" and before is not None and not before.get("steady_state_met", True):
+        status = "failed"  # chaoslib says "completed" when the service was unhealthy before any fault
+        info["failure"] = "the steady state was not met before the fault, so nothing was injected"
+    info.update(
+        fault_start_ns=t0,
+        fault_end_ns=fault_end,
+        observation_end_ns=observation_end,
+        load_end_ns=time.time_ns(),
+        status=status,
+        deviated=bool(journal.get("deviated", False)),
+        analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
+        injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
+    )
+    _write_json(info_path, info)
+    _write_json(ctx.run_dir / "journal.json", journal)
+    try:
+        events_path = ctx.platform().events_path()
+        start = int(info.get("load_start_ns") or 0) - 1_000_000_000
+        with (ctx.run_dir / "events.jsonl").open("w") as out:
+            for event in read_events(events_path):
+                if event.ts_ns >= start:
+                    out.write(event.to_json() + "\n")
+    except Exception as exc:  # noqa: BLE001 - the run's data matters more than its events copy
+        (ctx.run_dir / "events.error").write_text(str(exc))

@@ -1,0 +1,97 @@
+"""``harness run``: run Chaos Toolkit experiments under load, one after another."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
+from harness.timeline import read_timeline
+
+__all__ = ["phase_counts", "register"]
+
+
+def phase_counts(rep_dir: Path) -> dict[str, dict[str, Any]]:
+    """Requests and failures (by class) before, during and after the fault window."""
+    info = json.loads((rep_dir / "experiment.json").read_text())
+    frame = read_timeline(rep_dir / "timeline")
+    t0 = info.get("fault_start_ns")
+    t1 = info.get("fault_end_ns") or t0
+    out: dict[str, dict[str, Any]] = {}
+    if frame.empty:
+        return out
+    starts = frame["start_ns"]
+    phases = {"before": starts < (t0 or 2**62), "during": (starts >= (t0 or 2**62)) & (starts <= (t1 or 0)),
+              "after": starts > (t1 or 2**62)}
+    for name, mask in phases.items():
+        part = frame[mask]
+        failed = part[part["outcome"] != "ok"]
+        out[name] = {"requests": len(part), "failed": len(failed),
+                     "by_class": {str(k): int(v) for k, v in failed["error_class"].value_counts().items()}}
+    return out
+
+
+def _print_outcome(outcome: RunOutcome) -> None:
+    for rep in outcome.repetitions:
+        rep_dir = Path(rep["dir"])
+        verdict = "interrupted" if rep["status"] == "interrupted" else (
+            "DEVIATED" if rep["deviated"] else rep["status"])
+        info = json.loads((rep_dir / "experiment.json").read_text())
+        why = f" ({info['failure']})" if info.get("failure") else ""
+        print(f"{rep['experiment']} #{rep['rep']}: {verdict}{why}")
+        for phase, counts in phase_counts(rep_dir).items():
+            classes = ", ".join(f"{k}: {v}" for k, v in counts["by_class"].items()) or "-"
+            print(f"    {phase:<7} {counts['requests']:>7} requests, {counts['failed']:>5} failed ({classes})")
+    print(f"run directory: {outcome.run_dir}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    platform = platform_from_args(args)
+    replicas = [r.name for r in platform.status().replicas]
+    variables = parse_vars(args.var or [])
+    flags = {"profile": "harness_profile", "users": "harness_users", "rate": "harness_rate",
+             "protocol": "harness_protocol", "observation": "harness_observation_s", "warmup": "harness_warmup_s"}
+    for flag, key in flags.items():
+        if getattr(args, flag) is not None:
+            variables[key] = getattr(args, flag)
+    options = RunOptions(
+        reports_dir=Path(args.reports_dir), repeat=args.repeat, variables=variables,
+        var_files=[Path(f) for f in args.var_file or []], dry_run=args.dry_run, command=sys.argv,
+    )
+    plans = load_plans([Path(e) for e in args.experiments], options, replicas)
+    if args.dry_run:
+        print(describe_plan(plans, replicas, args.repeat))
+        return 0
+    platform_args = {"platform": args.platform, "state_dir": str(Path(args.state_dir).absolute())
+                     if args.state_dir else None}
+    outcome = run_experiments(platform, plans, options, platform_args)
+    _print_outcome(outcome)
+    if outcome.interrupted:
+        print("interrupted: rollbacks ran and every fault of this run was removed", file=sys.stderr)
+        return 130
+    return 1 if outcome.failed else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run", help="run Chaos Toolkit experiments under load",
+        description="Validate every experiment (nothing is injected if any is invalid), then run each under the "
+                    "load profile: warm-up, steady-state check, faults, rollbacks, observation.")
+    add_platform_arguments(p)
+    p.add_argument("experiments", nargs="+", help="experiment files (YAML or JSON), run one after another")
+    p.add_argument("--profile", help="load profile file (overrides harness_profile)")
+    p.add_argument("--users", type=int, help="concurrent users of the profile (harness_users)")
+    p.add_argument("--rate", type=float, help="open-loop target requests/s (harness_rate)")
+    p.add_argument("--protocol", choices=("http", "grpc"), help="client protocol (harness_protocol)")
+    p.add_argument("--observation", type=float, help="seconds of load after the last fault (harness_observation_s)")
+    p.add_argument("--warmup", type=float, help="seconds of load before the steady-state check (harness_warmup_s)")
+    p.add_argument("--var", action="append", metavar="KEY=VALUE", help="override a configuration value")
+    p.add_argument("--var-file", action="append", metavar="FILE", help="YAML/JSON file of configuration values")
+    p.add_argument("--repeat", type=int, default=1, help="repetitions of each experiment")
+    p.add_argument("--dry-run", action="store_true", help="validate and print what would be injected; inject nothing")
+    p.add_argument("--reports-dir", default="reports", help="where run directories are written")
+    p.set_defaults(handler=_cmd_run)

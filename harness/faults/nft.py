@@ -1,0 +1,73 @@
+"""Network-policy block on the local platform: nftables rules in a table of the harness's own.
+
+Each block gets its own table (``inet harness_<id>``), so undoing it is one atomic ``delete table``
+and nothing else on the machine is touched. Traffic from the supervisor's probes carries a socket mark
+and passes, because on Kubernetes a NetworkPolicy does not stop the kubelet's probes either: a blocked
+replica stays "ready" while its clients fail, which is exactly what users see in a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from harness.errors import FaultError
+from harness.faults.undo import UndoRecord, register_undoer
+from harness.platforms.local.probes import PROBE_MARK
+
+__all__ = ["PROBE_MARK", "TABLE_PREFIX", "add_block", "harness_tables", "remove_table", "require_nft"]
+
+TABLE_PREFIX = "harness_"
+
+
+def require_nft() -> str:
+    nft = shutil.which("nft")
+    if nft is None:
+        raise FaultError("the network-policy block needs nftables: sudo apt-get install -y nftables")
+    if os.geteuid() != 0:
+        raise FaultError("the network-policy block needs root for nftables (run as root, or in 'unshare -rn')")
+    return nft
+
+
+def _nft(script: str) -> None:
+    nft = require_nft()
+    proc = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FaultError(f"nft failed: {proc.stderr.strip()}")
+
+
+def add_block(table: str, targets: Sequence[tuple[str, Sequence[int]]]) -> None:
+    """Drop new and established TCP traffic to each (address, ports), except marked probe traffic."""
+    rules = "\n".join(
+        f"    ip daddr {addr} tcp dport {{ {', '.join(str(p) for p in ports)} }} meta mark != {PROBE_MARK:#x} drop"
+        for addr, ports in targets
+    )
+    _nft(
+        f"table inet {table} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"
+        f"{rules}\n  }}\n}}\n"
+    )
+
+
+def harness_tables() -> list[str]:
+    nft = shutil.which("nft")
+    if nft is None or os.geteuid() != 0:
+        return []
+    proc = subprocess.run([nft, "list", "tables"], capture_output=True, text=True)
+    names = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "table" and parts[2].startswith(TABLE_PREFIX):
+            names.append(f"{parts[1]} {parts[2]}")
+    return names
+
+
+def remove_table(table: str) -> None:
+    if f"inet {table}" in harness_tables():
+        _nft(f"delete table inet {table}\n")
+
+
+@register_undoer("nft")
+def _undo(record: UndoRecord) -> None:
+    remove_table(str(record.payload["table"]))

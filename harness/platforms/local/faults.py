@@ -1,0 +1,212 @@
+"""Fault operations on the local platform: what ``harness.chaos`` calls to inject and undo faults.
+
+The Kubernetes platform offers the same operations (same names and meanings), so one experiment file
+drives both. Every operation writes its undo record before it touches anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import FaultError
+from harness.faults.hog import MB
+from harness.faults.nft import add_block, require_nft
+from harness.faults.overrides import (
+    CGROUP_FILE,
+    create_memory_cgroup,
+    memory_cgroups_available,
+    move_to_cgroup,
+    write_env_override,
+)
+from harness.faults.undo import UndoRecord, UndoStore
+from harness.platforms.base import ReplicaStatus
+from harness.platforms.local.procs import alive, group_members
+from harness.triton.runtime import has_gpu
+
+__all__ = ["LocalFaultOps"]
+
+
+class LocalFaultOps:
+    def __init__(self, state_dir: Path, replicas: Sequence[ReplicaStatus], ports: Mapping[str, int]) -> None:
+        self.state = state_dir
+        self.replicas = {r.name: r for r in replicas}
+        self.ports = ports
+        self.store = UndoStore(state_dir / "faults")
+
+    def _replica(self, name: str) -> ReplicaStatus:
+        try:
+            return self.replicas[name]
+        except KeyError:
+            raise FaultError(f"no replica named {name!r}; replicas are {sorted(self.replicas)}") from None
+
+    def _workdir(self, name: str) -> Path:
+        return self.state / "replicas" / name
+
+    def _record(self, kind: str, run_id: str, max_s: float, payload: dict[str, Any], what: str) -> UndoRecord:
+        record = UndoRecord(kind=kind, run_id=run_id, owner_pid=os.getpid(),
+                            deadline_ns=time.time_ns() + int(max_s * 1e9), payload=payload, description=what)
+        self.store.record(record)
+        return record
+
+    # -- pod kill ------------------------------------------------------------------------------------
+    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
+        """SIGKILL (grace 0) or SIGTERM then SIGKILL after the grace period, like deleting a pod."""
+        pid = self._replica(name).pid
+        if not alive(pid, "tritonserver"):
+            raise FaultError(f"replica {name} has no running server to kill (it is restarting?)")
+        assert pid is not None
+        if not grace_s:
+            os.kill(pid, signal.SIGKILL)
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and alive(pid, "tritonserver"):
+            time.sleep(0.05)
+        if alive(pid, "tritonserver"):
+            os.kill(pid, signal.SIGKILL)
+
+    # -- network-policy block ------------------------------------------------------------------------
+    def block_network(self, names: Sequence[str], run_id: str, max_s: float = 600.0) -> dict[str, Any]:
+        require_nft()
+        targets = [(self._replica(n).address, sorted(set(self.ports.values()))) for n in names]
+        table = f"harness_{run_id[-8:].replace('-', '')}_{len(self.store.records())}_{os.getpid() % 10000}"
+        record = self._record("nft", run_id, max_s, {"table": table, "replicas": list(names)},
+                              f"nftables drop to {', '.join(names)}")
+        try:
+            add_block(table, targets)
+        except FaultError:
+            self.store.path(record).unlink(missing_ok=True)
+            raise
+        return {"id": record.id, "table": table, "replicas": list(names)}
+
+    def unblock_network(self, record: Mapping[str, Any]) -> None:
+        self._undo_id(str(record["id"]))
+
+    def _undo_id(self, record_id: str) -> None:
+        for rec in self.store.records():
+            if rec.id == record_id:
+                self.store.undo(rec)
+
+    # -- slow model load -----------------------------------------------------------------------------
+    def restart_with_env(self, env: Mapping[str, str], run_id: str, names: Sequence[str],
+                         max_s: float = 600.0, grace_s: float = 1.0) -> dict[str, Any]:
+        """Restart the replicas with extra environment (the local form of patching the Deployment)."""
+        ids = []
+        for name in names:
+            workdir = self._workdir(name)
+            rec = self._record("env", run_id, max_s, {"workdir": str(workdir), "env": dict(env)},
+                               f"env {dict(env)} on {name}")
+            write_env_override(workdir, dict(env))
+            ids.append(rec.id)
+        for name in names:
+            self.kill_replica(name, grace_s)
+        return {"ids": ids, "replicas": list(names), "env": dict(env)}
+
+    def restore_env(self, record: Mapping[str, Any]) -> None:
+        for rid in record.get("ids", []):
+            self._undo_id(str(rid))
+
+    def reload_model(self, name: str, model: str = "mlp", parameters: Mapping[str, str] | None = None,
+                     timeout_s: float = 120.0) -> tuple[bool, str]:
+        """Reload the model over gRPC (a load over HTTP stalls other HTTP clients; DESIGN.md).
+
+        With ``parameters``, the full current config is sent back with those parameters changed: an
+        override replaces the whole config.
+        """
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        replica = self._replica(name)
+        client = grpcclient.InferenceServerClient(replica.grpc)
+        try:
+            config_json = None
+            if parameters:
+                config = client.get_model_config(model, as_json=True)["config"]
+                params = config.setdefault("parameters", {})
+                for key, value in parameters.items():
+                    params[key] = {"string_value": str(value)}
+                config_json = json.dumps(config)
+            client.load_model(model, config=config_json, client_timeout=timeout_s)
+            return True, ""
+        except InferenceServerException as exc:
+            return False, str(exc.message())
+        finally:
+            client.close()
+
+    # -- memory pressure -----------------------------------------------------------------------------
+    def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,
+                        headroom_mb: float = 256.0) -> dict[str, Any]:
+        """Hold free memory at ``leave_free_mb``: on the GPU when there is one, else in each replica's cgroup.
+
+        Without a GPU this is the host-memory analogue: each target replica joins a memory cgroup limited to
+        ``headroom_mb`` and a hog inside holds all but ``leave_free_mb`` of it. Memory the replica already
+        uses stays charged where it was (cgroup v1 moves no charges), so serving goes on, but whatever it
+        allocates next (a model load, a restart) must fit in ``leave_free_mb``: as on a GPU held by a hog.
+        """
+        hogs_dir = self.state / "faults" / "hogs"
+        hogs_dir.mkdir(parents=True, exist_ok=True)
+        max_s = duration_s + 30
+        if has_gpu():
+            status = hogs_dir / f"{run_id}-gpu.json"
+            rec = self._start_hog(["--target", "gpu"], leave_free_mb, duration_s, status, run_id, max_s, "GPU")
+            return {"target": "gpu", "analogue": "", "ids": [rec.id], "status_files": [str(status)]}
+        if not memory_cgroups_available():
+            raise FaultError("GPU memory pressure needs a GPU, or root with a cgroup-v1 memory controller for "
+                             "its host-memory analogue; neither is available here")
+        ids, files = [], []
+        for name in names:
+            pid = self._replica(name).pid
+            if not alive(pid, "tritonserver"):
+                raise FaultError(f"replica {name} is not running; cannot confine it")
+            assert pid is not None
+            members = group_members(pid)
+            cgroup_name = f"harness_{run_id[-8:]}_{name}_{os.getpid() % 10000}"
+            workdir = self._workdir(name)
+            cg = Path("/sys/fs/cgroup/memory") / cgroup_name
+            rec = self._record("cgroup", run_id, max_s, {"cgroup": str(cg), "workdirs": [str(workdir)]},
+                               f"memory cgroup confining {name}")
+            ids.append(rec.id)
+            cgroup = create_memory_cgroup(cgroup_name, int(headroom_mb * MB))
+            (workdir / CGROUP_FILE).write_text(str(cgroup))
+            move_to_cgroup(cgroup, [*members, *_shim_of(workdir)])
+            status = hogs_dir / f"{run_id}-{name}.json"
+            hog = self._start_hog(["--target", "host", "--cgroup", str(cgroup)], leave_free_mb, duration_s,
+                                  status, run_id, max_s, name)
+            ids.append(hog.id)
+            files.append(str(status))
+        return {"target": "host", "analogue": "host-memory analogue in a per-replica memory cgroup (no GPU)",
+                "ids": ids, "status_files": files}
+
+    def _start_hog(self, target: list[str], leave_free_mb: float, duration_s: float, status: Path, run_id: str,
+                   max_s: float, what: str) -> UndoRecord:
+        record = self._record("hog", run_id, max_s, {"status_file": str(status)}, f"memory hog for {what}")
+        subprocess.Popen(
+            [sys.executable, "-m", "harness.faults.hog", *target, "--leave-free-mb", f"{leave_free_mb:g}",
+             "--duration", f"{duration_s:g}", "--status-file", str(status), "--tag", record.id],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=(self.state / "faults" / "hog.log").open("ab"),
+            start_new_session=True,  # exits by its own deadline even if the harness dies
+        )
+        return record
+
+    def release_memory(self, record: Mapping[str, Any]) -> None:
+        for rid in reversed(list(record.get("ids", []))):
+            self._undo_id(str(rid))
+
+
+def _shim_of(workdir: Path) -> list[int]:
+    """The shim of the replica (so a restart of the server lands in the same cgroup)."""
+    try:
+        server = int((workdir / "server.pid").read_text())
+        ppid = int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return [ppid]
+    except (OSError, ValueError):
+        return []

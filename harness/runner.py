@@ -1,0 +1,330 @@
+"""``harness run``: validate every experiment, then run each under load through Chaos Toolkit.
+
+The runner owns cleanup: whatever Chaos Toolkit does on errors and signals, every fault recorded for
+this run is undone in ``finally``; SIGTERM interrupts the run like SIGINT (rollbacks run), which Chaos
+Toolkit alone does not do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from harness.chaos.actions import FAULT_ACTIONS, select_replicas
+from harness.chaos.context import new_run_id
+from harness.errors import ConfigError, HarnessError, PlatformError
+from harness.platforms.base import Platform
+
+__all__ = ["ExperimentPlan", "RunOptions", "RunOutcome", "load_plans", "parse_vars", "run_experiments"]
+
+_CONTROL_MODULE = "harness.chaos.control"
+_HARNESS_MODULES = ("harness.chaos.actions", "harness.chaos.probes", "harness.chaos.rollbacks")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    reports_dir: Path = Path("reports")
+    repeat: int = 1
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    var_files: Sequence[Path] = ()
+    dry_run: bool = False
+    ready_timeout_s: float = 180.0
+    command: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    path: Path
+    name: str
+    experiment: dict[str, Any]
+    configuration: dict[str, Any]  # resolved values (defaults, var files, --var)
+    fault: str
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    repetitions: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return any(r["status"] != "completed" or r["deviated"] for r in self.repetitions)
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are read as YAML scalars so numbers stay numbers."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--var {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _var_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--var-file {path}: cannot read it: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--var-file {path}: expected a mapping (optionally under 'configuration')")
+    config = data.get("configuration", data)
+    return dict(config) if isinstance(config, dict) else {}
+
+
+def _resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in overrides:
+            out[key] = overrides[key]
+        elif isinstance(value, dict) and value.get("type") == "env":
+            out[key] = os.environ.get(str(value.get("key")), value.get("default"))
+        else:
+            out[key] = value
+    for key, value in overrides.items():
+        out.setdefault(key, value)
+    return out
+
+
+def _check_activity(where: str, activity: Mapping[str, Any], config: Mapping[str, Any],
+                    replicas: Sequence[str]) -> list[str]:
+    """The harness's own argument checks, on substituted values, before anything runs."""
+    import inspect
+
+    from chaoslib import substitute
+
+    problems: list[str] = []
+    provider = activity.get("provider") or {}
+    module, func = provider.get("module"), provider.get("func")
+    if provider.get("type") != "python" or module not in _HARNESS_MODULES:
+        return problems
+    import importlib
+
+    target = getattr(importlib.import_module(str(module)), str(func), None)
+    if target is None:
+        return [f"{where}: {module} has no function {func!r}"]
+    args = substitute(dict(provider.get("arguments") or {}), dict(config), None)
+    unresolved = [f"{k}={v}" for k, v in args.items() if isinstance(v, str) and "${" in v]
+    if unresolved:
+        problems.append(f"{where}: arguments refer to configuration keys that do not exist: {unresolved}")
+        return problems
+    try:
+        inspect.signature(target).bind(**args)
+    except TypeError as exc:
+        return [f"{where}: {func}: {exc} (arguments: {sorted(args)})"]
+    if module == "harness.chaos.actions" and replicas:
+        try:
+            select_replicas(replicas, args.get("mode", "one" if func != "block_network" else "all"),
+                            args.get("count"), args.get("percent"), args.get("names"), args.get("seed"))
+        except ConfigError as exc:
+            problems.append(f"{where}: {exc}")
+        for key in ("grace_s", "duration_s", "delay_s", "max_duration_s", "leave_free_mb", "headroom_mb"):
+            value = args.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                                      or value > 3600 * 24):
+                problems.append(f"{where}: {key} must be a non-negative number of reasonable size, got {value!r}")
+    return problems
+
+
+def _check_pauses(where: str, activity: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    from chaoslib import substitute
+
+    pauses = substitute(dict(activity.get("pauses") or {}), dict(config), None)
+    return [f"{where}: pause {key} must be a number of seconds within 0..86400, got {value!r}"
+            for key, value in pauses.items()
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400]
+
+
+def load_plans(paths: Sequence[Path], options: RunOptions, replicas: Sequence[str]) -> list[ExperimentPlan]:
+    """Load and check every experiment; raise one ConfigError that lists every problem found."""
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.experiment import ensure_experiment_is_valid
+
+    overrides: dict[str, Any] = {}
+    for vf in options.var_files:
+        overrides.update(_var_file(vf))
+    overrides.update(options.variables)
+    plans, problems = [], []
+    if options.repeat < 1:
+        problems.append(f"--repeat must be at least 1, got {options.repeat}")
+    for path in paths:
+        try:
+            experiment = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            problems.append(f"{path}: cannot read it ({exc.strerror}); give an experiment file path")
+            continue
+        except yaml.YAMLError as exc:
+            problems.append(f"{path}: not valid YAML: {exc}")
+            continue
+        if not isinstance(experiment, dict):
+            problems.append(f"{path}: not a Chaos Toolkit experiment (expected a mapping)")
+            continue
+        try:
+            ensure_experiment_is_valid(experiment)
+        except ChaosException as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - chaoslib raises assorted errors on malformed input
+            problems.append(f"{path}: invalid experiment: {exc.__class__.__name__}: {exc}")
+            continue
+        controls = [c for c in experiment.get("controls") or [] if (c.get("provider") or {}).get("module")
+                    == _CONTROL_MODULE]
+        if not controls:
+            problems.append(f"{path}: declares no '{_CONTROL_MODULE}' control, so no load would run; add it under "
+                            "'controls' (see experiments/pod-kill.yaml)")
+        config = _resolve(experiment.get("configuration") or {}, overrides)
+        profile = Path(str(config.get("harness_profile") or "loadprofiles/steady.py"))
+        if str(config.get("harness_load", "true")).lower() not in ("false", "0", "no") and not profile.exists():
+            problems.append(f"{path}: load profile {profile} does not exist (harness_profile)")
+        activities = [("steady-state-hypothesis", a) for a in
+                      (experiment.get("steady-state-hypothesis") or {}).get("probes", [])]
+        activities += [("method", a) for a in experiment.get("method") or []]
+        activities += [("rollbacks", a) for a in experiment.get("rollbacks") or []]
+        for section, activity in activities:
+            where = f"{path}: {section} activity {activity.get('name', '?')!r}"
+            problems.extend(_check_activity(where, activity, config, replicas))
+            problems.extend(_check_pauses(where, activity, config))
+        fault = str(config.get("harness_fault") or _fault_of(experiment) or path.stem)
+        plans.append(ExperimentPlan(path, path.stem, experiment, config, fault))
+    if problems:
+        raise ConfigError("the experiments are not valid; nothing was injected:\n  - " + "\n  - ".join(problems))
+    return plans
+
+
+def _fault_of(experiment: Mapping[str, Any]) -> str:
+    for activity in experiment.get("method") or []:
+        func = (activity.get("provider") or {}).get("func")
+        if func in FAULT_ACTIONS:
+            return str(func)
+    return ""
+
+
+def describe_plan(plans: Sequence[ExperimentPlan], replicas: Sequence[str], repeat: int) -> str:
+    from chaoslib import substitute
+
+    lines = []
+    for plan in plans:
+        lines.append(f"{plan.path} ({plan.fault}), {repeat} repetition(s): {plan.experiment.get('title', '')}")
+        for activity in plan.experiment.get("method") or []:
+            provider = activity.get("provider") or {}
+            args = substitute(dict(provider.get("arguments") or {}), plan.configuration, None)
+            targets = ""
+            if provider.get("module") == "harness.chaos.actions":
+                picked = select_replicas(replicas, args.get("mode", "one" if provider.get("func") != "block_network"
+                                                            else "all"), args.get("count"), args.get("percent"),
+                                         args.get("names"), args.get("seed"))
+                targets = f" -> targets {picked}" + (" (random pick)" if args.get("seed") is None
+                                                      and not args.get("names") else "")
+            pause = (activity.get("pauses") or {}).get("after")
+            pause_s = substitute({"p": pause}, plan.configuration, None)["p"] if pause is not None else None
+            lines.append(f"    {activity.get('type')} {activity.get('name')}: {provider.get('func')}"
+                         f"({', '.join(f'{k}={v}' for k, v in args.items())}){targets}"
+                         + (f", then wait {pause_s}s" if pause_s is not None else ""))
+        lines.append(f"    observation after the fault: {plan.configuration.get('harness_observation_s')}s under "
+                     f"{plan.configuration.get('harness_profile')}")
+    lines.append("dry run: nothing was injected")
+    return "\n".join(lines)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _wait_ready(platform: Platform, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = platform.status()
+        if status.replicas and status.ready_replicas == len(status.replicas):
+            return
+        time.sleep(0.5)
+    raise PlatformError(f"replicas were not all ready within {timeout_s:g}s before the next repetition")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def run_experiments(platform: Platform, plans: Sequence[ExperimentPlan], options: RunOptions,
+                    platform_args: Mapping[str, Any]) -> RunOutcome:
+    from chaoslib.experiment import run_experiment
+
+    slug = plans[0].name if len(plans) == 1 else "suite"
+    run_id = new_run_id(slug)
+    run_dir = options.reports_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = platform.status()
+    meta: dict[str, Any] = {
+        "schema": 1, "run_id": run_id, "kind": "run" if len(plans) == 1 else "suite",
+        "started_ns": time.time_ns(), "finished_ns": None, "status": "running",
+        "command": list(options.command), "platform": platform.name,
+        "settings": {**status.details, "endpoints": status.to_json()["endpoints"]},
+        "experiments": [p.name for p in plans], "repeat": options.repeat,
+    }
+    _write_json(run_dir / "run.json", meta)
+    outcome = RunOutcome(run_dir)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for plan in plans:
+            for rep in range(1, options.repeat + 1):
+                _wait_ready(platform, options.ready_timeout_s)
+                rep_dir = run_dir / "experiments" / plan.name / str(rep)
+                rep_dir.mkdir(parents=True, exist_ok=True)
+                config = {
+                    **plan.configuration,
+                    **{f"harness_{k}": v for k, v in platform_args.items() if v is not None},
+                    "harness_run_id": run_id,
+                    "harness_run_dir": str(rep_dir),
+                    "harness_experiment_name": plan.name,
+                    "harness_experiment_file": str(plan.path),
+                    "harness_fault": plan.fault,
+                }
+                settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
+                print(f"== {plan.name} repetition {rep}/{options.repeat}: {plan.experiment.get('title', '')}",
+                      flush=True)
+                # Chaos Toolkit's experiment_vars only override keys the experiment declares, so the run's
+                # values go into the experiment's configuration itself.
+                experiment = {**plan.experiment, "configuration": config}
+                journal = run_experiment(experiment, settings=settings)
+                info_path = rep_dir / "experiment.json"
+                if not info_path.exists() or "load_start_ns" not in json.loads(info_path.read_text()):
+                    error = rep_dir / "control.error"
+                    why = error.read_text() if error.exists() else (
+                        "it did not run: Chaos Toolkit skips a control that fails to load, logging it only at DEBUG")
+                    raise HarnessError(f"the harness control failed for {plan.path}: {why}; the run is void "
+                                       f"(nothing stays injected). Files: {rep_dir}")
+                info = json.loads(info_path.read_text())
+                outcome.repetitions.append({"experiment": plan.name, "rep": rep, "dir": rep_dir,
+                                            "status": info.get("status", journal.get("status")),
+                                            "deviated": bool(journal.get("deviated"))})
+                if journal.get("status") == "interrupted":
+                    outcome.interrupted = True
+                    return outcome
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        return outcome
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sweep = getattr(platform, "fault_store", None)
+        if callable(sweep):
+            store = sweep()
+            store.undo_many(store.records(run_id))
+        meta.update(finished_ns=time.time_ns(),
+                    status="interrupted" if outcome.interrupted else "completed")
+        _write_json(run_dir / "run.json", meta)
+    return outcome
