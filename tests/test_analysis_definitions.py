@@ -249,3 +249,14 @@ def test_long_runs_merge_windows_for_plots_but_not_for_figures(tmp_path: Path) -
     assert len(r.series["t_ns"]) <= 1500  # 3600 windows merged into plot bins
     assert r.time_to_recover_s == pytest.approx(1004.5 + 0.002 - 999.5, **EXACT)
     assert r.bad_time_s == pytest.approx(6.0, **EXACT)  # [999.5, 1000.5) ... [1004.5, 1005.5)
+
+
+def test_observed_period_runs_from_the_first_request_to_the_end_of_observation(tmp_path: Path) -> None:
+    # The load generator starts sending 2 s after load_start and the load is stopped 5 s after
+    # observation ends: neither quiet stretch is observation, so a healthy run has availability 1.
+    reqs = steady(2, 55, 10)
+    r = analyse_repetition(_rep(tmp_path, reqs, load=(0, 60), observation_end=55.0), DEFAULT)
+    assert r.availability_time == 1.0 and r.availability_requests == 1.0
+    assert r.observed_s == pytest.approx(53.0, **EXACT)
+    assert r.time_to_recover_s == 0.0
+    assert any("first request was sent 2.000 s after" in n for n in r.notes)

@@ -187,6 +187,14 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     outside = int(np.count_nonzero((start < span_start) | (start >= span_end)))
     if outside:
         notes.append(f"{outside} requests started outside the load period and were left out")
+    inside = start[(start >= span_start) & (start < span_end)]
+    if len(inside) and inside[0] > span_start:
+        # Observation begins with the first request: before it the load generator had asked nothing.
+        gap_s = (int(inside[0]) - span_start) / 1e9
+        if gap_s > settings.window_s:
+            notes.append(f"the first request was sent {gap_s:.3f} s after the load period began; "
+                         "the observed period starts there")
+        span_start = int(inside[0])
     t0 = info.fault_start_ns
     journal_t0 = _journal_fault_start(rep_dir)
     if t0 is None and journal_t0 is not None and info.fault_end_ns is not None:
@@ -201,17 +209,21 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
                      "the observation is cut at the end of the load")
         obs_end = span_end
     if t0 is not None and not span_start <= t0 < span_end:
-        notes.append("the fault started outside the load period; impact and recovery cannot be measured")
+        notes.append("the fault started outside the observed load period; impact and recovery cannot be "
+                     "measured")
         t0 = None
     anchor = t0 if t0 is not None else span_start
     w = make_windows(start, latency, ok, anchor_ns=anchor, span=(span_start, span_end),
                      cuts=[obs_end], settings=settings)
-    in_span = slice(int(np.searchsorted(start, span_start)), int(np.searchsorted(start, span_end)))
+    # Availability covers the observed period: from the first request to the end of observation (the
+    # load generator's shutdown after it is not observation).
+    in_span = slice(int(np.searchsorted(start, span_start)), int(np.searchsorted(start, obs_end)))
     total = int(in_span.stop - in_span.start)
     failed = int(np.count_nonzero(~ok[in_span]))
+    observed = w.end_ns <= obs_end
     dur = w.duration_ns
-    span_ns = int(dur.sum())
-    availability_time = float(dur[w.good].sum() / span_ns) if span_ns else None
+    span_ns = int(dur[observed].sum())
+    availability_time = float(dur[observed & w.good].sum() / span_ns) if span_ns else None
     availability_requests = (total - failed) / total if total else None
     fault_end = info.fault_end_ns if info.fault_end_ns is not None else obs_end
     errors = frame["error_class"].iloc[in_span][~ok[in_span]].value_counts()

@@ -119,11 +119,12 @@ def analyse_run(
         for r in reps:
             if query_server:
                 rep_url = url
-                if rep_url is None and (r.directory / "settings.json").exists():
-                    try:
-                        rep_url = find_prometheus_url(json.loads((r.directory / "settings.json").read_text()))
-                    except ValueError:
-                        rep_url = None
+                for record in ("experiment.json", "settings.json"):  # the repetition's own record
+                    if rep_url is None and (r.directory / record).exists():
+                        try:
+                            rep_url = find_prometheus_url(json.loads((r.directory / record).read_text()))
+                        except (ValueError, AttributeError):
+                            rep_url = None
                 server, problem = server_figures(r.directory, rep_url, r.span[0], r.span[1])
                 r.server = server
                 if problem:

@@ -88,7 +88,7 @@ def server_figures(
         return None, "server-side figures missing: the run names no Prometheus endpoint"
     try:
         figures = _query(url, start_ns, end_ns, timeout_s)
-    except Exception as exc:  # any transport or API failure only removes an annotation
+    except Exception as exc:  # noqa: BLE001 - any transport or API failure only removes an annotation
         return None, (f"server-side figures missing: Prometheus at {url} could not be queried "
                       f"({type(exc).__name__})")
     cache.write_text(json.dumps(figures, indent=2, sort_keys=True), encoding="utf-8")

@@ -72,8 +72,8 @@ def _triton_version(run: dict[str, Any]) -> dict[str, str | None]:
 
             meta = requests.get(f"{http}/v2", timeout=0.5).json()
             return {"version": str(meta.get("version")), "source": f"server metadata at {http}/v2"}
-        except Exception:  # the platform is usually down when a report is rebuilt
-            pass
+        except (requests.RequestException, ValueError, AttributeError):
+            pass  # the platform is usually down when a report is rebuilt
     wheel = _version("nvidia-pytriton")
     if not wheel:
         return {"version": None, "source": "unknown: not recorded, server gone, no nvidia-pytriton"}
