@@ -260,3 +260,26 @@ def test_observed_period_runs_from_the_first_request_to_the_end_of_observation(t
     assert r.observed_s == pytest.approx(53.0, **EXACT)
     assert r.time_to_recover_s == 0.0
     assert any("first request was sent 2.000 s after" in n for n in r.notes)
+
+
+def test_the_experiments_own_objective_and_command_line_overrides(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    # 3 failures per 100 requests for 5 s: bad under the default 0.99, good under max_error_ratio 0.05.
+    reqs = [Req(q.t, 0.002, "timeout") if 10 <= q.t < 15 and round(q.t * 100) % 100 < 3 else q
+            for q in steady(0, 60, 100)]
+    write_repetition(run, "lenient", "1", reqs, fault_start=10.0,
+                     configuration={"max_error_ratio": 0.05, "max_p99_ms": 500})
+    write_repetition(run, "strict", "1", reqs, fault_start=10.0)
+    write_run(run, ["lenient", "strict"])
+    lenient, strict = analyse_run(run, load_settings(), query_server=False).experiments
+    assert lenient.analysis.objective.success_ratio == pytest.approx(0.95)
+    assert lenient.analysis.objective.p99_latency_s == 0.5
+    assert lenient.reps[0].time_to_impact_s is None
+    assert strict.reps[0].bad_time_s == pytest.approx(5.0, **EXACT)
+    wide = analyse_run(run, load_settings(), query_server=False, overrides={"window_s": 10.0}).experiments[1]
+    assert wide.analysis.window_s == 10.0
+    assert wide.reps[0].bad_time_s == pytest.approx(10.0, **EXACT)  # one 10 s window [10, 20)
+    (run / "experiments" / "lenient" / "1" / "experiment.json").write_text(
+        (run / "experiments" / "lenient" / "1" / "experiment.json").read_text().replace("0.05", "1.5"))
+    with pytest.raises(ConfigError, match="success_ratio"):
+        analyse_run(run, load_settings(), query_server=False)

@@ -10,7 +10,7 @@ from typing import Any
 from harness.analysis._aggregate import FigureStats, TierVerdict, figure_stats, judge_tiers
 from harness.analysis._repetition import RepetitionResult, analyse_repetition, read_experiment
 from harness.analysis._server import compare_with_client, find_prometheus_url, server_figures
-from harness.analysis._settings import AnalysisSettings, Settings
+from harness.analysis._settings import AnalysisSettings, Settings, check_analysis
 from harness.errors import ConfigError
 
 __all__ = ["ExperimentAnalysis", "RunAnalysis", "analyse_run", "read_run_json"]
@@ -69,19 +69,27 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
 def _experiment_settings(
     base: AnalysisSettings, configuration: dict[str, Any], where: Path
 ) -> AnalysisSettings:
-    """``configuration.analysis`` in experiment.json may override window, stability and objective."""
-    raw = configuration.get("analysis")
-    if not isinstance(raw, dict):
-        return base
+    """The experiment's own steady-state objective (``max_error_ratio``, ``max_p99_ms``, as the shipped
+    experiments state it) replaces the default objective, so windows are judged like the hypothesis;
+    ``configuration.analysis`` may then override window, stability and objective explicitly."""
     try:
-        obj_raw = raw.get("objective") or {}
-        objective = replace(base.objective, **{k: float(v) for k, v in obj_raw.items()
-                                               if k in ("success_ratio", "p99_latency_s")})
-        changes = {k: float(raw[k]) for k in ("window_s", "stability_period_s") if k in raw}
+        objective = base.objective
+        if configuration.get("max_error_ratio") is not None:
+            objective = replace(objective, success_ratio=1.0 - float(configuration["max_error_ratio"]))
+        if configuration.get("max_p99_ms") is not None:
+            objective = replace(objective, p99_latency_s=float(configuration["max_p99_ms"]) / 1000.0)
+        raw = configuration.get("analysis")
+        changes: dict[str, float] = {}
+        if isinstance(raw, dict):
+            obj_raw = raw.get("objective") or {}
+            objective = replace(objective, **{k: float(v) for k, v in obj_raw.items()
+                                              if k in ("success_ratio", "p99_latency_s")})
+            changes = {k: float(raw[k]) for k in ("window_s", "stability_period_s") if k in raw}
         return replace(base, objective=objective, **changes)
     except (TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{where}: configuration.analysis is invalid ({exc}); expected window_s, "
-                          "stability_period_s and objective {success_ratio, p99_latency_s}") from exc
+        raise ConfigError(f"{where}: the experiment's objective or configuration.analysis is invalid ({exc}); "
+                          "expected max_error_ratio, max_p99_ms, analysis.window_s, analysis.stability_period_s "
+                          "and analysis.objective {success_ratio, p99_latency_s}") from exc
 
 
 def _rep_dirs(exp_dir: Path) -> list[Path]:
@@ -96,7 +104,10 @@ def analyse_run(
     required_tier: str | None = None,
     prometheus_url: str | None = None,
     query_server: bool = True,
+    overrides: dict[str, float] | None = None,
 ) -> RunAnalysis:
+    """Analyse every experiment of ``run_dir``; ``overrides`` (window_s, stability_period_s from the
+    command line) win over the settings file and the experiment's own values."""
     run = read_run_json(run_dir)
     notes: list[str] = []
     if required_tier is not None:
@@ -115,6 +126,11 @@ def analyse_run(
             continue
         first = read_experiment(reps_dirs[0])
         analysis = _experiment_settings(settings.analysis, first.configuration, first.path)
+        if overrides:
+            analysis = replace(analysis, window_s=overrides.get("window_s", analysis.window_s),
+                               stability_period_s=overrides.get("stability_period_s",
+                                                                analysis.stability_period_s))
+        check_analysis(analysis, str(first.path))
         reps = [analyse_repetition(d, analysis) for d in reps_dirs]
         for r in reps:
             if query_server:

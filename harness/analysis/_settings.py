@@ -22,6 +22,7 @@ __all__ = [
     "Objective",
     "Settings",
     "Tier",
+    "check_analysis",
     "load_settings",
 ]
 
@@ -84,7 +85,7 @@ class Settings:
         if obj_changes:
             objective = replace(objective, **obj_changes)
         analysis = replace(self.analysis, objective=objective, **changes)
-        _check_analysis(analysis, "command line")
+        check_analysis(analysis, "command line")
         return replace(self, analysis=analysis)
 
     def to_json(self) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def _analysis_problems(a: AnalysisSettings) -> list[str]:
     return problems
 
 
-def _check_analysis(a: AnalysisSettings, where: str) -> None:
+def check_analysis(a: AnalysisSettings, where: str) -> None:
     problems = _analysis_problems(a)
     if problems:
         raise ConfigError(f"invalid analysis settings ({where}):\n  - " + "\n  - ".join(problems))

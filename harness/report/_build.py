@@ -55,8 +55,9 @@ def build_report(
     changes = {k: v for k, v in (("window_s", window_s), ("stability_period_s", stability_period_s))
                if v is not None}
     if changes:
-        settings = settings.with_analysis(**changes)
+        settings = settings.with_analysis(**changes)  # validates them
     analysis = analyse_run(run_dir, settings, required_tier=required_tier, prometheus_url=prometheus_url,
+                           overrides=changes,
                            query_server=query_server)
     results = run_dir / "results.json"
     results.write_text(json.dumps(results_document(analysis), indent=2) + "\n", encoding="utf-8")
