@@ -134,7 +134,7 @@ def test_junit_validates_and_fails_only_a_required_unsupported_tier(tmp_path: Pa
     doc = etree.parse(str(run / "junit.xml"))
     schema.assertValid(doc)
     cases = doc.findall(".//testcase")
-    assert len(cases) == 2 * 4  # one per experiment and tier
+    assert len(cases) == 2 * (4 + 1)  # one per experiment and tier, plus one per experiment for its repetitions
     failures = doc.findall(".//failure")
     assert [f.getparent().get("classname") for f in failures] == []  # multi-active holds for pod-kill
     # Requiring a tier the censored experiment cannot support fails exactly its testcase.
@@ -311,3 +311,19 @@ def test_report_of_a_missing_or_malformed_run_is_bad_input(tmp_path: Path) -> No
     assert proc.returncode == 2 and "experiment.json is not valid JSON" in proc.stderr
     proc = cli("report", str(make_run(tmp_path / "x", "r")), "--required-tier", "platinum")
     assert proc.returncode == 2 and "unknown SLA tier 'platinum'" in proc.stderr
+
+
+def test_a_failed_repetition_fails_its_experiment_case(tmp_path: Path) -> None:
+    run = tmp_path / "20261128T010000Z-f"
+    write_repetition(run, "pod-kill", "1", steady(0, 40, 20), load=(0, 40), fault_start=9.7)
+    write_repetition(run, "pod-kill", "2", steady(0, 40, 20), load=(0, 40), fault_start=None, fault_end=None,
+                     status="failed")
+    write_run(run, ["pod-kill"])
+    proc = cli("report", str(run), "--no-prometheus")
+    assert proc.returncode == 1 and "NOT PASSED" in proc.stdout
+    doc = etree.parse(str(run / "junit.xml"))
+    etree.XMLSchema(etree.parse(str(DATA / "junit.xsd"))).assertValid(doc)
+    failures = doc.findall(".//failure")
+    assert [(f.getparent().get("name"), f.text) for f in failures] == [("repetitions", "2: failed")]
+    why = json.loads((run / "results.json").read_text())["experiments"][0]["tiers"]["single-point"]["why"]
+    assert "repetition(s) 2 did not complete (failed)" in why and "injected no fault" in why

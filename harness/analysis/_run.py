@@ -33,6 +33,12 @@ class ExperimentAnalysis:
     def required_failed(self) -> bool:
         return self.required_tier is not None and not self.tiers[self.required_tier].supported
 
+    @property
+    def failed_repetitions(self) -> list[str]:
+        """Repetitions that did not complete, or whose steady-state hypothesis deviated after the fault."""
+        return [f"{r.repetition}: {r.info.status}" + (", deviated" if r.info.deviated else "")
+                for r in self.reps if not r.complete or r.info.deviated]
+
 
 @dataclass
 class RunAnalysis:
@@ -46,8 +52,10 @@ class RunAnalysis:
 
     @property
     def passed(self) -> bool:
-        """A run passes only when it completed and every required tier is supported."""
-        return self.status == "completed" and not any(e.required_failed for e in self.experiments)
+        """A run passes only when it completed, every repetition completed without its hypothesis deviating,
+        and every required tier is supported."""
+        return self.status == "completed" and not any(
+            e.required_failed or e.failed_repetitions for e in self.experiments)
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:

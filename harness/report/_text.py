@@ -38,7 +38,8 @@ def render_summary_table(a: RunAnalysis) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
     lines.append(f"run {a.run_id}: status {a.status}; " + ("PASSED" if a.passed else "NOT PASSED")
-                 + " (passes only when completed and every required tier is supported)")
+                 + " (passes only when every repetition completed, no hypothesis deviated and every required "
+                 "tier is supported)")
     lines.extend(f"note: {n}" for n in a.notes)
     return "\n".join(lines)
 
