@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSPKGS := haproxy prometheus nftables wrk
+SYSPKGS := haproxy prometheus nftables wrk chromium
 SYSSTAMP := $(VENV)/.system-packages
 
 .PHONY: setup system-packages demo test test-fast lint bench clean
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml $(VENV)/bin/python
 
 # Debian packages the local platform runs: installed when root, otherwise a clear message.
 $(SYSSTAMP): $(VENV)/bin/python
-	@missing=""; for p in haproxy prometheus nft wrk; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in haproxy prometheus nft wrk chromium; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages: $(SYSPKGS) ..."; \

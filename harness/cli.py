@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "harness.commands.platform_cmds",
     "harness.commands.demo",
     "harness.commands.run_cmd",
+    "harness.commands.report_cmds",
+    "harness.commands.bench_cmd",
 )
 
 

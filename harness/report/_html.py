@@ -1,0 +1,141 @@
+"""index.html: one self-contained file (inline CSS and SVG, no script, no external URL)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from harness.analysis import ExperimentAnalysis, RunAnalysis, format_duration
+from harness.report._plots import repetition_svg
+
+__all__ = ["CSS", "page", "render_index"]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.yes{background:#e8f5e9}.no{background:#ffebee}.req{font-weight:bold}
+.note{color:#8a5a00}.plot svg{max-width:100%;height:auto}code{background:#f6f6f6;padding:0 3px}
+"""
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{escape(title)}</title><link rel=\"icon\" href=\"data:,\"><style>{CSS}</style></head>"
+            f"<body>{body}</body></html>\n")
+
+
+def _tier_cells(e: ExperimentAnalysis) -> str:
+    cells = []
+    for v in e.tiers.values():
+        cls = "yes" if v.supported else "no"
+        mark = "✔ supported" if v.supported else "✘ not supported"
+        req = " req" if v.required else ""
+        label = " (required)" if v.required else ""
+        cells.append(f"<td class=\"{cls}{req}\" title=\"{escape(v.why)}\">{mark}{label}</td>")
+    return "".join(cells)
+
+
+def _summary_table(a: RunAnalysis) -> str:
+    head = "".join(f"<th>{escape(t.name)}</th>" for t in a.settings.tiers)
+    rows = []
+    for e in a.experiments:
+        s = e.stats
+        avail = s["availability_requests"].p50
+        rows.append(
+            f"<tr><td><a href=\"#exp-{escape(e.name)}\">{escape(e.name)}</a></td><td>{escape(e.fault)}</td>"
+            f"<td>{len(e.reps)}</td><td>{escape(s['time_to_impact_s'].show('p50'))}</td>"
+            f"<td>{escape(s['time_to_recover_s'].show('p50'))}</td><td>{escape(s['time_to_recover_s'].show('p95'))}"
+            f"</td><td>{escape(s['bad_time_s'].show('p95'))}</td><td>{escape(s['capacity_recovery_s'].show('p95'))}"
+            f"</td><td>{'n/a' if avail is None else f'{avail * 100:.3f}%'}</td>{_tier_cells(e)}</tr>")
+    return ("<table id=\"summary\"><tr><th>experiment</th><th>fault</th><th>reps</th><th>impact p50</th>"
+            "<th>TTR p50</th><th>TTR p95</th><th>bad time p95</th><th>capacity p95</th>"
+            "<th>availability (req)</th>"
+            f"{head}</tr>{''.join(rows)}</table>")
+
+
+def _stats_table(e: ExperimentAnalysis) -> str:
+    rows = []
+    for key, st in e.stats.items():
+        unit = "s" if key.endswith("_s") else "ratio"
+
+        def ci(pair: tuple[float, float] | None, unit: str = unit) -> str:
+            if pair is None:
+                return "n/a"
+            return f"[{pair[0]:.3f}, {pair[1]:.3f}]" if unit == "s" else f"[{pair[0]:.5f}, {pair[1]:.5f}]"
+
+        rows.append(f"<tr><td>{escape(key)}</td><td>{st.n}</td><td>{escape(st.show('p50', unit))}</td>"
+                    f"<td>{ci(st.p50_ci95)}</td><td>{escape(st.show('p95', unit))}</td>"
+                    f"<td>{ci(st.p95_ci95)}</td>"
+                    f"<td>{escape(st.show('max', unit))}</td></tr>")
+    return ("<table><tr><th>figure</th><th>n</th><th>p50</th><th>p50 95% CI</th><th>p95</th>"
+            "<th>p95 95% CI</th>"
+            f"<th>max</th></tr>{''.join(rows)}</table>")
+
+
+def _rep_table(e: ExperimentAnalysis) -> str:
+    rows = []
+    for r in e.reps:
+        cap = "n/a" if r.capacity is None else (
+            f"{r.capacity.seconds:.3f} s" if r.capacity.recovered else f"> {r.capacity.lower_bound_s:.3f} s")
+        lat = r.latency
+        lat_cells = "".join(
+            "<td>" + ("n/a" if lat[p]["p99_s"] is None else
+                      f"{float(lat[p]['p50_s'] or 0) * 1000:.1f} / {float(lat[p]['p99_s'] or 0) * 1000:.1f}")
+            + "</td>" for p in ("before", "during", "after"))
+        errors = ", ".join(f"{k}: {v}" for k, v in r.errors_by_class.items()) or "none"
+        server = "missing"
+        if r.server:
+            server = (f"ok {r.server.get('requests_success')}, failed {r.server.get('requests_failure')}, "
+                      f"queue {r.server.get('queue_time_mean_ms')} ms, GPU mem max "
+                      f"{r.server.get('gpu_memory_used_max_bytes')}")
+        tti = "none" if r.time_to_impact_s is None else f"{r.time_to_impact_s:.3f} s"
+        rows.append(
+            f"<tr><td>{escape(r.repetition)}</td><td>{escape(r.info.status)}</td><td>{tti}</td>"
+            f"<td>{escape(r.ttr_display())}</td><td>{r.bad_time_s:.3f} s</td><td>{escape(cap)}</td>"
+            f"<td>{r.requests_failed}/{r.requests_total}</td>"
+            f"<td>{'n/a' if r.availability_time is None else f'{r.availability_time:.5f}'}</td>"
+            f"<td>{'n/a' if r.availability_requests is None else f'{r.availability_requests:.5f}'}</td>"
+            f"{lat_cells}<td>{escape(errors)}</td><td>{escape(server)}</td></tr>")
+    return ("<table><tr><th>rep</th><th>status</th><th>impact</th><th>TTR</th><th>bad time</th>"
+            "<th>capacity</th><th>failed/all (client)</th><th>avail (time)</th><th>avail (req)</th>"
+            "<th>p50/p99 ms before</th><th>during</th><th>after</th><th>errors by class</th>"
+            f"<th>server side (Prometheus)</th></tr>{''.join(rows)}</table>")
+
+
+def _experiment_section(e: ExperimentAnalysis) -> str:
+    tiers = "".join(
+        f"<li class=\"{'yes' if v.supported else 'no'}\"><b>{escape(name)}</b>"
+        f"{' (required)' if v.required else ''}: {'supported' if v.supported else 'not supported'} — "
+        f"{escape(v.why)}</li>" for name, v in e.tiers.items())
+    notes = "".join(f"<li class=\"note\">{escape(n)}</li>" for n in e.notes)
+    rep_notes = "".join(f"<li class=\"note\">rep {escape(r.repetition)}: {escape(n)}</li>"
+                        for r in e.reps for n in r.notes)
+    plots = "".join(
+        f"<figure class=\"plot\" id=\"plot-{escape(e.name)}-{escape(r.repetition)}\">"
+        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}')}</figure>" for r in e.reps)
+    obj = e.analysis.objective
+    return (f"<section id=\"exp-{escape(e.name)}\"><h2>{escape(e.title)} "
+            f"<small>({escape(e.fault)})</small></h2>"
+            f"<p>Window {e.analysis.window_s:g} s, stability period {e.analysis.stability_period_s:g} s, "
+            f"objective: success ratio ≥ {obj.success_ratio:g} and p99 ≤ {obj.p99_latency_s:g} s; "
+            f"assumed incidents per month: {e.incidents_per_month:g}.</p>"
+            f"<h3>SLA tiers</h3><ul>{tiers}</ul>{'<ul>' + notes + '</ul>' if notes else ''}"
+            f"<h3>Figures over repetitions</h3>{_stats_table(e)}<h3>Repetitions</h3>{_rep_table(e)}"
+            f"{'<ul>' + rep_notes + '</ul>' if rep_notes else ''}{plots}</section>")
+
+
+def render_index(a: RunAnalysis) -> str:
+    notes = "".join(f"<li class=\"note\">{escape(n)}</li>" for n in a.notes)
+    tiers = ", ".join(f"{t.name}: {t.availability * 100:g}% / TTR ≤ "
+                      f"{format_duration(t.max_time_to_recover_s)}"
+                      f" / {format_duration(t.budget_per_30d_s)} per 30 days" for t in a.settings.tiers)
+    body = (f"<h1>Resilience run {escape(a.run_id)}</h1>"
+            f"<p>Status <b>{escape(a.status)}</b>: <b>{'passed' if a.passed else 'not passed'}</b>. "
+            f"Tiers: {escape(tiers)}.</p>{'<ul>' + notes + '</ul>' if notes else ''}"
+            f"{_summary_table(a)}"
+            "<p>TTR: time to recover (censored values show as “&gt; x”); bad time: total duration of bad "
+            "windows after the fault start. Definitions: docs/measurement.md; figures: results.json; "
+            "hashes: manifest.json (check with <code>harness verify</code>).</p>"
+            + "".join(_experiment_section(e) for e in a.experiments))
+    return page(f"Resilience run {a.run_id}", body)

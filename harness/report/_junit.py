@@ -1,0 +1,89 @@
+"""junit.xml: one test case per experiment and tier, in the format CI systems read (Ant/Jenkins JUnit).
+
+A tier's test case fails only when it is the experiment's required tier and it is not supported; the
+other tiers pass and say their verdict in system-out. Each experiment also has a "repetitions" case that
+fails when a repetition did not complete or its steady-state hypothesis deviated. A run that did not
+complete adds an error case, so CI never reads an interrupted run as green.
+"""
+
+from __future__ import annotations
+
+import socket
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+from harness.analysis import RunAnalysis
+
+__all__ = ["junit_xml"]
+
+
+def junit_xml(a: RunAnalysis) -> str:
+    root = ET.Element("testsuites", name=f"resilience {a.run_id}")
+    total = failures = errors = 0
+    stamp = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if a.status != "completed":
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name="run",
+            tests="1",
+            failures="0",
+            errors="1",
+            skipped="0",
+            time="0",
+            timestamp=stamp,
+            hostname=socket.gethostname(),
+        )
+        case = ET.SubElement(suite, "testcase", name="run status", classname="resilience.run", time="0")
+        ET.SubElement(case, "error", type="RunNotCompleted", message=f"run status is {a.status!r}").text = "; ".join(
+            a.notes
+        )
+        total, errors = total + 1, errors + 1
+    for e in a.experiments:
+        n_fail = sum(1 for v in e.tiers.values() if v.required and not v.supported) + bool(e.failed_repetitions)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=e.name,
+            tests=str(len(e.tiers) + 1),
+            failures=str(n_fail),
+            errors="0",
+            skipped="0",
+            time="0",
+            timestamp=stamp,
+            hostname=socket.gethostname(),
+        )
+        props = ET.SubElement(suite, "properties")
+        for key, value in (
+            ("fault", e.fault),
+            ("repetitions", str(len(e.reps))),
+            ("required_tier", e.required_tier or ""),
+        ):
+            ET.SubElement(props, "property", name=key, value=value)
+        case = ET.SubElement(suite, "testcase", name="repetitions", classname=f"resilience.{e.name}", time="0")
+        if e.failed_repetitions:
+            ET.SubElement(
+                case,
+                "failure",
+                type="RepetitionFailed",
+                message="a repetition did not complete or its hypothesis deviated",
+            ).text = "; ".join(e.failed_repetitions)
+        else:
+            ET.SubElement(case, "system-out").text = f"{len(e.reps)} repetition(s) completed, hypothesis held"
+        for name, v in e.tiers.items():
+            case = ET.SubElement(suite, "testcase", name=f"tier {name}", classname=f"resilience.{e.name}", time="0")
+            if v.required and not v.supported:
+                ET.SubElement(
+                    case, "failure", type="TierNotSupported", message=f"required tier {name} not supported"
+                ).text = v.why
+            else:
+                verdict = "supported" if v.supported else "not supported (not required)"
+                ET.SubElement(case, "system-out").text = f"{verdict}: {v.why}"
+        total += len(e.tiers) + 1
+        failures += n_fail
+    root.set("tests", str(total))
+    root.set("failures", str(failures))
+    root.set("errors", str(errors))
+    root.set("time", "0")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

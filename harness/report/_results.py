@@ -1,0 +1,86 @@
+"""results.json: the machine-readable answer, with a versioned schema (docs/results-schema.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from harness import __version__
+from harness.analysis import ExperimentAnalysis, RepetitionResult, RunAnalysis, iso_utc
+
+__all__ = ["SCHEMA_VERSION", "results_document"]
+
+# Bump the major part on any change a consumer could trip over (renamed/removed field, changed unit).
+SCHEMA_VERSION = "1.0"
+
+
+def _rnd(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _run_entry(r: RepetitionResult) -> dict[str, Any]:
+    cap = r.capacity
+    return {
+        "repetition": r.repetition,
+        "status": r.info.status,
+        "deviated": r.info.deviated,
+        "fault_start": iso_utc(r.t0_ns),
+        "fault_end": iso_utc(r.info.fault_end_ns),
+        "observation_end": iso_utc(r.info.observation_end_ns),
+        "time_to_impact_s": _rnd(r.time_to_impact_s),
+        "time_to_recover_s": _rnd(r.time_to_recover_s) if r.recovered else None,
+        "recovered": r.recovered,
+        "time_to_recover_lower_bound_s": None if r.recovered else _rnd(r.ttr_lower_bound_s),
+        "time_to_recover_display": r.ttr_display(),
+        "bad_time_s": _rnd(r.bad_time_s),
+        "capacity_recovery_s": _rnd(cap.seconds) if cap is not None else None,
+        "capacity_recovered": cap.recovered if cap is not None else None,
+        "capacity_recovery_lower_bound_s": _rnd(cap.lower_bound_s) if cap is not None else None,
+        "requests_total": r.requests_total,
+        "requests_failed": r.requests_failed,
+        "availability_time": _rnd(r.availability_time, 8),
+        "availability_requests": _rnd(r.availability_requests, 8),
+        "observed_s": _rnd(r.observed_s),
+        "observation_after_fault_s": _rnd(r.observation_after_fault_s),
+        "errors_by_class": r.errors_by_class,
+        "errors_after_fault_by_class": r.errors_after_fault_by_class,
+        "latency_s": r.latency,
+        "server": r.server,
+        "notes": r.notes,
+    }
+
+
+def _experiment_entry(e: ExperimentAnalysis) -> dict[str, Any]:
+    first = e.reps[0].info
+    return {
+        "name": e.name,
+        "title": e.title,
+        "fault": e.fault,
+        "file": str(first.configuration.get("file", "")) or None,
+        "analogue": first.analogue or None,
+        "time_scale": first.time_scale,
+        "retries": first.retries,
+        "required_tier": e.required_tier,
+        "incidents_per_month": e.incidents_per_month,
+        "analysis": {"window_s": e.analysis.window_s, "stability_period_s": e.analysis.stability_period_s,
+                     "objective": {"success_ratio": e.analysis.objective.success_ratio,
+                                   "p99_latency_s": e.analysis.objective.p99_latency_s}},
+        "runs": [_run_entry(r) for r in e.reps],
+        "summary": {k: v.to_json() for k, v in e.stats.items()},
+        "tiers": {name: v.to_json() for name, v in e.tiers.items()},
+        "notes": e.notes,
+    }
+
+
+def results_document(a: RunAnalysis) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": a.run_id,
+        "run_status": a.status,
+        "passed": a.passed,
+        "generated_at": datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "harness_version": __version__,
+        "settings": a.settings.to_json(),
+        "notes": a.notes,
+        "experiments": [_experiment_entry(e) for e in a.experiments],
+    }

@@ -1,0 +1,101 @@
+"""The analysis on a real outage: a replica of the local platform (real Triton, HAProxy, Prometheus)
+is SIGKILLed under a plain sequential HTTP client that records a harness timeline, the platform's own
+events are used as they were written, and the report must find the impact, the recovery, the restart
+lane, capacity recovery and Triton's counters from the real Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from synthetic_run import write_run
+
+from harness.events import read_events
+from harness.report import build_report
+from harness.timeline import TimelineWriter
+from harness.triton.client import infer_http, reference_input
+
+
+def _load(url: str, writer: TimelineWriter, stop: threading.Event) -> None:
+    data = reference_input()
+    while not stop.is_set():
+        start = time.time_ns()
+        t = time.perf_counter()
+        out = infer_http(url, data, timeout_s=2.0)
+        latency = time.perf_counter() - t
+        error = "" if out.ok else ("connection_refused" if "Refused" in out.error else "other")
+        writer.record(start, latency, "ok" if out.ok else "error", error, 200 if out.ok else -1, out.replica)
+
+
+@pytest.mark.timeout(240)
+def test_real_replica_kill_is_measured(make_platform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    platform = make_platform()
+    status = platform.up(replicas=2)
+    run = tmp_path / "reports" / "20261128T010000Z-live"
+    rep = run / "experiments" / "pod-kill" / "1"
+    writer = TimelineWriter(rep / "timeline", worker="0")
+    stop = threading.Event()
+    load_start = time.time_ns()
+    loader = threading.Thread(target=_load, args=(status.endpoints.http, writer, stop), daemon=True)
+    loader.start()
+    time.sleep(3)
+    victim = status.replicas[0]
+    assert victim.pid
+    t0 = time.time_ns()
+    os.kill(victim.pid, signal.SIGKILL)
+    fault_end = time.time_ns()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for the restart, then observe the stability period
+        st = platform.status()
+        if st.ready_replicas == 2 and any(r.restarts for r in st.replicas):
+            break
+        time.sleep(0.2)
+    time.sleep(5)
+    stop.set()
+    loader.join(10)
+    writer.close()
+    load_end = time.time_ns()
+    events = [e for e in read_events(platform.events_path()) if load_start <= e.ts_ns <= load_end]
+    (rep / "events.jsonl").write_text("".join(e.to_json() + "\n" for e in events))
+    info = {
+        "name": "pod-kill",
+        "title": "kill one replica",
+        "fault": "pod-kill",
+        "file": "",
+        "configuration": {"analysis": {"stability_period_s": 3.0}},
+        "load_start_ns": load_start,
+        "fault_start_ns": t0,
+        "fault_end_ns": fault_end,
+        "observation_end_ns": load_end,
+        "load_end_ns": load_end,
+        "status": "completed",
+        "deviated": False,
+        "replicas": [r.name for r in status.replicas],
+        "analogue": "",
+        "time_scale": 0.2,
+        "retries": False,
+    }
+    (rep / "experiment.json").write_text(json.dumps(info))
+    write_run(
+        run,
+        ["pod-kill"],
+        settings={"time_scale": 0.2, "endpoints": {"prometheus": status.endpoints.prometheus}},
+    )
+    time.sleep(2)  # one more Prometheus scrape of the restarted replica
+    result = build_report(run)
+    r = result.analysis.experiments[0].reps[0]
+    assert r.requests_total > 50
+    assert r.requests_failed >= 1, "killing a replica without retries must fail some requests"
+    assert r.time_to_impact_s is not None and r.time_to_impact_s < 5
+    assert r.recovered and r.time_to_recover_s is not None
+    assert r.time_to_impact_s <= r.time_to_recover_s < 30
+    assert r.capacity is not None and r.capacity.recovered and r.capacity.seconds is not None
+    assert 0 < r.capacity.seconds < 60
+    assert {i.state for i in r.lanes if i.replica == victim.name} >= {"ready", "restarting"}
+    assert r.server is not None and (r.server["requests_success"] or 0) > 0, r.notes
