@@ -18,7 +18,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml $(VENV)/bin/python
 	@echo "installing Python packages into $(VENV) ..."
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' >$(VENV)/pip.log 2>&1 \
 	  || { grep -vE "is ignored" $(VENV)/pip.log | tail -30; echo "error: pip install failed (full log: $(VENV)/pip.log)" >&2; exit 2; }
 	@$(BIN)/python -c 'import harness, tritonclient.http, locust, chaoslib, pandas, pyarrow' \

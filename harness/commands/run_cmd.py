@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
 from harness.timeline import read_timeline
 
@@ -70,10 +71,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
                      if args.state_dir else None}
     outcome = run_experiments(platform, plans, options, platform_args)
     _print_outcome(outcome)
+    passed = not outcome.failed
+    if outcome.repetitions:
+        report = build_report(outcome.run_dir, required_tier=args.required_tier)
+        print(report.table)
+        print(f"report: {report.index_html}")
+        passed = passed and report.passed
     if outcome.interrupted:
         print("interrupted: rollbacks ran and every fault of this run was removed", file=sys.stderr)
         return 130
-    return 1 if outcome.failed else 0
+    return 0 if passed else 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,4 +101,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repeat", type=int, default=1, help="repetitions of each experiment")
     p.add_argument("--dry-run", action="store_true", help="validate and print what would be injected; inject nothing")
     p.add_argument("--reports-dir", default="reports", help="where run directories are written")
+    p.add_argument("--required-tier", help="SLA tier every experiment must support (JUnit fails otherwise)")
     p.set_defaults(handler=_cmd_run)
