@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "harness.commands.platform_cmds",
     "harness.commands.demo",
     "harness.commands.run_cmd",
+    "harness.commands.gameday_cmd",
     "harness.commands.report_cmds",
     "harness.commands.bench_cmd",
 )
