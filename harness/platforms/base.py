@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "Endpoints", "Platform", "PlatformStatus", "ReplicaStatus"]
+__all__ = ["CleanupReport", "Endpoints", "FaultTarget", "Platform", "PlatformStatus", "ReplicaStatus"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,31 @@ class Platform(Protocol):
 
     def events_path(self) -> Path:
         """The lifecycle events file (``harness.events`` schema)."""
+
+
+@runtime_checkable
+class FaultTarget(Protocol):
+    """What the fault runner calls on a platform; the same names on every platform.
+
+    Each fault returns a JSON-serialisable undo record; the runner writes it to disk before relying on
+    it and passes it back to the matching undo call (in ``finally``, on signals, or from a sweeper).
+    """
+
+    def replica_names(self) -> list[str]:
+        """The replicas (processes locally, pods on Kubernetes) of the service under test, sorted."""
+
+    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
+        """Kill one replica (grace 0: at once; None: the platform's default grace)."""
+
+    def block_network(self, names: list[str], run_id: str) -> dict[str, Any]:
+        """Deny traffic to these replicas; the undo record for ``unblock_network``."""
+
+    def unblock_network(self, record: dict[str, Any]) -> None: ...
+
+    def restart_with_env(self, env: dict[str, str], run_id: str) -> dict[str, Any]:
+        """Restart replicas with extra env (e.g. a model-load delay); the undo record for ``restore_env``."""
+
+    def restore_env(self, record: dict[str, Any]) -> None: ...
+
+    def exec_in_replica(self, name: str, command: list[str]) -> str:
+        """Run a command beside the replica (inside the pod on Kubernetes); its stdout."""

@@ -46,7 +46,8 @@ def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
     values: dict[str, object] = {}
     if getattr(args, "k8s_settings", None):
         values.update(load_settings_file(Path(args.k8s_settings)))
-    base = Path(args.k8s_state_dir).absolute() if getattr(args, "k8s_state_dir", None) else default_state_dir()
+    state = getattr(args, "k8s_state_dir", None)
+    base = Path(state).absolute() if state else default_state_dir()
     namespace = getattr(args, "namespace", None)
     if not for_up and namespace and (base / namespace / "settings.json").exists():
         saved = KubernetesSettings.load(base / namespace).to_json()

@@ -24,6 +24,7 @@ NetworkPolicy enforcement, probes against real containers, authentication, or ad
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -83,8 +84,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message = code, reason, message
 
     def status(self) -> dict[str, Any]:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
 
 
 def _now() -> str:
@@ -192,15 +200,22 @@ def _normalise_quantities(obj: dict[str, Any]) -> None:
     pod_spec = ((spec.get("template") or {}).get("spec")) if "template" in spec else spec
     for container in (pod_spec or {}).get("containers") or []:
         for section in ((container.get("resources") or {}).get(k) for k in ("requests", "limits")):
-            for key, value in list((section or {}).items()):
-                section[key] = str(value)
+            if isinstance(section, dict):
+                for key, value in list(section.items()):
+                    section[key] = str(value)
 
 
 class FakeCluster:
     """The API server, its object store and its controllers. Use as a context manager."""
 
-    def __init__(self, root: Path, ready_delay_s: float = 0.4, load_delay_scale: float = 0.1,
-                 tick_s: float = 0.05, git_version: str = "v1.30.0-fake") -> None:
+    def __init__(
+        self,
+        root: Path,
+        ready_delay_s: float = 0.4,
+        load_delay_scale: float = 0.1,
+        tick_s: float = 0.05,
+        git_version: str = "v1.30.0-fake",
+    ) -> None:
         self.root = root
         self.ready_delay_s = ready_delay_s
         self.load_delay_scale = load_delay_scale
@@ -257,11 +272,14 @@ class FakeCluster:
 
     def write_kubeconfig(self, path: Path, context: str = "fake-staging", namespace: str = "default") -> Path:
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": context,
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-            "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake",
-                                                        "namespace": namespace}}],
+            "contexts": [
+                {"name": context, "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}
+            ],
         }
         path.write_text(yaml.safe_dump(config))
         return path
@@ -270,13 +288,19 @@ class FakeCluster:
     def add_namespace(self, name: str) -> None:
         with self._cond:
             if ("api/v1", "namespaces", "", name) not in self._objects:
-                self._store(("api/v1", "namespaces", "", name),
-                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, "ADDED")
+                self._store(
+                    ("api/v1", "namespaces", "", name),
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                    "ADDED",
+                )
 
     def objects(self, plural: str, namespace: str = "") -> list[dict[str, Any]]:
         with self._cond:
-            return [copy.deepcopy(o) for k, o in self._objects.items()
-                    if k[1] == plural and (not namespace or k[2] == namespace)]
+            return [
+                copy.deepcopy(o)
+                for k, o in self._objects.items()
+                if k[1] == plural and (not namespace or k[2] == namespace)
+            ]
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._cond:
@@ -298,8 +322,11 @@ class FakeCluster:
             cs["restartCount"] += 1
             cs["ready"] = False
             cs["lastState"] = {"terminated": {"exitCode": 1, "reason": reason, "finishedAt": _now()}}
-            cs["state"] = ({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting"}}
-                           if backoff else {"running": {"startedAt": _now()}})
+            cs["state"] = (
+                {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting"}}
+                if backoff
+                else {"running": {"startedAt": _now()}}
+            )
             self._set_ready(obj, False)
             self._ready_at[key] = time.monotonic() + self.ready_delay_s
             self._store(key, obj, "MODIFIED")
@@ -315,7 +342,8 @@ class FakeCluster:
             self._set_ready(obj, False)
             code = 0 if phase == "Succeeded" else 1
             obj["status"]["containerStatuses"][0]["state"] = {
-                "terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
+                "terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
+            }
             self._ready_at.pop(key, None)
             self._store(key, obj, "MODIFIED")
 
@@ -367,21 +395,30 @@ class FakeCluster:
         container = obj["spec"]["containers"][0]
         env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
         delay = self.ready_delay_s
-        try:
+        with contextlib.suppress(ValueError):  # a non-number loads as fast as an unset variable
             delay += float(env.get("HARNESS_MODEL_LOAD_DELAY_S") or 0) * self.load_delay_scale
-        except ValueError:
-            pass
         self._ready_at[key] = time.monotonic() + delay
         self._seq += 1
         obj["status"] = {
-            "phase": "Running", "podIP": f"10.244.{(self._seq >> 8) & 255}.{self._seq & 255}",
+            "phase": "Running",
+            "podIP": f"10.244.{(self._seq >> 8) & 255}.{self._seq & 255}",
             "startTime": _now(),
-            "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
-            "containerStatuses": [{"name": container["name"], "ready": False, "restartCount": 0,
-                                   "image": container.get("image", ""),
-                                   "imageID": f"fake://{container.get('image', '')}",
-                                   "containerID": f"fake://{uuid.uuid4().hex}", "started": True,
-                                   "state": {"running": {"startedAt": _now()}}}],
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "ContainersReady", "status": "False"},
+            ],
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": container.get("image", ""),
+                    "imageID": f"fake://{container.get('image', '')}",
+                    "containerID": f"fake://{uuid.uuid4().hex}",
+                    "started": True,
+                    "state": {"running": {"startedAt": _now()}},
+                }
+            ],
         }
         root = self.pod_root(key[2], key[3])
         root.mkdir(parents=True, exist_ok=True)
@@ -393,13 +430,29 @@ class FakeCluster:
         self._seq += 1
         name = f"{meta['name']}.{self._seq:x}"
         key = ("api/v1", "events", meta["namespace"], name)
-        event = {"apiVersion": "v1", "kind": "Event",
-                 "metadata": {"name": name, "namespace": meta["namespace"], "uid": str(uuid.uuid4()),
-                              "creationTimestamp": _now()},
-                 "involvedObject": {"kind": obj["kind"], "name": meta["name"], "namespace": meta["namespace"],
-                                    "uid": meta.get("uid", "")},
-                 "reason": reason, "message": message, "type": type_, "count": 1,
-                 "firstTimestamp": _now(), "lastTimestamp": _now(), "source": {"component": "fake-kubelet"}}
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": _now(),
+            },
+            "involvedObject": {
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "type": type_,
+            "count": 1,
+            "firstTimestamp": _now(),
+            "lastTimestamp": _now(),
+            "source": {"component": "fake-kubelet"},
+        }
         self._store(key, event, "ADDED")
 
     def _set_ready(self, pod: dict[str, Any], ready: bool) -> None:
@@ -421,7 +474,9 @@ class FakeCluster:
             # Garbage collection: dependants by ownerReference, everything inside a deleted namespace.
             for other_key, other in list(self._objects.items()):
                 owners = other["metadata"].get("ownerReferences") or []
-                if any(o.get("uid") == uid for o in owners) or (key[1] == "namespaces" and other_key[2] == key[3]):
+                if any(o.get("uid") == uid for o in owners) or (
+                    key[1] == "namespaces" and other_key[2] == key[3]
+                ):
                     self.delete(other_key)
             if key[1] == "pods":
                 shutil.rmtree(self.pod_root(key[2], key[3]), ignore_errors=True)
@@ -436,7 +491,9 @@ class FakeCluster:
                 if field in old["metadata"]:
                     new["metadata"][field] = old["metadata"][field]
             if "status" in old:
-                new["status"] = old["status"] if "status" not in new or res.plural != "pods" else new["status"]
+                new["status"] = (
+                    old["status"] if "status" not in new or res.plural != "pods" else new["status"]
+                )
             generation = old["metadata"].get("generation", 1)
             if old.get("spec") != new.get("spec"):
                 generation += 1
@@ -470,22 +527,36 @@ class FakeCluster:
         template = dep["spec"]["template"]
         digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         uid = dep["metadata"]["uid"]
-        owned = [(k, p) for k, p in self._objects.items() if k[1] == "pods" and any(
-            o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
+        owned = [
+            (k, p)
+            for k, p in self._objects.items()
+            if k[1] == "pods" and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])
+        ]
         current = [(k, p) for k, p in owned if p["metadata"]["labels"].get("pod-template-hash") == digest]
         old = [(k, p) for k, p in owned if p["metadata"]["labels"].get("pod-template-hash") != digest]
         desired = int(dep["spec"].get("replicas", 1))
         ready_current = [p for _, p in current if p["status"]["containerStatuses"][0]["ready"]]
         if len(current) < desired and len(current) + len(old) < desired + 1:
             self._seq += 1
-            pod = {"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"name": f"{name}-{digest[:8]}-{self._seq:05x}",
-                                "labels": {**(template["metadata"].get("labels") or {}),
-                                           "pod-template-hash": digest},
-                                "annotations": dict(template["metadata"].get("annotations") or {}),
-                                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                                                     "name": name, "uid": uid, "controller": True}]},
-                   "spec": copy.deepcopy(template["spec"])}
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{name}-{digest[:8]}-{self._seq:05x}",
+                    "labels": {**(template["metadata"].get("labels") or {}), "pod-template-hash": digest},
+                    "annotations": dict(template["metadata"].get("annotations") or {}),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": name,
+                            "uid": uid,
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": copy.deepcopy(template["spec"]),
+            }
             self._new_meta(pod, ns)
             pkey = ("api/v1", "pods", ns, pod["metadata"]["name"])
             self._init_pod(pkey, pod)
@@ -494,35 +565,48 @@ class FakeCluster:
             self.delete(old[0][0])
         elif len(current) > desired:
             self.delete(sorted(current, key=lambda kp: kp[1]["metadata"]["name"])[-1][0])
-        status = {"observedGeneration": dep["metadata"].get("generation", 1), "replicas": len(owned),
-                  "updatedReplicas": len(current), "readyReplicas": len(ready_current) + sum(
-                      1 for _, p in old if p["status"]["containerStatuses"][0]["ready"]),
-                  "availableReplicas": len(ready_current)}
+        status = {
+            "observedGeneration": dep["metadata"].get("generation", 1),
+            "replicas": len(owned),
+            "updatedReplicas": len(current),
+            "readyReplicas": len(ready_current)
+            + sum(1 for _, p in old if p["status"]["containerStatuses"][0]["ready"]),
+            "availableReplicas": len(ready_current),
+        }
         if dep.get("status") != status:
             new = copy.deepcopy(dep)
             new["status"] = status
             self._store(key, new, "MODIFIED")
 
     # -- watch ---------------------------------------------------------------------------------------
-    def watch(self, res: Resource, namespace: str, selector: str, since: int | None,
-              timeout_s: float) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, res: Resource, namespace: str, selector: str, since: int | None, timeout_s: float
+    ) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             if since is None:
                 cursor = self._rv
-                initial = [copy.deepcopy(o) for k, o in self._objects.items()
-                           if k[:2] == (res.prefix, res.plural) and (not namespace or k[2] == namespace)
-                           and _matches(o["metadata"].get("labels") or {}, selector)]
+                initial = [
+                    copy.deepcopy(o)
+                    for k, o in self._objects.items()
+                    if k[:2] == (res.prefix, res.plural)
+                    and (not namespace or k[2] == namespace)
+                    and _matches(o["metadata"].get("labels") or {}, selector)
+                ]
             else:
                 cursor, initial = since, []
         for obj in initial:
             yield {"type": "ADDED", "object": obj}
         while not self._stopping.is_set():
             with self._cond:
-                batch = [(rv, kind, o) for rv, kind, k, o in self._changes
-                         if rv > cursor and k[:2] == (res.prefix, res.plural)
-                         and (not namespace or k[2] == namespace)
-                         and _matches(o["metadata"].get("labels") or {}, selector)]
+                batch = [
+                    (rv, kind, o)
+                    for rv, kind, k, o in self._changes
+                    if rv > cursor
+                    and k[:2] == (res.prefix, res.plural)
+                    and (not namespace or k[2] == namespace)
+                    and _matches(o["metadata"].get("labels") or {}, selector)
+                ]
                 cursor = self._rv
                 if not batch:
                     remaining = deadline - time.monotonic()
@@ -535,11 +619,19 @@ class FakeCluster:
 
     def list(self, res: Resource, namespace: str, selector: str) -> dict[str, Any]:
         with self._cond:
-            items = [copy.deepcopy(o) for k, o in sorted(self._objects.items())
-                     if k[:2] == (res.prefix, res.plural) and (not namespace or k[2] == namespace)
-                     and _matches(o["metadata"].get("labels") or {}, selector)]
-            return {"apiVersion": res.api_version, "kind": f"{res.kind}List",
-                    "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+            items = [
+                copy.deepcopy(o)
+                for k, o in sorted(self._objects.items())
+                if k[:2] == (res.prefix, res.plural)
+                and (not namespace or k[2] == namespace)
+                and _matches(o["metadata"].get("labels") or {}, selector)
+            ]
+            return {
+                "apiVersion": res.api_version,
+                "kind": f"{res.kind}List",
+                "metadata": {"resourceVersion": str(self._rv)},
+                "items": items,
+            }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -591,10 +683,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.requests.append((method, url.path))
         try:
             if url.path in ("/version", "/version/"):
-                self._send(200, {"major": "1", "minor": "30", "gitVersion": self.fake.git_version,
-                                 "gitCommit": "0" * 40, "gitTreeState": "clean",
-                                 "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22",
-                                 "compiler": "gc", "platform": "linux/amd64"})
+                self._send(
+                    200,
+                    {
+                        "major": "1",
+                        "minor": "30",
+                        "gitVersion": self.fake.git_version,
+                        "gitCommit": "0" * 40,
+                        "gitTreeState": "clean",
+                        "buildDate": "2026-01-01T00:00:00Z",
+                        "goVersion": "go1.22",
+                        "compiler": "gc",
+                        "platform": "linux/amd64",
+                    },
+                )
                 return
             bare = url.path.rstrip("/")
             if bare in ("/api", "/apis", "/api/v1") or (bare.startswith("/apis/") and bare.count("/") == 3):
@@ -617,18 +719,37 @@ class _Handler(BaseHTTPRequestHandler):
                 if version not in groups[group]:
                     groups[group].append(version)
         if path == "/apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                 "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-                for g, vs in groups.items()]}
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                    }
+                    for g, vs in groups.items()
+                ],
+            }
         prefix = path.lstrip("/")
         found = [r for r in RESOURCES if r.prefix == prefix]
         if not found:
             raise ApiError(404, "NotFound", f"the server could not find {path}")
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": found[0].api_version,
-                "resources": [{"name": r.plural, "kind": r.kind, "namespaced": r.namespaced, "singularName": "",
-                               "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
-                              for r in found]}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": found[0].api_version,
+            "resources": [
+                {
+                    "name": r.plural,
+                    "kind": r.kind,
+                    "namespaced": r.namespaced,
+                    "singularName": "",
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                }
+                for r in found
+            ],
+        }
 
     def _parse(self, path: str) -> tuple[Resource, str, str, str]:
         parts = path.strip("/").split("/")
@@ -665,8 +786,15 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and not name:
             if query.get("watch") in ("true", "1"):
                 since = query.get("resourceVersion")
-                self._stream(fake.watch(res, namespace, selector, int(since) if since else None,
-                                        float(query.get("timeoutSeconds") or 60)))
+                self._stream(
+                    fake.watch(
+                        res,
+                        namespace,
+                        selector,
+                        int(since) if since else None,
+                        float(query.get("timeoutSeconds") or 60),
+                    )
+                )
             else:
                 self._send(200, fake.list(res, namespace, selector))
             return
@@ -737,8 +865,9 @@ class _Handler(BaseHTTPRequestHandler):
         offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if "v4.channel.k8s.io" not in offered:
             raise ApiError(400, "BadRequest", f"no supported subprotocol in {offered}")
-        accept = base64.b64encode(hashlib.sha1(
-            (self.headers["Sec-WebSocket-Key"] + _WS_GUID).encode()).digest()).decode()
+        accept = base64.b64encode(
+            hashlib.sha1((self.headers["Sec-WebSocket-Key"] + _WS_GUID).encode()).digest()
+        ).decode()
         self.send_response(101, "Switching Protocols")
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
@@ -757,7 +886,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _ws_send(self, channel: int, data: bytes) -> None:
         step = 1 << 16
         for start in range(0, max(len(data), 1), step):
-            self._ws_frame(0x2, bytes([channel]) + data[start:start + step])
+            self._ws_frame(0x2, bytes([channel]) + data[start : start + step])
 
     def _ws_frame(self, opcode: int, payload: bytes) -> None:
         header = bytes([0x80 | opcode])
@@ -768,34 +897,44 @@ class _Handler(BaseHTTPRequestHandler):
             header += bytes([126]) + struct.pack("!H", n)
         else:
             header += bytes([127]) + struct.pack("!Q", n)
-        try:
+        with contextlib.suppress(OSError):  # the client went away; the exec is over for it
             self.wfile.write(header + payload)
-        except (OSError, BrokenPipeError, ConnectionResetError):
-            pass
 
 
-def _run_in_pod(root: Path, pod: dict[str, Any], command: list[str],
-                send: Callable[[int, bytes], None]) -> dict[str, Any]:
+def _run_in_pod(
+    root: Path, pod: dict[str, Any], command: list[str], send: Callable[[int, bytes], None]
+) -> dict[str, Any]:
     """Run ``command`` as a host process in the pod's directory, with the container's env."""
     if not command:
         return {"status": "Failure", "message": "no command given", "reason": "BadRequest"}
     container = pod["spec"]["containers"][0]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "POD_ROOT": str(root),
-           "HOSTNAME": pod["metadata"]["name"]}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "POD_ROOT": str(root),
+        "HOSTNAME": pod["metadata"]["name"],
+    }
     env.update({e["name"]: str(e.get("value", "")) for e in container.get("env") or []})
     args = [command[0]] + [str(root) + a if a.startswith("/") else a for a in command[1:]]
     try:
         done = subprocess.run(args, cwd=root, env=env, capture_output=True, timeout=60, check=False)
     except FileNotFoundError:
         send(2, f"exec: {command[0]!r}: executable file not found in $PATH\n".encode())
-        return {"status": "Failure", "reason": "InternalError",
-                "message": f"{command[0]}: executable file not found"}
+        return {
+            "status": "Failure",
+            "reason": "InternalError",
+            "message": f"{command[0]}: executable file not found",
+        }
     if done.stdout:
         send(1, done.stdout)
     if done.stderr:
         send(2, done.stderr)
     if done.returncode == 0:
         return {"metadata": {}, "status": "Success"}
-    return {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-            "message": f"command terminated with non-zero exit code: {done.returncode}",
-            "details": {"causes": [{"reason": "ExitCode", "message": str(done.returncode)}]}}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "reason": "NonZeroExitCode",
+        "message": f"command terminated with non-zero exit code: {done.returncode}",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(done.returncode)}]},
+    }

@@ -95,8 +95,16 @@ class KubeApi:
         self.dry_run = dry_run
         self.out = out
 
-    def _call(self, method: str, path: str, query: dict[str, Any] | None, body: Any,
-              content_type: str, timeout: float | tuple[float, float] | None, stream: bool) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None,
+        body: Any,
+        content_type: str,
+        timeout: float | tuple[float, float] | None,
+        stream: bool,
+    ) -> Any:
         url_path = path + ("?" + urlencode(query) if query else "")
         if self.dry_run:
             self.out(f"[dry-run] {method} {url_path} {_summary(body)}".rstrip())
@@ -104,8 +112,14 @@ class KubeApi:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        params = self.client.param_serialize(method, path, query_params=list((query or {}).items()),
-                                             header_params=headers, body=body, auth_settings=["BearerToken"])
+        params = self.client.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         try:
             response = self.client.call_api(*params, _request_timeout=timeout)
         except Exception as exc:  # urllib3/SSL errors: the cluster is unreachable
@@ -129,8 +143,15 @@ class KubeApi:
             message, reason = (response.data or b"").decode(errors="replace")[:300], ""
         raise ApiFailure(method, path, response.status, reason or str(response.reason), message)
 
-    def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-                content_type: str = "application/json", timeout: float | tuple[float, float] | None = 30) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | tuple[float, float] | None = 30,
+    ) -> Any:
         return self._call(method, path, query, body, content_type, timeout, stream=False)
 
     # -- conveniences ---------------------------------------------------------------------------------
@@ -145,21 +166,31 @@ class KubeApi:
         return result
 
     def list(self, kind: Kind, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-        result = self.request("GET", kind.collection(namespace), {"labelSelector": selector} if selector else None)
+        result = self.request(
+            "GET", kind.collection(namespace), {"labelSelector": selector} if selector else None
+        )
         return list((result or {}).get("items") or [])
 
     def apply(self, obj: dict[str, Any], namespace: str, force: bool = True) -> dict[str, Any] | None:
         """Server-side apply: the cluster merges our fields and records the harness as their manager."""
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
         result: dict[str, Any] | None = self.request(
-            "PATCH", object_path(obj, namespace), query, obj, "application/apply-patch+yaml")
+            "PATCH", object_path(obj, namespace), query, obj, "application/apply-patch+yaml"
+        )
         return result
 
     def delete(self, path: str, grace_s: float | None = None) -> bool:
         """Delete; False when it was already gone."""
-        body = None if grace_s is None else {"apiVersion": "v1", "kind": "DeleteOptions",
-                                             "gracePeriodSeconds": int(grace_s),
-                                             "propagationPolicy": "Background"}
+        body = (
+            None
+            if grace_s is None
+            else {
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "gracePeriodSeconds": int(grace_s),
+                "propagationPolicy": "Background",
+            }
+        )
         try:
             self.request("DELETE", path, body=body)
         except ApiFailure as exc:
@@ -171,11 +202,15 @@ class KubeApi:
     def patch(self, path: str, body: Any, content_type: str = "application/merge-patch+json") -> Any:
         return self.request("PATCH", path, body=body, content_type=content_type)
 
-    def watch(self, kind: Kind, namespace: str, selector: str = "", resource_version: str = "",
-              timeout_s: int = 60) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, kind: Kind, namespace: str, selector: str = "", resource_version: str = "", timeout_s: int = 60
+    ) -> Iterator[dict[str, Any]]:
         """Watch events (``{"type", "object"}``) until the server ends the stream."""
-        query: dict[str, Any] = {"watch": "true", "timeoutSeconds": str(timeout_s),
-                                 "allowWatchBookmarks": "false"}
+        query: dict[str, Any] = {
+            "watch": "true",
+            "timeoutSeconds": str(timeout_s),
+            "allowWatchBookmarks": "false",
+        }
         if selector:
             query["labelSelector"] = selector
         if resource_version:

@@ -56,8 +56,14 @@ def resolve(settings: KubernetesSettings) -> Target | None:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, ValueError):
         pass
-    server = next((str((c.get("cluster") or {}).get("server", "")) for c in raw.get("clusters") or []
-                   if c.get("name") == cluster), "")
+    server = next(
+        (
+            str((c.get("cluster") or {}).get("server", ""))
+            for c in raw.get("clusters") or []
+            if c.get("name") == cluster
+        ),
+        "",
+    )
     return Target(path, name, cluster, server)
 
 
@@ -72,7 +78,8 @@ def connect(settings: KubernetesSettings) -> tuple[KubeApi, Target | None]:
 
     try:
         client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=target.kubeconfig, context=target.context, persist_config=False)
+            config_file=target.kubeconfig, context=target.context, persist_config=False
+        )
     except config.ConfigException as exc:
         raise ConfigError(f"kubeconfig {target.kubeconfig} context {target.context!r}: {exc}") from exc
     return KubeApi(client), target

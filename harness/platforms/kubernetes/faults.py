@@ -55,19 +55,27 @@ def _chaosk8s_sees(target: Target | None) -> Iterator[bool]:
     yield Path(default).resolve() == Path(target.kubeconfig).resolve() and os.path.exists(default)
 
 
-def kill_pod(api: KubeApi, target: Target | None, namespace: str, selector: str, name: str,
-             grace_s: float | None) -> None:
+def kill_pod(
+    api: KubeApi, target: Target | None, namespace: str, selector: str, name: str, grace_s: float | None
+) -> None:
     grace = -1 if grace_s is None else int(grace_s)
     path = f"{_KIND['Pod'].collection(namespace)}/{name}"
     with _chaosk8s_sees(target) as same:
         if same and not api.dry_run and target is not None:
             from chaosk8s.pod.actions import terminate_pods
 
-            deleted = terminate_pods(label_selector=selector, name_pattern=f"^{name}$", all=True,
-                                     grace_period=grace, ns=namespace,
-                                     secrets={"KUBERNETES_CONTEXT": target.context})
+            deleted = terminate_pods(
+                label_selector=selector,
+                name_pattern=f"^{name}$",
+                all=True,
+                grace_period=grace,
+                ns=namespace,
+                secrets={"KUBERNETES_CONTEXT": target.context},
+            )
             if name not in deleted:
-                raise FaultError(f"chaosk8s terminate_pods did not delete pod {namespace}/{name} (it deleted {deleted})")
+                raise FaultError(
+                    f"chaosk8s terminate_pods did not delete pod {namespace}/{name} (it deleted {deleted})"
+                )
             return
     if not api.delete(path, grace_s=None if grace_s is None else grace):
         raise FaultError(f"pod {namespace}/{name} was already gone")
@@ -78,24 +86,41 @@ def _policy_name(run_id: str, names: list[str]) -> str:
     return f"harness-block-{slug(run_id, 40)}-{digest}"
 
 
-def block_network(api: KubeApi, namespace: str, names: list[str], run_id: str, expires_at: str) -> dict[str, Any]:
+def block_network(
+    api: KubeApi, namespace: str, names: list[str], run_id: str, expires_at: str
+) -> dict[str, Any]:
     """Deny all ingress to these pods: label them, then a NetworkPolicy selecting that label.
 
     The name is unique per run and pod set (chaosk8s's deny_all_ingress uses one fixed name, so two runs
     would overwrite each other's policy and one rollback would lift both blocks).
     """
     policy = _policy_name(run_id, names)
-    record = {"kind": "network-block", "namespace": namespace, "policy": policy, "pods": sorted(names),
-              "run_id": run_id, "expires_at": expires_at}
+    record = {
+        "kind": "network-block",
+        "namespace": namespace,
+        "policy": policy,
+        "pods": sorted(names),
+        "run_id": run_id,
+        "expires_at": expires_at,
+    }
     body = {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": policy, "labels": {MANAGED_BY: MANAGED_BY_VALUE, RUN_ID: slug(run_id)},
-                     "annotations": {EXPIRES: expires_at, "harness/pods": ",".join(sorted(names))}},
-        "spec": {"podSelector": {"matchLabels": {BLOCKED_BY: policy}}, "policyTypes": ["Ingress"], "ingress": []},
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": policy,
+            "labels": {MANAGED_BY: MANAGED_BY_VALUE, RUN_ID: slug(run_id)},
+            "annotations": {EXPIRES: expires_at, "harness/pods": ",".join(sorted(names))},
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {BLOCKED_BY: policy}},
+            "policyTypes": ["Ingress"],
+            "ingress": [],
+        },
     }
     for name in names:
-        api.patch(f"{_KIND['Pod'].collection(namespace)}/{name}",
-                  {"metadata": {"labels": {BLOCKED_BY: policy}}})
+        api.patch(
+            f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: policy}}}
+        )
     try:
         api.apply(body, namespace)
     except Exception:
@@ -109,7 +134,9 @@ def unblock_network(api: KubeApi, record: dict[str, Any]) -> None:
     api.delete(f"{_KIND['NetworkPolicy'].collection(namespace)}/{record['policy']}")
     for name in record["pods"]:
         try:
-            api.patch(f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: None}}})
+            api.patch(
+                f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: None}}}
+            )
         except ApiFailure as exc:
             if exc.status != 404:  # a replaced pod is simply gone
                 raise
@@ -124,14 +151,23 @@ def unlabel_orphaned_pods(api: KubeApi, namespace: str, selector: str) -> list[s
     done = []
     for pod in api.list(_KIND["Pod"], namespace, f"{selector},{BLOCKED_BY}"):
         if pod["metadata"]["labels"][BLOCKED_BY] not in policies:
-            api.patch(f"{_KIND['Pod'].collection(namespace)}/{pod['metadata']['name']}",
-                      {"metadata": {"labels": {BLOCKED_BY: None}}})
+            api.patch(
+                f"{_KIND['Pod'].collection(namespace)}/{pod['metadata']['name']}",
+                {"metadata": {"labels": {BLOCKED_BY: None}}},
+            )
             done.append(f"block label of pod {pod['metadata']['name']}")
     return done
 
 
-def patch_env(api: KubeApi, namespace: str, deployment: str, dep: dict[str, Any] | None, env: dict[str, str],
-              run_id: str, expires_at: str) -> dict[str, Any]:
+def patch_env(
+    api: KubeApi,
+    namespace: str,
+    deployment: str,
+    dep: dict[str, Any] | None,
+    env: dict[str, str],
+    run_id: str,
+    expires_at: str,
+) -> dict[str, Any]:
     """Set env vars on the Deployment's first container: the template changes, so the pods roll.
 
     The previous env (exactly as it was, None when absent) goes into the undo record, and the record
@@ -155,12 +191,21 @@ def patch_env(api: KubeApi, namespace: str, deployment: str, dep: dict[str, Any]
                 break
         else:
             new.append({"name": key, "value": str(value)})
-    record = {"kind": "env-patch", "namespace": namespace, "deployment": deployment,
-              "container": container["name"], "previous_env": previous, "env": env,
-              "run_id": run_id, "expires_at": expires_at}
+    record = {
+        "kind": "env-patch",
+        "namespace": namespace,
+        "deployment": deployment,
+        "container": container["name"],
+        "previous_env": previous,
+        "env": env,
+        "run_id": run_id,
+        "expires_at": expires_at,
+    }
     api.patch(path, {"metadata": {"annotations": {ENV_PATCH: json.dumps(record, sort_keys=True)}}})
-    ops = [{"op": "test", "path": "/spec/template/spec/containers/0/name", "value": container["name"]},
-           {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": new}]
+    ops = [
+        {"op": "test", "path": "/spec/template/spec/containers/0/name", "value": container["name"]},
+        {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": new},
+    ]
     api.patch(path, ops, content_type="application/json-patch+json")
     return record
 
@@ -179,32 +224,48 @@ def env_patch_record(dep: dict[str, Any]) -> dict[str, Any] | None:
 def restore_env(api: KubeApi, record: dict[str, Any]) -> None:
     path = f"{_KIND['Deployment'].collection(record['namespace'])}/{record['deployment']}"
     ops: list[dict[str, Any]] = [
-        {"op": "test", "path": "/spec/template/spec/containers/0/name", "value": record["container"]}]
+        {"op": "test", "path": "/spec/template/spec/containers/0/name", "value": record["container"]}
+    ]
     if record["previous_env"] is None:
         ops.append({"op": "remove", "path": "/spec/template/spec/containers/0/env"})
     else:
-        ops.append({"op": "add", "path": "/spec/template/spec/containers/0/env", "value": record["previous_env"]})
+        ops.append(
+            {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": record["previous_env"]}
+        )
     try:
         api.patch(path, ops, content_type="application/json-patch+json")
     except ApiFailure as exc:
         if exc.status == 404:
             return  # the Deployment is gone: nothing left to restore
-        raise FaultError(f"cannot restore the env of {record['namespace']}/{record['deployment']}: {exc}") from exc
+        raise FaultError(
+            f"cannot restore the env of {record['namespace']}/{record['deployment']}: {exc}"
+        ) from exc
     api.patch(path, {"metadata": {"annotations": {ENV_PATCH: None}}})
 
 
 def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120) -> str:
     """Run a command in the pod over the exec WebSocket (v4 channel protocol); stdout, or FaultError."""
     if api.dry_run:
-        api.out(f"[dry-run] GET (websocket) {_KIND['Pod'].collection(namespace)}/{name}/exec command={command}")
+        api.out(
+            f"[dry-run] GET (websocket) {_KIND['Pod'].collection(namespace)}/{name}/exec command={command}"
+        )
         return ""
     from kubernetes import client as k8s
     from kubernetes.stream import stream
 
     core = k8s.CoreV1Api(api.client)
     try:
-        ws = stream(core.connect_get_namespaced_pod_exec, name, namespace, command=command,
-                    stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        ws = stream(
+            core.connect_get_namespaced_pod_exec,
+            name,
+            namespace,
+            command=command,
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _preload_content=False,
+        )
     except Exception as exc:  # the websocket library raises its own types
         raise FaultError(f"exec in pod {namespace}/{name} failed to start: {exc}") from exc
     ws.run_forever(timeout=timeout_s)
@@ -212,5 +273,7 @@ def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], tim
     code = ws.returncode
     ws.close()
     if code != 0:
-        raise FaultError(f"command {command} in pod {namespace}/{name} exited with {code}: {err.strip()[:500]}")
+        raise FaultError(
+            f"command {command} in pod {namespace}/{name} exited with {code}: {err.strip()[:500]}"
+        )
     return str(out)

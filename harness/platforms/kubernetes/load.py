@@ -28,8 +28,15 @@ from harness.errors import ConfigError, PlatformError
 from harness.platforms.kubernetes.api import KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.render import label, slug
 
-__all__ = ["LoadJob", "collect_timelines", "delete_load", "render_load_objects", "run_distributed_load",
-           "start_load", "wait_for_master"]
+__all__ = [
+    "LoadJob",
+    "collect_timelines",
+    "delete_load",
+    "render_load_objects",
+    "run_distributed_load",
+    "start_load",
+    "wait_for_master",
+]
 
 ROLE = "harness.load-role"
 _KIND = {k.kind: k for k in KINDS}
@@ -50,8 +57,9 @@ class LoadJob:
     expires_at: str = ""
     locust_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    resources: dict[str, Any] = field(default_factory=lambda: {
-        "requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})
+    resources: dict[str, Any] = field(
+        default_factory=lambda: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -79,24 +87,36 @@ class LoadJob:
 
 
 def _pod(job: LoadJob, name: str, role: str, command: list[str]) -> dict[str, Any]:
-    env = [{"name": k, "value": v} for k, v in sorted(job.env.items())]
-    env += [{"name": "HARNESS_TIMELINE_DIR", "value": "/timeline"},
-            {"name": "HARNESS_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(job.env.items())]
+    env += [
+        {"name": "HARNESS_TIMELINE_DIR", "value": "/timeline"},
+        {"name": "HARNESS_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "labels": {ROLE: role, "harness.load-run": slug(job.run_id)}},
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 5,
-            "containers": [{
-                "name": "locust", "image": job.image, "command": command, "env": env,
-                "resources": job.resources,
-                "ports": [{"name": "master", "containerPort": MASTER_PORT}] if role == "master" else [],
-                "volumeMounts": [{"name": "profile", "mountPath": "/profile", "readOnly": True},
-                                 {"name": "timeline", "mountPath": "/timeline"}],
-            }],
-            "volumes": [{"name": "profile", "configMap": {"name": job.base}},
-                        {"name": "timeline", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "locust",
+                    "image": job.image,
+                    "command": command,
+                    "env": env,
+                    "resources": job.resources,
+                    "ports": [{"name": "master", "containerPort": MASTER_PORT}] if role == "master" else [],
+                    "volumeMounts": [
+                        {"name": "profile", "mountPath": "/profile", "readOnly": True},
+                        {"name": "timeline", "mountPath": "/timeline"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "profile", "configMap": {"name": job.base}},
+                {"name": "timeline", "emptyDir": {}},
+            ],
         },
     }
 
@@ -104,19 +124,43 @@ def _pod(job: LoadJob, name: str, role: str, command: list[str]) -> dict[str, An
 def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
     """ConfigMap, master Service, master Pod, worker Pods: in creation order, labelled for the run."""
     locust = ["locust", "-f", f"/profile/{job.profile.name}", "--headless", *job.locust_args]
-    master_cmd = [*locust, "--master", "--expect-workers", str(job.workers), "--host", job.host,
-                  "-u", str(job.users), "-r", f"{job.spawn_rate:g}", "-t", f"{job.duration_s:g}s",
-                  "--master-bind-port", str(MASTER_PORT)]
-    worker_line = " ".join([*locust, "--worker", "--master-host", job.master, "--master-port", str(MASTER_PORT)])
+    master_cmd = [
+        *locust,
+        "--master",
+        "--expect-workers",
+        str(job.workers),
+        "--host",
+        job.host,
+        "-u",
+        str(job.users),
+        "-r",
+        f"{job.spawn_rate:g}",
+        "-t",
+        f"{job.duration_s:g}s",
+        "--master-bind-port",
+        str(MASTER_PORT),
+    ]
+    worker_line = " ".join(
+        [*locust, "--worker", "--master-host", job.master, "--master-port", str(MASTER_PORT)]
+    )
     # The worker stays alive after Locust exits so its /timeline can be copied out.
     worker_cmd = ["sh", "-c", f"{worker_line}; echo $? > /timeline/EXIT; exec sleep 86400"]
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": job.base, "labels": {}},
-         "data": {job.profile.name: job.profile.read_text(encoding="utf-8")}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": job.master, "labels": {}},
-         "spec": {"selector": {ROLE: "master", "harness.load-run": slug(job.run_id)},
-                  "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": job.base, "labels": {}},
+            "data": {job.profile.name: job.profile.read_text(encoding="utf-8")},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": job.master, "labels": {}},
+            "spec": {
+                "selector": {ROLE: "master", "harness.load-run": slug(job.run_id)},
+                "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
+            },
+        },
         _pod(job, job.master, "master", master_cmd),
     ]
     objects += [_pod(job, job.worker(i), "worker", worker_cmd) for i in range(job.workers)]
@@ -154,8 +198,18 @@ def _exec_bytes(api: KubeApi, namespace: str, pod: str, command: list[str]) -> t
     from kubernetes import client as k8s
     from kubernetes.stream import stream
 
-    ws = stream(k8s.CoreV1Api(api.client).connect_get_namespaced_pod_exec, pod, namespace, command=command,
-                stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, binary=True)
+    ws = stream(
+        k8s.CoreV1Api(api.client).connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=command,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+        binary=True,
+    )
     ws.run_forever(timeout=120)
     out, err = ws.read_stdout(), ws.read_stderr()
     code = ws.returncode
@@ -214,16 +268,24 @@ def delete_load(api: KubeApi, job: LoadJob) -> list[str]:
         elif kind.kind == "Service":
             names = [job.master]
         for name in names:
-            if api.delete(f"{kind.collection(job.namespace)}/{name}", grace_s=0 if kind.kind == "Pod" else None):
+            if api.delete(
+                f"{kind.collection(job.namespace)}/{name}", grace_s=0 if kind.kind == "Pod" else None
+            ):
                 removed.append(f"{kind.kind.lower()} {name}")
     return removed
 
 
-def run_distributed_load(api: KubeApi, job: LoadJob, dest: Path, timeout_s: float) -> list[Path]:
-    """Create, wait, collect, and always delete: what ``harness load --platform kubernetes`` calls."""
+def run_distributed_load(
+    api: KubeApi, job: LoadJob, dest: Path, timeout_s: float, collect_wait_s: float = 60.0
+) -> list[Path]:
+    """Create, wait, collect, and always delete: what ``harness load --platform kubernetes`` calls.
+
+    ``timeout_s`` bounds the whole load (the master's ``-t`` plus start-up); ``collect_wait_s`` is how long
+    a worker may take to write its last chunk after the master finished.
+    """
     try:
         start_load(api, job)
         wait_for_master(api, job, timeout_s)
-        return collect_timelines(api, job, dest)
+        return collect_timelines(api, job, dest, wait_s=collect_wait_s)
     finally:
         delete_load(api, job)

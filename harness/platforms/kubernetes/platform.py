@@ -101,9 +101,15 @@ class KubernetesPlatform:
 
     def _objects(self, run_id: str) -> list[dict[str, Any]]:
         monitoring = MONITORING_MANIFEST if self.settings.prometheus_operator else None
-        return render_service(self.settings.manifest, run_id, expiry(self.settings.ttl_s),
-                              replicas=self.settings.replicas, gpus_per_replica=self.settings.gpus_per_replica,
-                              image=self.settings.image, monitoring=monitoring)
+        return render_service(
+            self.settings.manifest,
+            run_id,
+            expiry(self.settings.ttl_s),
+            replicas=self.settings.replicas,
+            gpus_per_replica=self.settings.gpus_per_replica,
+            image=self.settings.image,
+            monitoring=monitoring,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def up(self, replicas: int | None = None) -> PlatformStatus:
@@ -118,21 +124,32 @@ class KubernetesPlatform:
         foreign = []
         for obj in objects:
             existing = api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
-            if existing is not None and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
+            if (
+                existing is not None
+                and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE
+            ):
                 foreign.append(f"{obj['kind']} {obj['metadata']['name']}")
         if foreign:
             raise PlatformError(
-                f"namespace {self.namespace} already has objects the harness did not create: {', '.join(foreign)}; "
-                f"the harness never changes them. Use another namespace or remove them yourself"
+                f"namespace {self.namespace} already has objects the harness did not create: "
+                f"{', '.join(foreign)}; the harness never changes them. "
+                f"Use another namespace or remove them yourself"
             )
         self.settings.save(self.state)
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "selector").write_text(self.selector)
         (self.state / "stopping").unlink(missing_ok=True)
-        self._write_state({"run_id": run_id, "up": True, "context": self._target.context if self._target else "",
-                           "namespace": self.namespace, "deployment": self.spec.name,
-                           "created_namespace": self._read_state().get("created_namespace", False)
-                           or self._created_namespace})
+        self._write_state(
+            {
+                "run_id": run_id,
+                "up": True,
+                "context": self._target.context if self._target else "",
+                "namespace": self.namespace,
+                "deployment": self.spec.name,
+                "created_namespace": self._read_state().get("created_namespace", False)
+                or self._created_namespace,
+            }
+        )
         self._start_watcher()
         for obj in objects:
             api.apply(obj, self.namespace)
@@ -146,8 +163,11 @@ class KubernetesPlatform:
         path = f"{_KIND['Namespace'].collection('')}/{self.namespace}"
         if self.api.get(path) is not None:
             return
-        ns = label({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
-                   run_id, expiry(self.settings.ttl_s))
+        ns = label(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
+            run_id,
+            expiry(self.settings.ttl_s),
+        )
         self.api.request("POST", _KIND["Namespace"].collection(""), body=ns)
         self._created_namespace = True
 
@@ -162,16 +182,25 @@ class KubernetesPlatform:
             self.api.apply(obj, self.namespace)
         self.api.request("GET", self._deployment_path())
         out("[dry-run] then: watch pods until the Deployment is rolled out; start the event watcher")
-        return PlatformStatus(self.name, False, self._endpoints([]), (),
-                              {"dry_run": True, "namespace": self.namespace, "context": ctx})
+        return PlatformStatus(
+            self.name,
+            False,
+            self._endpoints([]),
+            (),
+            {"dry_run": True, "namespace": self.namespace, "context": ctx},
+        )
 
     def _start_watcher(self) -> None:
         self._stop_watcher()
         (self.state / "watcher.ready").unlink(missing_ok=True)
         log = (self.state / "watcher.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "harness.platforms.kubernetes.watcher", str(self.state)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.platforms.kubernetes.watcher", str(self.state)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         (self.state / "watcher.pid").write_text(str(proc.pid))
         deadline = time.monotonic() + 30
@@ -204,7 +233,7 @@ class KubernetesPlatform:
         return True
 
     def wait_rolled_out(self, timeout_s: float) -> None:
-        """Until the Deployment's pods all run the current template and are ready (``kubectl rollout status``)."""
+        """Until every pod runs the current template and is ready (``kubectl rollout status``)."""
         deadline = time.monotonic() + timeout_s
         last = "no status yet"
         while time.monotonic() < deadline:
@@ -215,16 +244,26 @@ class KubernetesPlatform:
             st = dep.get("status") or {}
             pods = self.api.list(_KIND["Pod"], self.namespace, self.selector)
             ready = sum(1 for p in pods if _ready(p))
-            if (st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)
-                    and st.get("updatedReplicas") == want and st.get("readyReplicas") == want
-                    and st.get("replicas") == want and ready == want and len(pods) == want):
+            if (
+                st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)
+                and st.get("updatedReplicas") == want
+                and st.get("readyReplicas") == want
+                and st.get("replicas") == want
+                and ready == want
+                and len(pods) == want
+            ):
                 return
-            last = f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: " + "; ".join(
-                f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p))
+            last = (
+                f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: "
+                + "; ".join(
+                    f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p)
+                )
+            )
             time.sleep(0.2)
         raise PlatformError(
-            f"Deployment {self.namespace}/{self.spec.name} was not rolled out within {timeout_s:g}s ({last}). "
-            f"The objects were left for you to inspect (kubectl -n {self.namespace} describe pods); "
+            f"Deployment {self.namespace}/{self.spec.name} was not rolled out within {timeout_s:g}s "
+            f"({last}). The objects were left for you to inspect "
+            f"(kubectl -n {self.namespace} describe pods); "
             f"remove them with: harness down --platform kubernetes --namespace {self.namespace}"
         )
 
@@ -235,8 +274,11 @@ class KubernetesPlatform:
             self.state.mkdir(parents=True, exist_ok=True)
             (self.state / "stopping").write_text("down")
         state = self._read_state()
-        pods = [] if api.dry_run else [p["metadata"]["name"] for p in
-                                       api.list(_KIND["Pod"], self.namespace, self.selector)]
+        pods = (
+            []
+            if api.dry_run
+            else [p["metadata"]["name"] for p in api.list(_KIND["Pod"], self.namespace, self.selector)]
+        )
         report.removed += self._delete_harness_objects(lambda obj: True)
         if not api.dry_run:
             deadline = time.monotonic() + 120
@@ -248,9 +290,12 @@ class KubernetesPlatform:
             report.killed.append("event watcher")
         if state.get("created_namespace"):
             ns = api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
-            if api.dry_run or (ns is not None and (ns["metadata"].get("labels") or {}).get(MANAGED_BY) == MANAGED_BY_VALUE):
+            if api.dry_run or (
+                ns is not None and (ns["metadata"].get("labels") or {}).get(MANAGED_BY) == MANAGED_BY_VALUE
+            ):
                 api.delete(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
                 report.removed.append(f"namespace {self.namespace}")
+                state["created_namespace"] = False
         if not api.dry_run:
             if state:
                 log = EventLog(self.events_path(), platform="kubernetes")
@@ -264,8 +309,11 @@ class KubernetesPlatform:
         from harness.events import read_events
 
         while time.monotonic() < deadline:
-            gone = {e.replica for e in read_events(self.events_path())
-                    if e.kind in (EventKind.STOPPED, EventKind.KILLED)}
+            gone = {
+                e.replica
+                for e in read_events(self.events_path())
+                if e.kind in (EventKind.STOPPED, EventKind.KILLED)
+            }
             if set(pods) <= gone:
                 return
             time.sleep(0.1)
@@ -319,7 +367,9 @@ class KubernetesPlatform:
             record = faults.env_patch_record(dep)
             if record is not None and (self._stale_record(record)):
                 faults.restore_env(api, record)
-                report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+                report.removed.append(
+                    f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})"
+                )
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not self._read_state().get("up") and self._stop_watcher():
@@ -333,10 +383,17 @@ class KubernetesPlatform:
     # -- status --------------------------------------------------------------------------------------
     def _endpoints(self, pods: list[dict[str, Any]]) -> Endpoints:
         host = f"{self.spec.name}.{self.namespace}.svc.cluster.local"
-        metrics = tuple(f"http://{p['status']['podIP']}:{self.spec.port('metrics')}/metrics"
-                        for p in pods if (p.get("status") or {}).get("podIP"))
-        return Endpoints(http=f"http://{host}:{self.spec.port('http')}", grpc=f"{host}:{self.spec.port('grpc')}",
-                         prometheus=self.settings.prometheus_url, metrics=metrics)
+        metrics = tuple(
+            f"http://{p['status']['podIP']}:{self.spec.port('metrics')}/metrics"
+            for p in pods
+            if (p.get("status") or {}).get("podIP")
+        )
+        return Endpoints(
+            http=f"http://{host}:{self.spec.port('http')}",
+            grpc=f"{host}:{self.spec.port('grpc')}",
+            prometheus=self.settings.prometheus_url,
+            metrics=metrics,
+        )
 
     @staticmethod
     def _reason(pod: dict[str, Any]) -> str:
@@ -348,7 +405,9 @@ class KubernetesPlatform:
                     return str(state[key].get("reason", key))
         if pod["metadata"].get("deletionTimestamp"):
             return "Terminating"
-        return "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
+        return (
+            "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
+        )
 
     def _replica(self, pod: dict[str, Any]) -> ReplicaStatus:
         st = pod.get("status") or {}
@@ -356,11 +415,23 @@ class KubernetesPlatform:
         statuses = st.get("containerStatuses") or [{}]
         reason = self._reason(pod)
         created = _parse_time(str(pod["metadata"].get("creationTimestamp", "")))
-        state = ("backoff" if reason == "CrashLoopBackOff" else "running" if _ready(pod)
-                 else "stopped" if st.get("phase") in ("Succeeded", "Failed") else "starting")
+        state = (
+            "backoff"
+            if reason == "CrashLoopBackOff"
+            else "running"
+            if _ready(pod)
+            else "stopped"
+            if st.get("phase") in ("Succeeded", "Failed")
+            else "starting"
+        )
         return ReplicaStatus(
-            name=pod["metadata"]["name"], address=ip, pid=None, ready=_ready(pod),
-            restarts=int(statuses[0].get("restartCount") or 0), reason=reason, state=state,
+            name=pod["metadata"]["name"],
+            address=ip,
+            pid=None,
+            ready=_ready(pod),
+            restarts=int(statuses[0].get("restartCount") or 0),
+            reason=reason,
+            state=state,
             age_s=max(0.0, time.time() - created) if created else 0.0,
             http=f"http://{ip}:{self.spec.port('http')}" if ip else "",
             grpc=f"{ip}:{self.spec.port('grpc')}" if ip else "",
@@ -370,19 +441,26 @@ class KubernetesPlatform:
     def status(self) -> PlatformStatus:
         api = self.api
         dep = api.get(self._deployment_path())
-        pods = sorted(api.list(_KIND["Pod"], self.namespace, self.selector), key=lambda p: p["metadata"]["name"])
+        pods = sorted(
+            api.list(_KIND["Pod"], self.namespace, self.selector), key=lambda p: p["metadata"]["name"]
+        )
         details: dict[str, Any] = {
-            "namespace": self.namespace, "context": self._target.context if self._target else "",
-            "deployment": self.spec.name, "run_id": self._read_state().get("run_id", ""),
+            "namespace": self.namespace,
+            "context": self._target.context if self._target else "",
+            "deployment": self.spec.name,
+            "run_id": self._read_state().get("run_id", ""),
             "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
-                    f"svc/{self.spec.name} {self.spec.port('http')} {self.spec.port('grpc')}",
+            f"svc/{self.spec.name} {self.spec.port('http')} {self.spec.port('grpc')}",
         }
         if dep is not None:
-            limits = ((dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {})
+            limits = (dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get(
+                "limits"
+            ) or {}
             details["gpus_per_replica"] = int(limits.get("nvidia.com/gpu", 0))
             details["desired_replicas"] = int(dep["spec"].get("replicas", 1))
-        return PlatformStatus(self.name, dep is not None, self._endpoints(pods),
-                              tuple(self._replica(p) for p in pods), details)
+        return PlatformStatus(
+            self.name, dep is not None, self._endpoints(pods), tuple(self._replica(p) for p in pods), details
+        )
 
     # -- fault-facing operations (the same names on every platform) ----------------------------------
     def replica_names(self) -> list[str]:
@@ -396,8 +474,9 @@ class KubernetesPlatform:
         unknown = [n for n in names if n not in known]
         if unknown or not names:
             raise FaultError(
-                f"{', '.join(unknown) or 'no pods given'}: not pods of Deployment {self.namespace}/{self.spec.name} "
-                f"(its pods: {', '.join(sorted(known)) or 'none'}); the harness touches no other pods"
+                f"{', '.join(unknown) or 'no pods given'}: not pods of Deployment "
+                f"{self.namespace}/{self.spec.name} (its pods: {', '.join(sorted(known)) or 'none'}); "
+                f"the harness touches no other pods"
             )
 
     def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
@@ -407,8 +486,9 @@ class KubernetesPlatform:
 
     def block_network(self, names: list[str], run_id: str) -> dict[str, Any]:
         self._require_replicas(names)
-        return faults.block_network(self.api, self.namespace, names, run_id,
-                                    expiry(self.settings.fault_ttl_s))
+        return faults.block_network(
+            self.api, self.namespace, names, run_id, expiry(self.settings.fault_ttl_s)
+        )
 
     def unblock_network(self, record: dict[str, Any]) -> None:
         faults.unblock_network(self.api, self._checked(record))
@@ -418,11 +498,14 @@ class KubernetesPlatform:
             raise ConfigError("restart_with_env needs at least one variable")
         dep = self.api.get(self._deployment_path())
         if dep is None and not self.api.dry_run:
-            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first")
+            raise FaultError(
+                f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first"
+            )
         if dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
             raise FaultError(f"Deployment {self.namespace}/{self.spec.name} was not created by the harness")
-        return faults.patch_env(self.api, self.namespace, self.spec.name, dep, env, run_id,
-                                expiry(self.settings.fault_ttl_s))
+        return faults.patch_env(
+            self.api, self.namespace, self.spec.name, dep, env, run_id, expiry(self.settings.fault_ttl_s)
+        )
 
     def restore_env(self, record: dict[str, Any]) -> None:
         faults.restore_env(self.api, self._checked(record))

@@ -74,8 +74,9 @@ def _key(rel: str) -> str:
     return rel.replace("/", "__")
 
 
-def model_repository_configmap(gpu: bool, repository: Path = REFERENCE_REPOSITORY,
-                               model: str = "mlp") -> tuple[dict[str, Any], list[dict[str, str]]]:
+def model_repository_configmap(
+    gpu: bool, repository: Path = REFERENCE_REPOSITORY, model: str = "mlp"
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The ConfigMap with every file of the repository, and the volume items that map keys to paths.
 
     config.pbtxt is rendered (CPU or GPU instances) exactly as the local platform renders it.
@@ -101,10 +102,12 @@ def model_repository_configmap(gpu: bool, repository: Path = REFERENCE_REPOSITOR
         raise ConfigError(
             f"model repository {repository} is {size} bytes, too big for a ConfigMap; deliver it in an image"
         )
-    cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
-                          "metadata": {"name": MODEL_CONFIGMAP,
-                                       "labels": {"app.kubernetes.io/name": "triton"}},
-                          "data": data}
+    cm: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": MODEL_CONFIGMAP, "labels": {"app.kubernetes.io/name": "triton"}},
+        "data": data,
+    }
     if binary:
         cm["binaryData"] = binary
     return cm, items
@@ -122,9 +125,15 @@ def _set_gpus(container: dict[str, Any], gpus: int) -> None:
             resources.pop(section)
 
 
-def render_service(manifest: Path, run_id: str, expires_at: str, replicas: int | None = None,
-                   gpus_per_replica: int | None = None, image: str = "",
-                   monitoring: Path | None = None) -> list[dict[str, Any]]:
+def render_service(
+    manifest: Path,
+    run_id: str,
+    expires_at: str,
+    replicas: int | None = None,
+    gpus_per_replica: int | None = None,
+    image: str = "",
+    monitoring: Path | None = None,
+) -> list[dict[str, Any]]:
     """Every object ``up`` applies, in apply order (ConfigMap first, the Deployment after its inputs)."""
     docs = load_manifest_documents(manifest)
     if monitoring is not None:

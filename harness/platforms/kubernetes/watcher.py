@@ -61,8 +61,9 @@ class PodTracker:
         if kind == "DELETED":
             self.pods.pop(name, None)
             stopping = self.stopping or bool(self.stopping_marker and self.stopping_marker.exists())
-            self.log.emit(EventKind.STOPPED if stopping else EventKind.KILLED, name, "pod deleted",
-                          address=ip)
+            self.log.emit(
+                EventKind.STOPPED if stopping else EventKind.KILLED, name, "pod deleted", address=ip
+            )
             return
         self.pods[name] = new
         if old is None:
@@ -70,14 +71,21 @@ class PodTracker:
             old = _PodState(False, new.restarts, "", "")
         if new.restarts > old.restarts:
             last = (_container(pod).get("lastState") or {}).get("terminated") or {}
-            self.log.emit(EventKind.EXITED, name, str(last.get("reason", "container exited")),
-                          exit_code=last.get("exitCode"), restarts=new.restarts)
+            self.log.emit(
+                EventKind.EXITED,
+                name,
+                str(last.get("reason", "container exited")),
+                exit_code=last.get("exitCode"),
+                restarts=new.restarts,
+            )
         if new.waiting == "CrashLoopBackOff" and old.waiting != "CrashLoopBackOff":
             self.log.emit(EventKind.BACKOFF, name, "CrashLoopBackOff", restarts=new.restarts)
         if new.restarts > old.restarts and not new.waiting:
             self.log.emit(EventKind.RESTARTED, name, "container restarted", restarts=new.restarts)
         elif old.waiting == "CrashLoopBackOff" and not new.waiting:
-            self.log.emit(EventKind.RESTARTED, name, "back-off over, container started", restarts=new.restarts)
+            self.log.emit(
+                EventKind.RESTARTED, name, "back-off over, container started", restarts=new.restarts
+            )
         if new.ready and not old.ready:
             self.log.emit(EventKind.READY, name, "", address=ip)
         elif old.ready and not new.ready:
@@ -99,7 +107,9 @@ class PodTracker:
                 self.log.emit(EventKind.STARTUP_FAILED, name, message)
 
 
-def _watch_forever(api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event) -> None:
+def _watch_forever(
+    api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event
+) -> None:
     from harness.platforms.kubernetes.api import ApiFailure
 
     version = ""
@@ -160,10 +170,18 @@ def main(argv: list[str] | None = None) -> int:
                     return
                 tracker.event(obj)
 
-    threads = [threading.Thread(target=_watch_forever, daemon=True,
-                                args=(api, kinds["Pod"], settings.namespace, selector, on_pod, stop)),
-               threading.Thread(target=_watch_forever, daemon=True,
-                                args=(api, kinds["Event"], settings.namespace, "", on_event, stop))]
+    threads = [
+        threading.Thread(
+            target=_watch_forever,
+            daemon=True,
+            args=(api, kinds["Pod"], settings.namespace, selector, on_pod, stop),
+        ),
+        threading.Thread(
+            target=_watch_forever,
+            daemon=True,
+            args=(api, kinds["Event"], settings.namespace, "", on_event, stop),
+        ),
+    ]
     for thread in threads:
         thread.start()
     (state / "watcher.ready").write_text(str(time.time_ns()))

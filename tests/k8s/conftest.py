@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from harness.events import Event, read_events
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.testing.k8s_fake import FakeCluster
@@ -34,8 +33,9 @@ def kubeconfig(fake: FakeCluster, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_k8s(fake: FakeCluster, kubeconfig: Path, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., KubernetesPlatform]]:
+def make_k8s(
+    fake: FakeCluster, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., KubernetesPlatform]]:
     """Platforms in fresh namespaces of the fake; each is taken down after the test."""
     made: list[KubernetesPlatform] = []
     monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports"))
@@ -43,7 +43,9 @@ def make_k8s(fake: FakeCluster, kubeconfig: Path, tmp_path: Path,
     def factory(**overrides: Any) -> KubernetesPlatform:
         values: dict[str, Any] = {
             "namespace": f"chaos-{next(_counter)}-{int(time.time() * 1000) % 100000}",
-            "namespace_confirmed": True, "kubeconfig": str(kubeconfig), "state_dir": tmp_path / "state",
+            "namespace_confirmed": True,
+            "kubeconfig": str(kubeconfig),
+            "state_dir": tmp_path / "state",
             "ready_timeout_s": 30.0,
         }
         values.update(overrides)
@@ -56,19 +58,5 @@ def make_k8s(fake: FakeCluster, kubeconfig: Path, tmp_path: Path,
         if not platform.settings.dry_run:
             try:
                 platform.down()
-            except Exception:  # noqa: BLE001 - teardown must try every platform
+            except Exception:
                 platform._stop_watcher()
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events_of(platform: KubernetesPlatform) -> list[Event]:
-    return list(read_events(platform.events_path()))

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from k8s_helpers import events_of, fake, kubeconfig, make_k8s, wait_for  # noqa: F401
+from k8s_helpers import events_of, wait_for
 
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind
@@ -52,8 +52,10 @@ def test_up_status_down(make_k8s, fake: FakeCluster) -> None:
             assert obj["metadata"]["labels"][RUN_ID].startswith("up-")
             assert EXPIRES in obj["metadata"]["annotations"]
     cm = fake.get("configmaps", ns, "triton-model-repository")
-    assert cm is not None and "mlp__1__weights__w1.npy" in cm["binaryData"] and "mlp__1__model.py" in cm["data"]
-    assert 'kind: KIND_GPU' in cm["data"]["mlp__config.pbtxt"]
+    assert (
+        cm is not None and "mlp__1__weights__w1.npy" in cm["binaryData"] and "mlp__1__model.py" in cm["data"]
+    )
+    assert "kind: KIND_GPU" in cm["data"]["mlp__config.pbtxt"]
     dep = fake.get("deployments", ns, "triton")
     assert dep is not None
     limits = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -61,9 +63,14 @@ def test_up_status_down(make_k8s, fake: FakeCluster) -> None:
     items = dep["spec"]["template"]["spec"]["volumes"][1]["configMap"]["items"]
     assert {"key": "mlp__1__weights__w1.npy", "path": "mlp/1/weights/w1.npy"} in items
     pods = [r.name for r in status.replicas]
-    kinds_seen = wait_for(lambda: {(e.kind, e.replica) for e in events_of(platform)} >= {
-        (EventKind.STARTED, pods[0]), (EventKind.READY, pods[0]), (EventKind.READY, pods[1])} and True,
-        what="started/ready events")
+    kinds_seen = wait_for(
+        lambda: (
+            {(e.kind, e.replica) for e in events_of(platform)}
+            >= {(EventKind.STARTED, pods[0]), (EventKind.READY, pods[0]), (EventKind.READY, pods[1])}
+            and True
+        ),
+        what="started/ready events",
+    )
     assert kinds_seen
     assert any(e.kind == EventKind.PLATFORM_UP for e in events_of(platform))
     assert all(e.platform == "kubernetes" for e in events_of(platform))
@@ -85,9 +92,13 @@ def test_kill_replica_is_replaced_and_recorded(make_k8s, fake: FakeCluster) -> N
     platform.wait_rolled_out(30)
     names = platform.replica_names()
     assert len(names) == 3 and victim not in names
-    events = wait_for(lambda: [e for e in events_of(platform) if e.kind == EventKind.KILLED and e.replica == victim],
-                      what="killed event")
-    replacement = [e for e in events_of(platform) if e.kind == EventKind.STARTED and e.ts_ns > events[0].ts_ns]
+    events = wait_for(
+        lambda: [e for e in events_of(platform) if e.kind == EventKind.KILLED and e.replica == victim],
+        what="killed event",
+    )
+    replacement = [
+        e for e in events_of(platform) if e.kind == EventKind.STARTED and e.ts_ns > events[0].ts_ns
+    ]
     assert replacement, "the replacement pod's start was recorded after the kill"
     with pytest.raises(FaultError, match="not pods of Deployment"):
         platform.kill_replica("some-other-pod")
@@ -102,10 +113,21 @@ def test_crash_backoff_and_restart_events(make_k8s, fake: FakeCluster) -> None:
     assert status.replicas[0].reason == "CrashLoopBackOff" and status.replicas[0].restarts == 1
     assert status.replicas[0].state == "backoff" and not status.replicas[0].ready
     wait_for(lambda: platform.status().replicas[0].ready, what="ready after back-off")
-    kinds = wait_for(lambda: [e.kind for e in events_of(platform) if e.replica == pod][-1:] == [EventKind.READY]
-                     and [e.kind for e in events_of(platform) if e.replica == pod], what="events after restart")
-    tail = kinds[kinds.index(EventKind.EXITED):]
-    assert tail == [EventKind.EXITED, EventKind.BACKOFF, EventKind.NOT_READY, EventKind.RESTARTED, EventKind.READY]
+    kinds = wait_for(
+        lambda: (
+            [e.kind for e in events_of(platform) if e.replica == pod][-1:] == [EventKind.READY]
+            and [e.kind for e in events_of(platform) if e.replica == pod]
+        ),
+        what="events after restart",
+    )
+    tail = kinds[kinds.index(EventKind.EXITED) :]
+    assert tail == [
+        EventKind.EXITED,
+        EventKind.BACKOFF,
+        EventKind.NOT_READY,
+        EventKind.RESTARTED,
+        EventKind.READY,
+    ]
     exited = next(e for e in events_of(platform) if e.kind == EventKind.EXITED)
     assert exited.reason == "OOMKilled"
 
@@ -122,8 +144,11 @@ def test_network_block_is_unique_per_run_and_undone(make_k8s, fake: FakeCluster)
     policies = {p["metadata"]["name"]: p for p in fake.objects("networkpolicies", ns)}
     assert set(policies) == {first["policy"], second["policy"]}
     policy = policies[first["policy"]]
-    assert policy["spec"] == {"podSelector": {"matchLabels": {BLOCKED_BY: first["policy"]}},
-                              "policyTypes": ["Ingress"], "ingress": []}
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {BLOCKED_BY: first["policy"]}},
+        "policyTypes": ["Ingress"],
+        "ingress": [],
+    }
     assert policy["metadata"]["labels"][RUN_ID] == "20261128t070000z-net-1"
     pod_a = fake.get("pods", ns, a)
     assert pod_a is not None and pod_a["metadata"]["labels"][BLOCKED_BY] == first["policy"]
@@ -141,7 +166,9 @@ def test_env_patch_rolls_pods_and_restores(make_k8s, fake: FakeCluster) -> None:
     platform = make_k8s()
     platform.up()
     before = set(platform.replica_names())
-    record = platform.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "3", "EXTRA": "x"}, "20261128T071000Z-slow")
+    record = platform.restart_with_env(
+        {"HARNESS_MODEL_LOAD_DELAY_S": "3", "EXTRA": "x"}, "20261128T071000Z-slow"
+    )
     json.dumps(record)
     assert record["previous_env"] == [{"name": "HARNESS_MODEL_LOAD_DELAY_S", "value": ""}]
     platform.wait_rolled_out(30)
@@ -150,7 +177,10 @@ def test_env_patch_rolls_pods_and_restores(make_k8s, fake: FakeCluster) -> None:
     pod = fake.get("pods", platform.namespace, after[0])
     assert pod is not None and _env(pod) == {"HARNESS_MODEL_LOAD_DELAY_S": "3", "EXTRA": "x"}
     # exec runs in the pod, with the pod's env, over the v4.channel.k8s.io WebSocket.
-    assert platform.exec_in_replica(after[0], ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"]) == "delay=3\n"
+    assert (
+        platform.exec_in_replica(after[0], ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"])
+        == "delay=3\n"
+    )
     with pytest.raises(FaultError, match="exited with 3"):
         platform.exec_in_replica(after[0], ["sh", "-c", "echo oops >&2; exit 3"])
     with pytest.raises(FaultError, match="already carries an env patch"):
@@ -163,7 +193,9 @@ def test_env_patch_rolls_pods_and_restores(make_k8s, fake: FakeCluster) -> None:
     assert pod is not None and _env(pod) == {"HARNESS_MODEL_LOAD_DELAY_S": ""}
 
 
-def test_cleanup_removes_stale_faults_and_keeps_live_ones(make_k8s, fake: FakeCluster, tmp_path: Path) -> None:
+def test_cleanup_removes_stale_faults_and_keeps_live_ones(
+    make_k8s, fake: FakeCluster, tmp_path: Path
+) -> None:
     platform = make_k8s()
     platform.up()
     ns = platform.namespace
@@ -182,7 +214,8 @@ def test_cleanup_removes_stale_faults_and_keeps_live_ones(make_k8s, fake: FakeCl
     dep = fake.get("deployments", ns, "triton")
     assert dep is not None and ENV_PATCH not in dep["metadata"]["annotations"]
     assert dep["spec"]["template"]["spec"]["containers"][0]["env"] == [
-        {"name": "HARNESS_MODEL_LOAD_DELAY_S", "value": ""}]
+        {"name": "HARNESS_MODEL_LOAD_DELAY_S", "value": ""}
+    ]
     assert fake.get("services", ns, "triton") is not None, "the service of the current up is live"
     # Once the run has finished, its objects go too.
     (run_dir / "run.json").write_text(json.dumps({"schema": 1, "run_id": live_run, "status": "completed"}))
@@ -212,8 +245,11 @@ def test_refuses_objects_it_did_not_create(make_k8s, fake: FakeCluster) -> None:
     platform = make_k8s()
     fake.add_namespace(platform.namespace)
     services = next(r for r in RESOURCES if r.plural == "services")
-    fake.create(services, platform.namespace, {"metadata": {"name": "triton", "labels": {"team": "search"}},
-                                               "spec": {"ports": [{"port": 80}]}})
+    fake.create(
+        services,
+        platform.namespace,
+        {"metadata": {"name": "triton", "labels": {"team": "search"}}, "spec": {"ports": [{"port": 80}]}},
+    )
     with pytest.raises(PlatformError, match="did not create: Service triton"):
         platform.up()
     svc = fake.get("services", platform.namespace, "triton")
@@ -228,10 +264,14 @@ def test_dry_run_prints_calls_and_makes_none(fake: FakeCluster, kubeconfig: Path
     env = {**os.environ, "HARNESS_K8S_STATE_DIR": str(tmp_path / "state")}
     base = [sys.executable, "-m", "harness.cli"]
     args = ["--platform", "kubernetes", "--namespace", "dry", "--kubeconfig", str(kubeconfig), "--dry-run"]
-    up = subprocess.run([*base, "up", *args, "--gpus-per-replica", "0"], capture_output=True, text=True,
-                        env=env, timeout=60)
+    up = subprocess.run(
+        [*base, "up", *args, "--gpus-per-replica", "0"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert up.returncode == 0, up.stderr
-    assert "PATCH /apis/apps/v1/namespaces/dry/deployments/triton?fieldManager=triton-resilience-harness" in up.stdout
+    assert (
+        "PATCH /apis/apps/v1/namespaces/dry/deployments/triton?fieldManager=triton-resilience-harness"
+        in up.stdout
+    )
     assert "PATCH /api/v1/namespaces/dry/configmaps/triton-model-repository" in up.stdout
     assert "GET /api/v1/namespaces/dry" in up.stdout
     down = subprocess.run([*base, "down", *args], capture_output=True, text=True, env=env, timeout=60)
@@ -241,11 +281,16 @@ def test_dry_run_prints_calls_and_makes_none(fake: FakeCluster, kubeconfig: Path
 
 
 def test_cli_up_status_down(fake: FakeCluster, kubeconfig: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "HARNESS_K8S_STATE_DIR": str(tmp_path / "state"), "HARNESS_REPORTS_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "HARNESS_K8S_STATE_DIR": str(tmp_path / "state"),
+        "HARNESS_REPORTS_DIR": str(tmp_path),
+    }
     base = [sys.executable, "-m", "harness.cli"]
     args = ["--platform", "kubernetes", "--namespace", "cli-ns", "--kubeconfig", str(kubeconfig)]
-    up = subprocess.run([*base, "up", *args, "--replicas", "1", "--json"], capture_output=True, text=True,
-                        env=env, timeout=90)
+    up = subprocess.run(
+        [*base, "up", *args, "--replicas", "1", "--json"], capture_output=True, text=True, env=env, timeout=90
+    )
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)["ready_replicas"] == 1
     status = subprocess.run([*base, "status", *args], capture_output=True, text=True, env=env, timeout=60)
@@ -253,9 +298,22 @@ def test_cli_up_status_down(fake: FakeCluster, kubeconfig: Path, tmp_path: Path)
     down = subprocess.run([*base, "down", *args], capture_output=True, text=True, env=env, timeout=60)
     assert down.returncode == 0 and "deployment triton" in down.stdout, down.stderr
     assert not fake.objects("pods", "cli-ns")
-    prod = subprocess.run([*base, "status", "--platform", "kubernetes", "--namespace", "x", "--kubeconfig",
-                           str(fake.write_kubeconfig(tmp_path / "p", context="production"))],
-                          capture_output=True, text=True, env=env, timeout=60)
+    prod = subprocess.run(
+        [
+            *base,
+            "status",
+            "--platform",
+            "kubernetes",
+            "--namespace",
+            "x",
+            "--kubeconfig",
+            str(fake.write_kubeconfig(tmp_path / "p", context="production")),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert prod.returncode == 2 and "--i-know-this-is-production" in prod.stderr
 
 
@@ -271,18 +329,24 @@ from chaosk8s.pod.probes import pods_in_phase
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.platforms.kubernetes.faults import _chaosk8s_sees
-s = KubernetesSettings(namespace={platform.namespace!r}, namespace_confirmed=True, kubeconfig={str(kubeconfig)!r},
-                       state_dir=Path({str(tmp_path / "sub")!r}))
+s = KubernetesSettings(namespace={platform.namespace!r}, namespace_confirmed=True,
+                       kubeconfig={str(kubeconfig)!r}, state_dir=Path({str(tmp_path / "sub")!r}))
 p = KubernetesPlatform(s)
 p.api
 with _chaosk8s_sees(p._target) as same:
     assert same
-assert pods_in_phase(label_selector="app.kubernetes.io/name=triton", phase="Running", ns={platform.namespace!r})
+assert pods_in_phase(label_selector="app.kubernetes.io/name=triton", phase="Running",
+                     ns={platform.namespace!r})
 p.kill_replica({victim!r}, grace_s=0)
 print(json.dumps(p.replica_names()))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
     assert done.returncode == 0, done.stderr
     assert victim not in json.loads(done.stdout.strip().splitlines()[-1])
     platform.wait_rolled_out(30)
@@ -306,7 +370,16 @@ def test_fake_objects_deserialise_into_the_clients_typed_models(make_k8s, fake: 
     assert core.read_namespaced_service("triton", ns).spec.ports[0].port == 8000
     assert core.read_namespaced_config_map("triton-model-repository", ns).binary_data
     assert core.list_namespaced_event(ns).items
-    assert client.NetworkingV1Api(api).read_namespaced_network_policy(record["policy"], ns).spec.policy_types == [
-        "Ingress"]
-    assert client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("triton", ns).spec.max_unavailable == 1
+    assert client.NetworkingV1Api(api).read_namespaced_network_policy(
+        record["policy"], ns
+    ).spec.policy_types == ["Ingress"]
+    assert (
+        client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("triton", ns).spec.max_unavailable == 1
+    )
     assert client.VersionApi(api).get_code().git_version.endswith("fake")
+
+
+def test_kubernetes_platform_is_a_fault_target(make_k8s) -> None:
+    from harness.platforms.base import FaultTarget
+
+    assert isinstance(make_k8s(), FaultTarget)
