@@ -114,3 +114,26 @@ def test_bad_job_is_rejected_before_anything_is_created(tmp_path: Path) -> None:
         )
     for what in ("--workers must be at least 1", "no image", "does not exist"):
         assert what in str(err.value)
+
+
+def test_platform_runs_load_at_its_service_and_cleanup_sweeps_leftover_load_pods(
+    make_k8s, fake: FakeCluster, tmp_path: Path
+) -> None:
+    platform = make_k8s()
+    fake.add_namespace(platform.namespace)
+    profile = tmp_path / "p.py"
+    profile.write_text("# profile\n")
+    job = platform.load_job(
+        "20261128T081000Z-crashed",
+        workers=2,
+        profile=profile,
+        image="harness:dev",
+        users=4,
+        spawn_rate=4,
+        duration_s=10,
+    )
+    assert job.host == f"http://triton.{platform.namespace}.svc.cluster.local:8000"
+    start_load(platform.api, job)  # ... and the harness crashed here
+    report = platform.cleanup()
+    assert f"pod {job.worker(1)}" in report.removed and f"configmap {job.base}" in report.removed
+    assert not fake.objects("pods", platform.namespace)

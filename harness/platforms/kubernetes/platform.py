@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.kubernetes import faults
-from harness.platforms.kubernetes.api import KINDS, SWEPT_KINDS, ApiFailure, Kind, KubeApi
+from harness.platforms.kubernetes.api import KINDS, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
+from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -318,11 +320,15 @@ class KubernetesPlatform:
                 return
             time.sleep(0.1)
 
-    def _delete_harness_objects(self, keep_if_false: Any) -> list[str]:
-        """Delete every harness-labelled object (of the swept kinds) for which the predicate holds."""
+    def _delete_harness_objects(self, wanted: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """Delete every harness-labelled object (of the swept kinds) for which ``wanted`` holds.
+
+        Bare pods the harness created (load master and workers) are swept too; pods owned by a
+        Deployment are left to their Deployment.
+        """
         removed = []
         api = self.api
-        for kind in SWEPT_KINDS:
+        for kind in (*SWEPT_KINDS, _KIND["Pod"]):
             try:
                 objs = api.list(kind, self.namespace, harness_selector())
             except ApiFailure as exc:
@@ -331,7 +337,9 @@ class KubernetesPlatform:
                 raise
             for obj in objs:
                 labels = obj["metadata"].get("labels") or {}
-                if labels.get(MANAGED_BY) != MANAGED_BY_VALUE or not keep_if_false(obj):
+                if labels.get(MANAGED_BY) != MANAGED_BY_VALUE or not wanted(obj):
+                    continue
+                if kind.kind == "Pod" and obj["metadata"].get("ownerReferences"):
                     continue
                 if api.delete(f"{kind.collection(self.namespace)}/{obj['metadata']['name']}"):
                     removed.append(f"{kind.kind.lower()} {obj['metadata']['name']}")
@@ -522,5 +530,37 @@ class KubernetesPlatform:
             )
         return record
 
-    def collection(self, kind: str) -> Kind:
-        return _KIND[kind]
+    # -- distributed load (harness load --platform kubernetes --workers N) ----------------------------
+    def load_job(
+        self,
+        run_id: str,
+        workers: int,
+        profile: Path,
+        image: str,
+        users: int,
+        spawn_rate: float,
+        duration_s: float,
+        env: dict[str, str] | None = None,
+    ) -> LoadJob:
+        """A distributed load aimed at this platform's Service, expiring with the fault objects."""
+        return LoadJob(
+            run_id=run_id,
+            namespace=self.namespace,
+            workers=workers,
+            image=image,
+            profile=profile,
+            host=self._endpoints([]).http,
+            users=users,
+            spawn_rate=spawn_rate,
+            duration_s=duration_s,
+            expires_at=expiry(self.settings.fault_ttl_s),
+            env=dict(env or {}),
+        )
+
+    def run_load(self, job: LoadJob, timeline_dir: Path, timeout_s: float) -> list[Path]:
+        """Run it, copy every worker's timeline into ``timeline_dir``, delete its objects whatever happens."""
+        if job.namespace != self.namespace:
+            raise ConfigError(
+                f"load job is for namespace {job.namespace}, this platform acts in {self.namespace}"
+            )
+        return run_distributed_load(self.api, job, timeline_dir, timeout_s)
