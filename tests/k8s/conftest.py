@@ -6,8 +6,7 @@ file, exactly as it reaches a cluster.
 
 from __future__ import annotations
 
-import itertools
-import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ import pytest
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.testing.k8s_fake import FakeCluster
-
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +39,7 @@ def make_k8s(
 
     def factory(**overrides: Any) -> KubernetesPlatform:
         values: dict[str, Any] = {
-            "namespace": f"chaos-{next(_counter)}-{int(time.time() * 1000) % 100000}",
+            "namespace": f"chaos-{uuid.uuid4().hex[:8]}",
             "namespace_confirmed": True,
             "kubeconfig": str(kubeconfig),
             "state_dir": tmp_path / "state",

@@ -11,12 +11,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
 from harness.errors import ConfigError, PlatformError
 
-__all__ = ["FIELD_MANAGER", "KINDS", "ApiFailure", "Kind", "KubeApi", "kind_of", "object_path"]
+__all__ = [
+    "FIELD_MANAGER",
+    "KINDS",
+    "KIND_BY_NAME",
+    "SWEPT_KINDS",
+    "ApiFailure",
+    "Kind",
+    "KubeApi",
+    "kind_of",
+    "object_path",
+]
 
 FIELD_MANAGER = "triton-resilience-harness"
 
@@ -45,6 +56,8 @@ KINDS = (
     Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
     Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
 )
+
+KIND_BY_NAME = MappingProxyType({k.kind: k for k in KINDS})
 
 # What the harness creates and may therefore sweep (never Pods directly, never Events, never Namespaces
 # it did not create: those are handled on their own).

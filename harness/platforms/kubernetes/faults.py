@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import FaultError
-from harness.platforms.kubernetes.api import KINDS, ApiFailure, KubeApi
+from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target
 from harness.platforms.kubernetes.render import EXPIRES, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, slug
 
@@ -36,7 +36,7 @@ __all__ = [
 
 BLOCKED_BY = "harness.blocked-by"  # pod label: the NetworkPolicy that selects this pod
 ENV_PATCH = "harness/env-patch"  # Deployment annotation: the undo record of an env patch
-_KIND = {k.kind: k for k in KINDS}
+_KIND = KIND_BY_NAME
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, PlatformError
-from harness.platforms.kubernetes.api import KINDS, ApiFailure, KubeApi
+from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.render import label, slug
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 ROLE = "harness.load-role"
-_KIND = {k.kind: k for k in KINDS}
+_KIND = KIND_BY_NAME
 MASTER_PORT = 5557
 
 

@@ -24,7 +24,7 @@ from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.kubernetes import faults
-from harness.platforms.kubernetes.api import KINDS, SWEPT_KINDS, ApiFailure, KubeApi
+from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
 from harness.platforms.kubernetes.render import (
@@ -42,7 +42,7 @@ from harness.platforms.kubernetes.settings import MONITORING_MANIFEST, Kubernete
 
 __all__ = ["KubernetesPlatform"]
 
-_KIND = {k.kind: k for k in KINDS}
+_KIND = KIND_BY_NAME
 
 
 def _parse_time(text: str) -> float | None:
@@ -288,7 +288,7 @@ class KubernetesPlatform:
                 time.sleep(0.2)
             report.killed += [f"pod {p}" for p in pods]
             self._wait_events_for(pods, deadline=time.monotonic() + 3)
-        if self._stop_watcher():
+        if not api.dry_run and self._stop_watcher():
             report.killed.append("event watcher")
         if state.get("created_namespace"):
             ns = api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
@@ -380,7 +380,7 @@ class KubernetesPlatform:
                 )
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
-        if not self._read_state().get("up") and self._stop_watcher():
+        if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
             report.killed.append("event watcher")
         return report
 
@@ -457,6 +457,9 @@ class KubernetesPlatform:
             "context": self._target.context if self._target else "",
             "deployment": self.spec.name,
             "run_id": self._read_state().get("run_id", ""),
+            "event_watcher": f"pid {pid}"
+            if (pid := self._watcher_pid())
+            else "not running (no events recorded)",
             "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
             f"svc/{self.spec.name} {self.spec.port('http')} {self.spec.port('grpc')}",
         }
