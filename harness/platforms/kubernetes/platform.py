@@ -244,7 +244,11 @@ class KubernetesPlatform:
                 raise PlatformError(f"Deployment {self.spec.name} disappeared from {self.namespace}")
             want = int(dep["spec"].get("replicas", 1))
             st = dep.get("status") or {}
-            pods = self.api.list(_KIND["Pod"], self.namespace, self.selector)
+            pods = [
+                p
+                for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)
+                if not p["metadata"].get("deletionTimestamp")
+            ]  # terminating pods are on their way out
             ready = sum(1 for p in pods if _ready(p))
             if (
                 st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)

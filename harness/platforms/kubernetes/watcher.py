@@ -7,6 +7,7 @@ events must cover them all. Pods are the replicas; the pod name is the replica n
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -132,6 +133,13 @@ def _watch_forever(
             stop.wait(1.0)
 
 
+def _still_up(state: Path) -> bool:
+    try:
+        return bool(json.loads((state / "state.json").read_text()).get("up"))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     from harness.platforms.kubernetes.api import KINDS
     from harness.platforms.kubernetes.connect import connect
@@ -187,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     (state / "watcher.ready").write_text(str(time.time_ns()))
     while not stop.is_set():
         stop.wait(0.5)
+        if not _still_up(state):
+            break  # down ran without reaching us, or the state was removed: nothing left to watch for
     with lock:
         closed.set()
         log.close()
