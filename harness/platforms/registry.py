@@ -32,7 +32,7 @@ def _local(args: argparse.Namespace, for_up: bool) -> Platform:
         values["prometheus"] = False
     if getattr(args, "ready_timeout", None) is not None:
         values["ready_timeout_s"] = args.ready_timeout
-    return LocalPlatform(LocalSettings(**values))  # type: ignore[arg-type]  # checked in __post_init__
+    return LocalPlatform(LocalSettings(**values))
 
 
 def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:

@@ -55,5 +55,5 @@ def make_k8s(
         if not platform.settings.dry_run:
             try:
                 platform.down()
-            except Exception:
+            except Exception:  # noqa: BLE001 - teardown must try every platform
                 platform._stop_watcher()

@@ -129,7 +129,7 @@ def _watch_forever(
             if exc.status == 410:
                 version = ""
             stop.wait(1.0)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the cluster blinked; a watcher must outlive that
             stop.wait(1.0)
 
 

@@ -12,6 +12,7 @@ Exit status: the server's exit code, or 128 + the signal that ended it.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
