@@ -6,6 +6,7 @@ mapping in ``harness.platforms.registry``; nothing else knows whether replicas a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -97,27 +98,33 @@ class Platform(Protocol):
 
 @runtime_checkable
 class FaultTarget(Protocol):
-    """What the fault runner calls on a platform; the same names on every platform.
+    """What ``harness.chaos`` calls to inject and undo faults: ``platform.fault_ops()`` when a platform
+    has it (local), else the platform itself (kubernetes). The same names and meanings everywhere.
 
-    Each fault returns a JSON-serialisable undo record; the runner writes it to disk before relying on
-    it and passes it back to the matching undo call (in ``finally``, on signals, or from a sweeper).
+    Every injecting call returns a JSON-serialisable record that the matching undo call accepts.
     """
 
-    def replica_names(self) -> list[str]:
-        """The replicas (processes locally, pods on Kubernetes) of the service under test, sorted."""
-
     def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
-        """Kill one replica (grace 0: at once; None: the platform's default grace)."""
+        """Kill one replica (grace 0: at once), as deleting a pod does."""
 
-    def block_network(self, names: list[str], run_id: str) -> dict[str, Any]:
-        """Deny traffic to these replicas; the undo record for ``unblock_network``."""
+    def block_network(self, names: Sequence[str], run_id: str, max_s: float = ...) -> dict[str, Any]:
+        """Deny traffic to these replicas until ``unblock_network`` (or ``max_s``, then the sweeper)."""
 
-    def unblock_network(self, record: dict[str, Any]) -> None: ...
+    def unblock_network(self, record: Mapping[str, Any]) -> None: ...
 
-    def restart_with_env(self, env: dict[str, str], run_id: str) -> dict[str, Any]:
-        """Restart replicas with extra env (e.g. a model-load delay); the undo record for ``restore_env``."""
+    def restart_with_env(self, env: Mapping[str, str], run_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """Restart replicas with extra env (the slow-load fault); Kubernetes rolls the whole Deployment."""
 
-    def restore_env(self, record: dict[str, Any]) -> None: ...
+    def restore_env(self, record: Mapping[str, Any]) -> None: ...
 
-    def exec_in_replica(self, name: str, command: list[str]) -> str:
-        """Run a command beside the replica (inside the pod on Kubernetes); its stdout."""
+    def memory_pressure(
+        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = ...
+    ) -> dict[str, Any]:
+        """Hold free (GPU) memory at ``leave_free_mb``; the record's ``analogue`` says when it is not a GPU."""
+
+    def release_memory(self, record: Mapping[str, Any]) -> None: ...
+
+    def reload_model(
+        self, name: str, model: str = ..., parameters: Mapping[str, str] | None = None, timeout_s: float = ...
+    ) -> tuple[bool, str]:
+        """Unload-and-load the model on one replica; (ok, why not)."""

@@ -13,7 +13,8 @@ nothing patched. Behind the API sits just enough controller behaviour to matter 
 - ``watch=true`` streams JSON lines (ADDED / MODIFIED / DELETED) from a resourceVersion;
 - ``pods/exec`` upgrades to a WebSocket with the ``v4.channel.k8s.io`` subprotocol and runs the command
   as a host process inside the pod's own directory (absolute paths in the arguments are rebased into it);
-  stdout, stderr and the exit status come back on channels 1, 2 and 3 as a kubelet sends them.
+  stdout, stderr and the exit status come back on channels 1, 2 and 3 as a kubelet sends them. The
+  process gets its own network namespace (``unshare -n``), so ``localhost`` in the pod is the pod's.
 
 What it does not do (see docs/kubernetes.md): scheduling, resource accounting (``nvidia.com/gpu`` is not
 checked), field ownership in server-side apply (an apply replaces the fields it names, there are no
@@ -277,9 +278,7 @@ class FakeCluster:
             "current-context": context,
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-            "contexts": [
-                {"name": context, "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}
-            ],
+            "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
         }
         path.write_text(yaml.safe_dump(config))
         return path
@@ -421,7 +420,7 @@ class FakeCluster:
             ],
         }
         root = self.pod_root(key[2], key[3])
-        root.mkdir(parents=True, exist_ok=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
         self._event(obj, "Scheduled", f"Successfully assigned {key[2]}/{key[3]} to fake-node")
         self._event(obj, "Started", f"Started container {container['name']}")
 
@@ -474,9 +473,7 @@ class FakeCluster:
             # Garbage collection: dependants by ownerReference, everything inside a deleted namespace.
             for other_key, other in list(self._objects.items()):
                 owners = other["metadata"].get("ownerReferences") or []
-                if any(o.get("uid") == uid for o in owners) or (
-                    key[1] == "namespaces" and other_key[2] == key[3]
-                ):
+                if any(o.get("uid") == uid for o in owners) or (key[1] == "namespaces" and other_key[2] == key[3]):
                     self.delete(other_key)
             if key[1] == "pods":
                 shutil.rmtree(self.pod_root(key[2], key[3]), ignore_errors=True)
@@ -491,9 +488,7 @@ class FakeCluster:
                 if field in old["metadata"]:
                     new["metadata"][field] = old["metadata"][field]
             if "status" in old:
-                new["status"] = (
-                    old["status"] if "status" not in new or res.plural != "pods" else new["status"]
-                )
+                new["status"] = old["status"] if "status" not in new or res.plural != "pods" else new["status"]
             generation = old["metadata"].get("generation", 1)
             if old.get("spec") != new.get("spec"):
                 generation += 1
@@ -911,11 +906,18 @@ def _run_in_pod(
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(root),
-        "POD_ROOT": str(root),
+        "TMPDIR": str(root / "tmp"),
         "HOSTNAME": pod["metadata"]["name"],
     }
     env.update({e["name"]: str(e.get("value", "")) for e in container.get("env") or []})
     args = [command[0]] + [str(root) + a if a.startswith("/") else a for a in command[1:]]
+    # Its own network namespace, as a pod has: "localhost" in the pod must not reach this host's
+    # services (another Triton on 127.0.0.1:8000 would otherwise answer an in-pod reload).
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        send(2, b"the fake needs unshare (util-linux) to give exec its own network namespace\n")
+        return {"status": "Failure", "reason": "InternalError", "message": "unshare not found"}
+    args = [unshare, "-n" if os.geteuid() == 0 else "-rn", *args]
     try:
         done = subprocess.run(args, cwd=root, env=env, capture_output=True, timeout=60, check=False)
     except FileNotFoundError:

@@ -73,9 +73,7 @@ def test_up_kill_block_slow_down_cleanup(platform: KubernetesPlatform) -> None:
     platform.wait_rolled_out(platform.settings.ready_timeout_s)
     assert victim not in platform.replica_names()
     _wait(
-        lambda: any(
-            e.kind == EventKind.KILLED and e.replica == victim for e in read_events(platform.events_path())
-        ),
+        lambda: any(e.kind == EventKind.KILLED and e.replica == victim for e in read_events(platform.events_path())),
         30,
         "the kill in the events file",
     )

@@ -74,9 +74,7 @@ def test_create_collect_delete(make_k8s, fake: FakeCluster, tmp_path: Path) -> N
     assert cm is not None and cm["data"]["steady.py"].startswith("from locust")
     _play_workers(fake, job)
     files = collect_timelines(platform.api, job, tmp_path / "timeline")
-    assert sorted(f.name for f in files) == sorted(
-        f"part-worker-{i}-{n:05d}.arrow" for i in range(3) for n in range(2)
-    )
+    assert sorted(f.name for f in files) == sorted(f"part-worker-{i}-{n:05d}.arrow" for i in range(3) for n in range(2))
     assert (tmp_path / "timeline" / "part-worker-2-00001.arrow").read_bytes() == b"worker 2 chunk 1"
     removed = delete_load(platform.api, job)
     assert len(removed) == 6
@@ -84,9 +82,7 @@ def test_create_collect_delete(make_k8s, fake: FakeCluster, tmp_path: Path) -> N
     assert not fake.objects("services", platform.namespace)
 
 
-def test_run_deletes_objects_even_when_a_worker_delivers_nothing(
-    make_k8s, fake: FakeCluster, tmp_path: Path
-) -> None:
+def test_run_deletes_objects_even_when_a_worker_delivers_nothing(make_k8s, fake: FakeCluster, tmp_path: Path) -> None:
     platform = make_k8s()
     fake.add_namespace(platform.namespace)
     job = _job(platform.namespace, tmp_path, workers=2)
@@ -109,9 +105,7 @@ def test_run_deletes_objects_even_when_a_worker_delivers_nothing(
 
 def test_bad_job_is_rejected_before_anything_is_created(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        LoadJob(
-            run_id="r", namespace="ns", workers=0, image="", profile=tmp_path / "missing.py", host="http://x"
-        )
+        LoadJob(run_id="r", namespace="ns", workers=0, image="", profile=tmp_path / "missing.py", host="http://x")
     for what in ("--workers must be at least 1", "no image", "does not exist"):
         assert what in str(err.value)
 

@@ -89,17 +89,13 @@ def test_fault_and_load_objects_validate(version: str, tmp_path: Path) -> None:
     assert [o["kind"] for o in objects] == ["ConfigMap", "Service", "Pod", "Pod", "Pod", "Pod"]
     for obj in objects:
         _validate(obj, version)
-    ns = label(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "triton-chaos"}}, "up-x", expiry(60)
-    )
+    ns = label({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "triton-chaos"}}, "up-x", expiry(60))
     _validate(ns, version)
 
 
 def test_validation_really_rejects_mistakes() -> None:
     dep = _rendered(None)[-1]
-    dep["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {
-        "httpGet": {"path": "/", "port": 8000}
-    }
+    dep["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {"httpGet": {"path": "/", "port": 8000}}
     with pytest.raises(kubernetes_validate.ValidationError):
         _validate(dep, VERSIONS[0])
     dep = _rendered(None)[-1]
@@ -115,9 +111,7 @@ def test_probes_cover_the_model_load_and_the_local_platform_still_reads_the_depl
     assert spec.startup is not None and spec.liveness is not None
     # The startup probe must outlast the slowest model load before liveness can restart the pod.
     assert spec.startup.period_s * spec.startup.failure_threshold >= 60
-    pod = next(d for d in load_manifest_documents(DEFAULT_MANIFEST) if d["kind"] == "Deployment")["spec"][
-        "template"
-    ]
+    pod = next(d for d in load_manifest_documents(DEFAULT_MANIFEST) if d["kind"] == "Deployment")["spec"]["template"]
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["spec"]["initContainers"][0]["volumeMounts"][1] == {"name": "models", "mountPath": "/models"}
 

@@ -52,9 +52,7 @@ def test_up_status_down(make_k8s, fake: FakeCluster) -> None:
             assert obj["metadata"]["labels"][RUN_ID].startswith("up-")
             assert EXPIRES in obj["metadata"]["annotations"]
     cm = fake.get("configmaps", ns, "triton-model-repository")
-    assert (
-        cm is not None and "mlp__1__weights__w1.npy" in cm["binaryData"] and "mlp__1__model.py" in cm["data"]
-    )
+    assert cm is not None and "mlp__1__weights__w1.npy" in cm["binaryData"] and "mlp__1__model.py" in cm["data"]
     assert "kind: KIND_GPU" in cm["data"]["mlp__config.pbtxt"]
     dep = fake.get("deployments", ns, "triton")
     assert dep is not None
@@ -96,9 +94,7 @@ def test_kill_replica_is_replaced_and_recorded(make_k8s, fake: FakeCluster) -> N
         lambda: [e for e in events_of(platform) if e.kind == EventKind.KILLED and e.replica == victim],
         what="killed event",
     )
-    replacement = [
-        e for e in events_of(platform) if e.kind == EventKind.STARTED and e.ts_ns > events[0].ts_ns
-    ]
+    replacement = [e for e in events_of(platform) if e.kind == EventKind.STARTED and e.ts_ns > events[0].ts_ns]
     assert replacement, "the replacement pod's start was recorded after the kill"
     with pytest.raises(FaultError, match="not pods of Deployment"):
         platform.kill_replica("some-other-pod")
@@ -166,9 +162,7 @@ def test_env_patch_rolls_pods_and_restores(make_k8s, fake: FakeCluster) -> None:
     platform = make_k8s()
     platform.up()
     before = set(platform.replica_names())
-    record = platform.restart_with_env(
-        {"HARNESS_MODEL_LOAD_DELAY_S": "3", "EXTRA": "x"}, "20261128T071000Z-slow"
-    )
+    record = platform.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "3", "EXTRA": "x"}, "20261128T071000Z-slow")
     json.dumps(record)
     assert record["previous_env"] == [{"name": "HARNESS_MODEL_LOAD_DELAY_S", "value": ""}]
     platform.wait_rolled_out(30)
@@ -177,10 +171,7 @@ def test_env_patch_rolls_pods_and_restores(make_k8s, fake: FakeCluster) -> None:
     pod = fake.get("pods", platform.namespace, after[0])
     assert pod is not None and _env(pod) == {"HARNESS_MODEL_LOAD_DELAY_S": "3", "EXTRA": "x"}
     # exec runs in the pod, with the pod's env, over the v4.channel.k8s.io WebSocket.
-    assert (
-        platform.exec_in_replica(after[0], ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"])
-        == "delay=3\n"
-    )
+    assert platform.exec_in_replica(after[0], ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"]) == "delay=3\n"
     with pytest.raises(FaultError, match="exited with 3"):
         platform.exec_in_replica(after[0], ["sh", "-c", "echo oops >&2; exit 3"])
     with pytest.raises(FaultError, match="already carries an env patch"):
@@ -193,9 +184,7 @@ def test_env_patch_rolls_pods_and_restores(make_k8s, fake: FakeCluster) -> None:
     assert pod is not None and _env(pod) == {"HARNESS_MODEL_LOAD_DELAY_S": ""}
 
 
-def test_cleanup_removes_stale_faults_and_keeps_live_ones(
-    make_k8s, fake: FakeCluster, tmp_path: Path
-) -> None:
+def test_cleanup_removes_stale_faults_and_keeps_live_ones(make_k8s, fake: FakeCluster, tmp_path: Path) -> None:
     platform = make_k8s()
     platform.up()
     ns = platform.namespace
@@ -268,10 +257,7 @@ def test_dry_run_prints_calls_and_makes_none(fake: FakeCluster, kubeconfig: Path
         [*base, "up", *args, "--gpus-per-replica", "0"], capture_output=True, text=True, env=env, timeout=60
     )
     assert up.returncode == 0, up.stderr
-    assert (
-        "PATCH /apis/apps/v1/namespaces/dry/deployments/triton?fieldManager=triton-resilience-harness"
-        in up.stdout
-    )
+    assert "PATCH /apis/apps/v1/namespaces/dry/deployments/triton?fieldManager=triton-resilience-harness" in up.stdout
     assert "PATCH /api/v1/namespaces/dry/configmaps/triton-model-repository" in up.stdout
     assert "GET /api/v1/namespaces/dry" in up.stdout
     down = subprocess.run([*base, "down", *args], capture_output=True, text=True, env=env, timeout=60)
@@ -370,12 +356,10 @@ def test_fake_objects_deserialise_into_the_clients_typed_models(make_k8s, fake: 
     assert core.read_namespaced_service("triton", ns).spec.ports[0].port == 8000
     assert core.read_namespaced_config_map("triton-model-repository", ns).binary_data
     assert core.list_namespaced_event(ns).items
-    assert client.NetworkingV1Api(api).read_namespaced_network_policy(
-        record["policy"], ns
-    ).spec.policy_types == ["Ingress"]
-    assert (
-        client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("triton", ns).spec.max_unavailable == 1
-    )
+    assert client.NetworkingV1Api(api).read_namespaced_network_policy(record["policy"], ns).spec.policy_types == [
+        "Ingress"
+    ]
+    assert client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("triton", ns).spec.max_unavailable == 1
     assert client.VersionApi(api).get_code().git_version.endswith("fake")
 
 
@@ -383,3 +367,51 @@ def test_kubernetes_platform_is_a_fault_target(make_k8s) -> None:
     from harness.platforms.base import FaultTarget
 
     assert isinstance(make_k8s(), FaultTarget)
+
+
+def test_runner_signatures_memory_pressure_reload_and_sweep(make_k8s, fake: FakeCluster) -> None:
+    """The calls harness.chaos makes (positional max_s / names), the in-pod hog, reload and the sweeper."""
+    import time as _time
+
+    from harness.platforms.base import FaultTarget
+
+    platform = make_k8s(gpus_per_replica=0)
+    platform.up()
+    assert isinstance(platform, FaultTarget)
+    a, b = platform.replica_names()
+    # block_network(targets, run_id, max_duration_s) with a deadline already past: the sweeper lifts it.
+    record = platform.block_network([a], "20261128T074000Z-sweep", 0.001)
+    _time.sleep(1.1)  # expiry has one-second resolution
+    assert f"networkpolicy {record['policy']}" in platform.sweep_faults(only_orphaned=True)
+    assert not fake.objects("networkpolicies", platform.namespace)
+    # restart_with_env(env, run_id, targets): the record names the selection; the Deployment rolls.
+    env_record = platform.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "1"}, "20261128T074000Z-sweep", [b])
+    assert env_record["replicas"] == [b]
+    platform.restore_env(env_record)
+    platform.wait_rolled_out(30)
+    # Memory pressure without GPUs: the container-memory analogue runs inside the pod, against the pod's
+    # cgroup files (here written by the test: 40 MiB used of a 100 MiB limit, leave 20 MiB free).
+    pod = platform.replica_names()[0]
+    cgroup = fake.pod_root(platform.namespace, pod) / "sys" / "fs" / "cgroup"
+    cgroup.mkdir(parents=True)
+    (cgroup / "memory.max").write_text(str(100 << 20))
+    (cgroup / "memory.current").write_text(str(40 << 20))
+    pressure = platform.memory_pressure([pod], "20261128T074500Z-mem", 20.0, 30.0)
+    json.dumps(pressure)
+    assert pressure["target"] == "container" and "analogue" in pressure["analogue"]
+    status_file = fake.pod_root(platform.namespace, pod) / pressure["status_file"].lstrip("/")
+    held = wait_for(lambda: status_file.exists() and json.loads(status_file.read_text()), what="hog status")
+    # The test's usage file does not grow with the hog, so the hog counts what it holds as the usage.
+    assert 40 <= held["held_mb"] <= 80 and held["free_mb"] >= 20
+    hog_pid = pressure["pods"][pod]
+    assert Path(f"/proc/{hog_pid}").exists()
+    platform.release_memory(pressure)
+    wait_for(
+        lambda: (
+            not Path(f"/proc/{hog_pid}").exists() or b"zombie" in Path(f"/proc/{hog_pid}/status").read_bytes().lower()
+        ),
+        what="the hog to stop",
+    )
+    # Reload from inside the pod: no Triton listens in the fake's pod, so it fails and says why.
+    ok, why = platform.reload_model(pod, parameters={"load_delay_s": "0"}, timeout_s=5)
+    assert not ok and "cannot reach Triton in the pod" in why

@@ -179,9 +179,7 @@ class KubeApi:
         return result
 
     def list(self, kind: Kind, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-        result = self.request(
-            "GET", kind.collection(namespace), {"labelSelector": selector} if selector else None
-        )
+        result = self.request("GET", kind.collection(namespace), {"labelSelector": selector} if selector else None)
         return list((result or {}).get("items") or [])
 
     def apply(self, obj: dict[str, Any], namespace: str, force: bool = True) -> dict[str, Any] | None:

@@ -86,9 +86,7 @@ def _policy_name(run_id: str, names: list[str]) -> str:
     return f"harness-block-{slug(run_id, 40)}-{digest}"
 
 
-def block_network(
-    api: KubeApi, namespace: str, names: list[str], run_id: str, expires_at: str
-) -> dict[str, Any]:
+def block_network(api: KubeApi, namespace: str, names: list[str], run_id: str, expires_at: str) -> dict[str, Any]:
     """Deny all ingress to these pods: label them, then a NetworkPolicy selecting that label.
 
     The name is unique per run and pod set (chaosk8s's deny_all_ingress uses one fixed name, so two runs
@@ -118,9 +116,7 @@ def block_network(
         },
     }
     for name in names:
-        api.patch(
-            f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: policy}}}
-        )
+        api.patch(f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: policy}}})
     try:
         api.apply(body, namespace)
     except Exception:
@@ -134,9 +130,7 @@ def unblock_network(api: KubeApi, record: dict[str, Any]) -> None:
     api.delete(f"{_KIND['NetworkPolicy'].collection(namespace)}/{record['policy']}")
     for name in record["pods"]:
         try:
-            api.patch(
-                f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: None}}}
-            )
+            api.patch(f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: None}}})
         except ApiFailure as exc:
             if exc.status != 404:  # a replaced pod is simply gone
                 raise
@@ -167,6 +161,7 @@ def patch_env(
     env: dict[str, str],
     run_id: str,
     expires_at: str,
+    replicas: list[str] | None = None,
 ) -> dict[str, Any]:
     """Set env vars on the Deployment's first container: the template changes, so the pods roll.
 
@@ -200,6 +195,7 @@ def patch_env(
         "env": env,
         "run_id": run_id,
         "expires_at": expires_at,
+        "replicas": replicas or [],  # what the experiment selected; the whole Deployment rolls
     }
     api.patch(path, {"metadata": {"annotations": {ENV_PATCH: json.dumps(record, sort_keys=True)}}})
     ops = [
@@ -229,27 +225,20 @@ def restore_env(api: KubeApi, record: dict[str, Any]) -> None:
     if record["previous_env"] is None:
         ops.append({"op": "remove", "path": "/spec/template/spec/containers/0/env"})
     else:
-        ops.append(
-            {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": record["previous_env"]}
-        )
+        ops.append({"op": "add", "path": "/spec/template/spec/containers/0/env", "value": record["previous_env"]})
     try:
         api.patch(path, ops, content_type="application/json-patch+json")
     except ApiFailure as exc:
         if exc.status == 404:
             return  # the Deployment is gone: nothing left to restore
-        raise FaultError(
-            f"cannot restore the env of {record['namespace']}/{record['deployment']}: {exc}"
-        ) from exc
+        raise FaultError(f"cannot restore the env of {record['namespace']}/{record['deployment']}: {exc}") from exc
     api.patch(path, {"metadata": {"annotations": {ENV_PATCH: None}}})
 
 
-def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120) -> str:
-    """Run a command in the pod over the exec WebSocket (v4 channel protocol); stdout, or FaultError."""
-    if api.dry_run:
-        api.out(
-            f"[dry-run] GET (websocket) {_KIND['Pod'].collection(namespace)}/{name}/exec command={command}"
-        )
-        return ""
+def exec_raw(
+    api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120, binary: bool = False
+) -> tuple[int, Any, Any]:
+    """Exec over the WebSocket (v4 channel protocol): exit code, stdout, stderr (bytes when ``binary``)."""
     from kubernetes import client as k8s
     from kubernetes.stream import stream
 
@@ -265,15 +254,28 @@ def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], tim
             stdout=True,
             tty=False,
             _preload_content=False,
+            binary=binary,
         )
-    except Exception as exc:  # the websocket library raises its own types
+    except Exception as exc:
         raise FaultError(f"exec in pod {namespace}/{name} failed to start: {exc}") from exc
-    ws.run_forever(timeout=timeout_s)
-    out, err = ws.read_stdout(), ws.read_stderr()
-    code = ws.returncode
-    ws.close()
+    try:
+        ws.run_forever(timeout=timeout_s)
+        out, err = ws.read_stdout(), ws.read_stderr()
+        code = ws.returncode
+    finally:
+        ws.close()
+    return int(code or 0), out, err
+
+
+def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120) -> str:
+    """Run a command in the pod; its stdout, or FaultError with its stderr."""
+    if api.dry_run:
+        api.out(f"[dry-run] GET (websocket) {_KIND['Pod'].collection(namespace)}/{name}/exec command={command}")
+        return ""
+    code, out, err = exec_raw(api, namespace, name, command, timeout_s)
     if code != 0:
         raise FaultError(
-            f"command {command} in pod {namespace}/{name} exited with {code}: {err.strip()[:500]}"
+            f"command {command[:3]}... in pod {namespace}/{name} exited with {code}: "
+            f"{str(err).strip()[:500] or str(out).strip()[:500]}"
         )
     return str(out)

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.errors import ConfigError, PlatformError
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
+from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.render import label, slug
 
 __all__ = [
@@ -140,9 +141,7 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
         "--master-bind-port",
         str(MASTER_PORT),
     ]
-    worker_line = " ".join(
-        [*locust, "--worker", "--master-host", job.master, "--master-port", str(MASTER_PORT)]
-    )
+    worker_line = " ".join([*locust, "--worker", "--master-host", job.master, "--master-port", str(MASTER_PORT)])
     # The worker stays alive after Locust exits so its /timeline can be copied out.
     worker_cmd = ["sh", "-c", f"{worker_line}; echo $? > /timeline/EXIT; exec sleep 86400"]
     objects: list[dict[str, Any]] = [
@@ -195,26 +194,8 @@ def wait_for_master(api: KubeApi, job: LoadJob, timeout_s: float, poll_s: float 
 
 
 def _exec_bytes(api: KubeApi, namespace: str, pod: str, command: list[str]) -> tuple[int, bytes, str]:
-    from kubernetes import client as k8s
-    from kubernetes.stream import stream
-
-    ws = stream(
-        k8s.CoreV1Api(api.client).connect_get_namespaced_pod_exec,
-        pod,
-        namespace,
-        command=command,
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-        _preload_content=False,
-        binary=True,
-    )
-    ws.run_forever(timeout=120)
-    out, err = ws.read_stdout(), ws.read_stderr()
-    code = ws.returncode
-    ws.close()
-    return int(code or 0), bytes(out or b""), bytes(err or b"").decode(errors="replace")
+    code, out, err = exec_raw(api, namespace, pod, command, binary=True)
+    return code, bytes(out or b""), bytes(err or b"").decode(errors="replace")
 
 
 def collect_timelines(api: KubeApi, job: LoadJob, dest: Path, wait_s: float = 60.0) -> list[Path]:
@@ -268,9 +249,7 @@ def delete_load(api: KubeApi, job: LoadJob) -> list[str]:
         elif kind.kind == "Service":
             names = [job.master]
         for name in names:
-            if api.delete(
-                f"{kind.collection(job.namespace)}/{name}", grace_s=0 if kind.kind == "Pod" else None
-            ):
+            if api.delete(f"{kind.collection(job.namespace)}/{name}", grace_s=0 if kind.kind == "Pod" else None):
                 removed.append(f"{kind.kind.lower()} {name}")
     return removed
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from harness.deployment import load_deployment
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import faults
+from harness.platforms.kubernetes import faults, podscripts
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -126,10 +126,7 @@ class KubernetesPlatform:
         foreign = []
         for obj in objects:
             existing = api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
-            if (
-                existing is not None
-                and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE
-            ):
+            if existing is not None and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
                 foreign.append(f"{obj['kind']} {obj['metadata']['name']}")
         if foreign:
             raise PlatformError(
@@ -148,8 +145,7 @@ class KubernetesPlatform:
                 "context": self._target.context if self._target else "",
                 "namespace": self.namespace,
                 "deployment": self.spec.name,
-                "created_namespace": self._read_state().get("created_namespace", False)
-                or self._created_namespace,
+                "created_namespace": self._read_state().get("created_namespace", False) or self._created_namespace,
             }
         )
         self._start_watcher()
@@ -259,11 +255,8 @@ class KubernetesPlatform:
                 and len(pods) == want
             ):
                 return
-            last = (
-                f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: "
-                + "; ".join(
-                    f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p)
-                )
+            last = f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: " + "; ".join(
+                f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p)
             )
             time.sleep(0.2)
         raise PlatformError(
@@ -316,9 +309,7 @@ class KubernetesPlatform:
 
         while time.monotonic() < deadline:
             gone = {
-                e.replica
-                for e in read_events(self.events_path())
-                if e.kind in (EventKind.STOPPED, EventKind.KILLED)
+                e.replica for e in read_events(self.events_path()) if e.kind in (EventKind.STOPPED, EventKind.KILLED)
             }
             if set(pods) <= gone:
                 return
@@ -379,9 +370,7 @@ class KubernetesPlatform:
             record = faults.env_patch_record(dep)
             if record is not None and (self._stale_record(record)):
                 faults.restore_env(api, record)
-                report.removed.append(
-                    f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})"
-                )
+                report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -417,9 +406,7 @@ class KubernetesPlatform:
                     return str(state[key].get("reason", key))
         if pod["metadata"].get("deletionTimestamp"):
             return "Terminating"
-        return (
-            "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
-        )
+        return "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
 
     def _replica(self, pod: dict[str, Any]) -> ReplicaStatus:
         st = pod.get("status") or {}
@@ -453,24 +440,18 @@ class KubernetesPlatform:
     def status(self) -> PlatformStatus:
         api = self.api
         dep = api.get(self._deployment_path())
-        pods = sorted(
-            api.list(_KIND["Pod"], self.namespace, self.selector), key=lambda p: p["metadata"]["name"]
-        )
+        pods = sorted(api.list(_KIND["Pod"], self.namespace, self.selector), key=lambda p: p["metadata"]["name"])
         details: dict[str, Any] = {
             "namespace": self.namespace,
             "context": self._target.context if self._target else "",
             "deployment": self.spec.name,
             "run_id": self._read_state().get("run_id", ""),
-            "event_watcher": f"pid {pid}"
-            if (pid := self._watcher_pid())
-            else "not running (no events recorded)",
+            "event_watcher": f"pid {pid}" if (pid := self._watcher_pid()) else "not running (no events recorded)",
             "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
             f"svc/{self.spec.name} {self.spec.port('http')} {self.spec.port('grpc')}",
         }
         if dep is not None:
-            limits = (dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get(
-                "limits"
-            ) or {}
+            limits = (dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
             details["gpus_per_replica"] = int(limits.get("nvidia.com/gpu", 0))
             details["desired_replicas"] = int(dep["spec"].get("replicas", 1))
         return PlatformStatus(
@@ -499,43 +480,168 @@ class KubernetesPlatform:
         self._require_replicas([name])
         faults.kill_pod(self.api, self._target, self.namespace, self.selector, name, grace_s)
 
-    def block_network(self, names: list[str], run_id: str) -> dict[str, Any]:
-        self._require_replicas(names)
+    def block_network(self, names: Sequence[str], run_id: str, max_s: float | None = None) -> dict[str, Any]:
+        """Deny ingress to these pods until the rollback, or until ``max_s`` has passed (then cleanup)."""
+        self._require_replicas(list(names))
         return faults.block_network(
-            self.api, self.namespace, names, run_id, expiry(self.settings.fault_ttl_s)
+            self.api, self.namespace, list(names), run_id, expiry(max_s or self.settings.fault_ttl_s)
         )
 
-    def unblock_network(self, record: dict[str, Any]) -> None:
+    def unblock_network(self, record: Mapping[str, Any]) -> None:
         faults.unblock_network(self.api, self._checked(record))
 
-    def restart_with_env(self, env: dict[str, str], run_id: str) -> dict[str, Any]:
+    def restart_with_env(
+        self,
+        env: Mapping[str, str],
+        run_id: str,
+        names: Sequence[str] | None = None,
+        max_s: float | None = None,
+        grace_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Patch the Deployment's env: *every* pod rolls (a Deployment has one template), not only ``names``.
+
+        ``grace_s`` is accepted for the local platform's signature; pods stop with their own grace period.
+        """
         if not env:
             raise ConfigError("restart_with_env needs at least one variable")
         dep = self.api.get(self._deployment_path())
         if dep is None and not self.api.dry_run:
-            raise FaultError(
-                f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first"
-            )
+            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first")
         if dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
             raise FaultError(f"Deployment {self.namespace}/{self.spec.name} was not created by the harness")
         return faults.patch_env(
-            self.api, self.namespace, self.spec.name, dep, env, run_id, expiry(self.settings.fault_ttl_s)
+            self.api,
+            self.namespace,
+            self.spec.name,
+            dep,
+            dict(env),
+            run_id,
+            expiry(max_s or self.settings.fault_ttl_s),
+            list(names or []),
         )
 
-    def restore_env(self, record: dict[str, Any]) -> None:
+    def restore_env(self, record: Mapping[str, Any]) -> None:
         faults.restore_env(self.api, self._checked(record))
+
+    def memory_pressure(
+        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0
+    ) -> dict[str, Any]:
+        """Hold free memory at ``leave_free_mb`` inside each selected pod for ``duration_s``.
+
+        With GPUs in the pods: the harness's CUDA hog (harness/faults/hog.py) runs in the Triton container
+        and holds the GPU's free memory. Without: the container-memory analogue holds the pod's memory
+        limit minus its usage (the replica, not the node, runs short), labelled as such in the record.
+        ``headroom_mb`` is the local analogue's cgroup size; here the pod's own memory limit plays it.
+        Each hog ends by its own deadline even if the harness dies.
+        """
+        self._require_replicas(list(names))
+        gpu = int(self.status().details.get("gpus_per_replica", 0)) > 0
+        tag = f"{slug(run_id, 40)}-{int(time.time() * 1000) % 10**8}"
+        status_file = f"/tmp/harness-hog-{tag}.json"
+        if gpu:
+            args = [
+                podscripts.gpu_hog_source(),
+                "--target",
+                "gpu",
+                "--leave-free-mb",
+                f"{leave_free_mb:g}",
+                "--duration",
+                f"{duration_s:g}",
+                "--status-file",
+                status_file,
+                "--tag",
+                tag,
+            ]
+        else:
+            args = [podscripts.CONTAINER_HOG, "/sys/fs/cgroup", f"{leave_free_mb:g}", f"{duration_s:g}", status_file]
+        launch = f'nohup python3 -c "$0" "$@" >"${{TMPDIR:-/tmp}}/harness-hog-{tag}.log" 2>&1 & echo $!'
+        pids: dict[str, int] = {}
+        for name in names:
+            out = faults.exec_in_pod(self.api, self.namespace, name, ["sh", "-c", launch, *args])
+            pids[name] = int(out.strip() or 0)
+        return {
+            "kind": "memory-pressure",
+            "namespace": self.namespace,
+            "run_id": run_id,
+            "target": "gpu" if gpu else "container",
+            "pods": pids,
+            "status_file": status_file,
+            "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
+        }
+
+    def release_memory(self, record: Mapping[str, Any]) -> None:
+        """Stop the hogs; a pod that is gone took its hog with it."""
+        self._checked(record)
+        for name, pid in dict(record.get("pods") or {}).items():
+            if not pid:
+                continue
+            try:
+                faults.exec_in_pod(self.api, self.namespace, name, ["kill", str(pid)])
+            except FaultError:
+                continue  # already exited by its deadline, or the pod was replaced
+
+    def reload_model(
+        self, name: str, model: str = "mlp", parameters: Mapping[str, str] | None = None, timeout_s: float = 120.0
+    ) -> tuple[bool, str]:
+        """Unload-and-load through Triton's model-control API, from inside the pod (HTTP on localhost)."""
+        self._require_replicas([name])
+        if self.api.dry_run:
+            faults.exec_in_pod(self.api, self.namespace, name, ["python3", "-c", "<reload script>", model])
+            return True, ""
+        code, out, err = faults.exec_raw(
+            self.api,
+            self.namespace,
+            name,
+            ["python3", "-c", podscripts.RELOAD_MODEL, model, json.dumps(dict(parameters or {})), f"{timeout_s:g}"],
+            timeout_s=timeout_s + 30,
+        )
+        if code == 0:
+            return True, ""
+        return False, (str(out).strip() or str(err).strip() or f"exit code {code}")[:500]
+
+    def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
+        """Undo fault objects left behind: expired ones, and with ``only_orphaned=False`` also those of
+        runs that are no longer running. Run by the harness's control before each experiment.
+
+        Expiry alone is the safe test when other harness runs may share the namespace (their run
+        directories are on other machines); ``harness cleanup`` adds the run check.
+        """
+        done: list[str] = []
+        if self.api.dry_run:
+            return done
+
+        def stale(meta_or_record: Mapping[str, Any]) -> bool:
+            expires = _parse_time(str(meta_or_record.get("expires_at", "")))
+            expired = expires is not None and expires < time.time()
+            return expired or (not only_orphaned and not self._run_live(slug(str(meta_or_record["run_id"]))))
+
+        for dep in self.api.list(_KIND["Deployment"], self.namespace, harness_selector()):
+            record = faults.env_patch_record(dep)
+            if record is not None and stale(record):
+                faults.restore_env(self.api, record)
+                done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
+            meta = policy["metadata"]
+            info = {
+                "expires_at": (meta.get("annotations") or {}).get(EXPIRES, ""),
+                "run_id": (meta.get("labels") or {}).get(RUN_ID, ""),
+            }
+            if stale(info) and self.api.delete(f"{_KIND['NetworkPolicy'].collection(self.namespace)}/{meta['name']}"):
+                done.append(f"networkpolicy {meta['name']}")
+        done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
+        return done
 
     def exec_in_replica(self, name: str, command: list[str]) -> str:
         self._require_replicas([name])
         return faults.exec_in_pod(self.api, self.namespace, name, command)
 
-    def _checked(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _checked(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if record.get("namespace") != self.namespace:
             raise FaultError(
                 f"undo record is for namespace {record.get('namespace')!r}, this platform acts in "
                 f"{self.namespace!r}; run the rollback with --namespace {record.get('namespace')}"
             )
-        return record
+        return dict(record)
 
     # -- distributed load (harness load --platform kubernetes --workers N) ----------------------------
     def load_job(
@@ -567,7 +673,5 @@ class KubernetesPlatform:
     def run_load(self, job: LoadJob, timeline_dir: Path, timeout_s: float) -> list[Path]:
         """Run it, copy every worker's timeline into ``timeline_dir``, delete its objects whatever happens."""
         if job.namespace != self.namespace:
-            raise ConfigError(
-                f"load job is for namespace {job.namespace}, this platform acts in {self.namespace}"
-            )
+            raise ConfigError(f"load job is for namespace {job.namespace}, this platform acts in {self.namespace}")
         return run_distributed_load(self.api, job, timeline_dir, timeout_s)

@@ -63,9 +63,7 @@ class KubernetesSettings:
         if not self.namespace:
             problems.append("no namespace: pass --namespace NAME (or set 'namespace' in the settings file)")
         elif not _DNS1123.match(self.namespace) or len(self.namespace) > 63:
-            problems.append(
-                f"namespace {self.namespace!r} is not a valid Kubernetes name (lowercase, digits, '-')"
-            )
+            problems.append(f"namespace {self.namespace!r} is not a valid Kubernetes name (lowercase, digits, '-')")
         elif not self.namespace_confirmed and self.namespace not in self.allowed_namespaces:
             problems.append(
                 f"namespace {self.namespace!r} is not on the allow-list {list(self.allowed_namespaces)}; "
@@ -161,9 +159,7 @@ def load_settings_file(path: Path) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in _FILE_KEYS:
             problems.append(f"unknown key {key!r} (known: {', '.join(sorted(_FILE_KEYS))})")
-        elif not isinstance(value, _FILE_KEYS[key]) or (
-            isinstance(value, bool) and _FILE_KEYS[key] is not bool
-        ):
+        elif not isinstance(value, _FILE_KEYS[key]) or (isinstance(value, bool) and _FILE_KEYS[key] is not bool):
             problems.append(f"{key}: wrong type {type(value).__name__}")
     if problems:
         raise ConfigError(f"{path}:\n  - " + "\n  - ".join(problems))

@@ -62,9 +62,7 @@ class PodTracker:
         if kind == "DELETED":
             self.pods.pop(name, None)
             stopping = self.stopping or bool(self.stopping_marker and self.stopping_marker.exists())
-            self.log.emit(
-                EventKind.STOPPED if stopping else EventKind.KILLED, name, "pod deleted", address=ip
-            )
+            self.log.emit(EventKind.STOPPED if stopping else EventKind.KILLED, name, "pod deleted", address=ip)
             return
         self.pods[name] = new
         if old is None:
@@ -84,9 +82,7 @@ class PodTracker:
         if new.restarts > old.restarts and not new.waiting:
             self.log.emit(EventKind.RESTARTED, name, "container restarted", restarts=new.restarts)
         elif old.waiting == "CrashLoopBackOff" and not new.waiting:
-            self.log.emit(
-                EventKind.RESTARTED, name, "back-off over, container started", restarts=new.restarts
-            )
+            self.log.emit(EventKind.RESTARTED, name, "back-off over, container started", restarts=new.restarts)
         if new.ready and not old.ready:
             self.log.emit(EventKind.READY, name, "", address=ip)
         elif old.ready and not new.ready:
@@ -108,9 +104,7 @@ class PodTracker:
                 self.log.emit(EventKind.STARTUP_FAILED, name, message)
 
 
-def _watch_forever(
-    api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event
-) -> None:
+def _watch_forever(api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event) -> None:
     from harness.platforms.kubernetes.api import ApiFailure
 
     version = ""
