@@ -10,7 +10,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.platforms.base import Platform
 
-__all__ = ["PLATFORMS", "add_platform_arguments", "platform_from_args"]
+__all__ = ["PLATFORMS", "add_dry_run_argument", "add_platform_arguments", "platform_from_args"]
 
 
 def _local(args: argparse.Namespace, for_up: bool) -> Platform:
@@ -101,7 +101,12 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
                      help="context/cluster names to refuse (default: names with a 'prod'/'production' part)")
     k8s.add_argument("--i-know-this-is-production", action="store_true",
                      help="act even on a context that matches the production pattern")
-    k8s.add_argument("--dry-run", action="store_true", help="print every API call it would make; make none")
+
+
+def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run`` for the platform commands (``harness run`` has its own, with its own meaning)."""
+    parser.add_argument("--dry-run", action="store_true",
+                        help="kubernetes: print every API call it would make, make none")
 
 
 def platform_from_args(args: argparse.Namespace, for_up: bool = False) -> Platform:

@@ -415,3 +415,29 @@ def test_runner_signatures_memory_pressure_reload_and_sweep(make_k8s, fake: Fake
     # Reload from inside the pod: no Triton listens in the fake's pod, so it fails and says why.
     ok, why = platform.reload_model(pod, parameters={"load_delay_s": "0"}, timeout_s=5)
     assert not ok and "cannot reach Triton in the pod" in why
+
+
+def test_every_command_accepts_the_kubernetes_arguments() -> None:
+    """The platform arguments are shared by every command: they must not clash with a command's own."""
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    for command in ("up", "status", "down", "cleanup", "run"):
+        extra = ["experiments/pod-kill.yaml"] if command == "run" else []
+        args = parser.parse_args(
+            [
+                command,
+                *extra,
+                "--platform",
+                "kubernetes",
+                "--namespace",
+                "ns",
+                "--context",
+                "kind-x",
+                "--kubeconfig",
+                "k",
+                "--gpus-per-replica",
+                "0",
+            ]
+        )
+        assert (args.platform, args.namespace, args.context, args.gpus_per_replica) == ("kubernetes", "ns", "kind-x", 0)
