@@ -57,7 +57,7 @@ def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
         values["namespace_confirmed"] = True
     values["state_dir"] = base
     for key in ("context", "kubeconfig", "gpus_per_replica", "prometheus_url", "image", "replicas",
-                "production_pattern"):
+                "production_pattern", "service_http", "service_grpc"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -95,6 +95,9 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     k8s.add_argument("--gpus-per-replica", type=int, help="nvidia.com/gpu limit per pod (0 removes it)")
     k8s.add_argument("--image", help="Triton image (default: the manifest's NGC image)")
     k8s.add_argument("--prometheus-url", help="the cluster's Prometheus, as reachable from here")
+    k8s.add_argument("--service-http", metavar="URL",
+                     help="how clients here reach the Service's HTTP port (e.g. through kubectl port-forward)")
+    k8s.add_argument("--service-grpc", metavar="HOST:PORT", help="likewise for gRPC")
     k8s.add_argument("--prometheus-operator", action="store_true",
                      help="also apply the ServiceMonitor and PodMonitor (needs the operator's CRDs)")
     k8s.add_argument("--production-pattern", metavar="REGEX",

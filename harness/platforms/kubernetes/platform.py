@@ -390,8 +390,8 @@ class KubernetesPlatform:
             if (p.get("status") or {}).get("podIP")
         )
         return Endpoints(
-            http=f"http://{host}:{self.spec.port('http')}",
-            grpc=f"{host}:{self.spec.port('grpc')}",
+            http=self.settings.service_http or f"http://{host}:{self.spec.port('http')}",
+            grpc=self.settings.service_grpc or f"{host}:{self.spec.port('grpc')}",
             prometheus=self.settings.prometheus_url,
             metrics=metrics,
         )
@@ -662,7 +662,7 @@ class KubernetesPlatform:
             workers=workers,
             image=image,
             profile=profile,
-            host=self._endpoints([]).http,
+            host=f"http://{self.spec.name}.{self.namespace}.svc.cluster.local:{self.spec.port('http')}",
             users=users,
             spawn_rate=spawn_rate,
             duration_s=duration_s,

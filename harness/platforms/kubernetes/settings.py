@@ -50,6 +50,10 @@ class KubernetesSettings:
     gpus_per_replica: int | None = None  # None: the manifest's nvidia.com/gpu limit; 0 removes it
     image: str = ""  # "" = the manifest's image
     prometheus_url: str = ""  # the cluster's Prometheus, reachable from where the harness runs
+    # Where the harness's own clients reach the Service when its cluster DNS name does not resolve
+    # here (e.g. http://127.0.0.1:8000 behind `kubectl port-forward svc/triton 8000 8001`).
+    service_http: str = ""
+    service_grpc: str = ""
     production_pattern: str = DEFAULT_PRODUCTION_PATTERN
     allow_production: bool = False
     dry_run: bool = False
@@ -133,6 +137,8 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "context": str,
     "kubeconfig": str,
     "prometheus_url": str,
+    "service_http": str,
+    "service_grpc": str,
     "production_pattern": str,
     "image": str,
     "gpus_per_replica": int,
