@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from harness.deployment import DEFAULT_MANIFEST, load_deployment, load_manifest_documents
-from harness.platforms.kubernetes.faults import BLOCKED_BY
 from harness.platforms.kubernetes.load import LoadJob, render_load_objects
 from harness.platforms.kubernetes.render import expiry, label, render_service
 from harness.platforms.kubernetes.settings import MONITORING_MANIFEST
@@ -33,22 +32,14 @@ def _rendered(gpus: int | None) -> list[dict[str, Any]]:
 
 
 def _network_policy() -> dict[str, Any]:
-    from harness.platforms.kubernetes import faults
-    from harness.platforms.kubernetes.api import KubeApi
+    from harness.platforms.kubernetes.faults import network_policy
 
-    sent: list[str] = []
-    api = KubeApi(None, dry_run=True, out=sent.append)
-    record = faults.block_network(api, "ns", ["triton-abc-1"], "20261128T070000Z-net", expiry(60))
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": record["policy"]},
-        "spec": {
-            "podSelector": {"matchLabels": {BLOCKED_BY: record["policy"]}},
-            "policyTypes": ["Ingress"],
-            "ingress": [],
-        },
-    }
+    return network_policy(
+        "harness-block-20261128t070000z-net-0badcafe",
+        "20261128T070000Z-net",
+        ["triton-abc-1", "triton-abc-2"],
+        expiry(60),
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)

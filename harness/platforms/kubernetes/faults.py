@@ -27,7 +27,9 @@ __all__ = [
     "block_network",
     "env_patch_record",
     "exec_in_pod",
+    "exec_raw",
     "kill_pod",
+    "network_policy",
     "patch_env",
     "restore_env",
     "unblock_network",
@@ -86,6 +88,24 @@ def _policy_name(run_id: str, names: list[str]) -> str:
     return f"harness-block-{slug(run_id, 40)}-{digest}"
 
 
+def network_policy(policy: str, run_id: str, names: list[str], expires_at: str) -> dict[str, Any]:
+    """Deny all ingress to the pods labelled for this policy (no ingress rules = nothing allowed in)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": policy,
+            "labels": {MANAGED_BY: MANAGED_BY_VALUE, RUN_ID: slug(run_id)},
+            "annotations": {EXPIRES: expires_at, "harness/pods": ",".join(sorted(names))},
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {BLOCKED_BY: policy}},
+            "policyTypes": ["Ingress"],
+            "ingress": [],
+        },
+    }
+
+
 def block_network(api: KubeApi, namespace: str, names: list[str], run_id: str, expires_at: str) -> dict[str, Any]:
     """Deny all ingress to these pods: label them, then a NetworkPolicy selecting that label.
 
@@ -101,20 +121,7 @@ def block_network(api: KubeApi, namespace: str, names: list[str], run_id: str, e
         "run_id": run_id,
         "expires_at": expires_at,
     }
-    body = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": policy,
-            "labels": {MANAGED_BY: MANAGED_BY_VALUE, RUN_ID: slug(run_id)},
-            "annotations": {EXPIRES: expires_at, "harness/pods": ",".join(sorted(names))},
-        },
-        "spec": {
-            "podSelector": {"matchLabels": {BLOCKED_BY: policy}},
-            "policyTypes": ["Ingress"],
-            "ingress": [],
-        },
-    }
+    body = network_policy(policy, run_id, names, expires_at)
     for name in names:
         api.patch(f"{_KIND['Pod'].collection(namespace)}/{name}", {"metadata": {"labels": {BLOCKED_BY: policy}}})
     try:
