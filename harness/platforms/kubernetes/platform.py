@@ -149,8 +149,15 @@ class KubernetesPlatform:
             }
         )
         self._start_watcher()
-        for obj in objects:
-            api.apply(obj, self.namespace)
+        try:
+            for obj in objects:
+                api.apply(obj, self.namespace)
+        except PlatformError as exc:
+            self._stop_watcher()
+            raise PlatformError(
+                f"{exc}\nSome objects may have been applied; remove them with: harness down --platform "
+                f"kubernetes --namespace {self.namespace}"
+            ) from exc
         self.wait_rolled_out(self.settings.ready_timeout_s)
         log = EventLog(self.events_path(), platform="kubernetes")
         log.emit(EventKind.PLATFORM_UP, "", "rolled out", namespace=self.namespace, run_id=run_id)
