@@ -63,7 +63,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_json(), indent=2))
     else:
         print(format_status(status))
-        print(f"\nready in {time.monotonic() - started:.1f}s; stop with: harness down")
+        if status.details.get("dry_run"):
+            print("\ndry run: nothing was applied")
+        else:
+            print(f"\nready in {time.monotonic() - started:.1f}s; stop with: harness down")
     return 0
 
 

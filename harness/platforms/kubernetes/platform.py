@@ -181,6 +181,7 @@ class KubernetesPlatform:
         ctx = self._target.context if self._target else "(no kubeconfig)"
         out(f"[dry-run] context {ctx}, namespace {self.namespace}: these calls would be made, none is")
         self.api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
+        out(f"[dry-run] POST {_KIND['Namespace'].collection('')} (only when the namespace does not exist yet)")
         for obj in objects:
             self.api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
         for obj in objects:
