@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from harness.platforms.base import PlatformStatus
-from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.platforms.registry import add_dry_run_argument, add_platform_arguments, platform_from_args
 
 __all__ = ["format_status", "register"]
 
@@ -63,7 +63,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_json(), indent=2))
     else:
         print(format_status(status))
-        print(f"\nready in {time.monotonic() - started:.1f}s; stop with: harness down")
+        if status.details.get("dry_run"):
+            print("\ndry run: nothing was applied")
+        else:
+            print(f"\nready in {time.monotonic() - started:.1f}s; stop with: harness down")
     return 0
 
 
@@ -95,6 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="start the reference Triton service and wait until it is ready",
                        description="Start the reference service; returns once every replica is ready.")
     add_platform_arguments(p)
+    add_dry_run_argument(p)
     _up_arguments(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(handler=_cmd_up)
@@ -108,9 +112,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("down", help="stop everything the platform started",
                        description="Stop the service; nothing it started is left behind.")
     add_platform_arguments(p)
+    add_dry_run_argument(p)
     p.set_defaults(handler=_cmd_down)
 
     p = sub.add_parser("cleanup", help="remove what a crashed run or platform left behind",
                        description="Kill leftover processes and remove leftover shared memory and faults.")
     add_platform_arguments(p)
+    add_dry_run_argument(p)
     p.set_defaults(handler=_cmd_cleanup)

@@ -68,7 +68,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(describe_plan(plans, replicas, args.repeat))
         return 0
     platform_args = {"platform": args.platform, "state_dir": str(Path(args.state_dir).absolute())
-                     if args.state_dir else None}
+                     if args.state_dir else None,
+                     # Kubernetes: the Chaos Toolkit activities rebuild the platform from these.
+                     "namespace": getattr(args, "namespace", None), "kube_context": getattr(args, "context", None)}
     outcome = run_experiments(platform, plans, options, platform_args)
     _print_outcome(outcome)
     passed = not outcome.failed

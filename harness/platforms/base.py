@@ -6,11 +6,12 @@ mapping in ``harness.platforms.registry``; nothing else knows whether replicas a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "Endpoints", "Platform", "PlatformStatus", "ReplicaStatus"]
+__all__ = ["CleanupReport", "Endpoints", "FaultTarget", "Platform", "PlatformStatus", "ReplicaStatus"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,37 @@ class Platform(Protocol):
 
     def events_path(self) -> Path:
         """The lifecycle events file (``harness.events`` schema)."""
+
+
+@runtime_checkable
+class FaultTarget(Protocol):
+    """What ``harness.chaos`` calls to inject and undo faults: ``platform.fault_ops()`` when a platform
+    has it (local), else the platform itself (kubernetes). The same names and meanings everywhere.
+
+    Every injecting call returns a JSON-serialisable record that the matching undo call accepts.
+    """
+
+    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
+        """Kill one replica (grace 0: at once), as deleting a pod does."""
+
+    def block_network(self, names: Sequence[str], run_id: str, max_s: float = ...) -> dict[str, Any]:
+        """Deny traffic to these replicas until ``unblock_network`` (or ``max_s``, then the sweeper)."""
+
+    def unblock_network(self, record: Mapping[str, Any]) -> None: ...
+
+    def restart_with_env(self, env: Mapping[str, str], run_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """Restart replicas with extra env (the slow-load fault); Kubernetes rolls the whole Deployment."""
+
+    def restore_env(self, record: Mapping[str, Any]) -> None: ...
+
+    def memory_pressure(
+        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = ...
+    ) -> dict[str, Any]:
+        """Hold free (GPU) memory at ``leave_free_mb``; the record's ``analogue`` says when it is not a GPU."""
+
+    def release_memory(self, record: Mapping[str, Any]) -> None: ...
+
+    def reload_model(
+        self, name: str, model: str = ..., parameters: Mapping[str, str] | None = None, timeout_s: float = ...
+    ) -> tuple[bool, str]:
+        """Unload-and-load the model on one replica; (ok, why not)."""

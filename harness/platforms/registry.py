@@ -10,7 +10,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.platforms.base import Platform
 
-__all__ = ["PLATFORMS", "add_platform_arguments", "platform_from_args"]
+__all__ = ["PLATFORMS", "add_dry_run_argument", "add_platform_arguments", "platform_from_args"]
 
 
 def _local(args: argparse.Namespace, for_up: bool) -> Platform:
@@ -35,15 +35,81 @@ def _local(args: argparse.Namespace, for_up: bool) -> Platform:
     return LocalPlatform(LocalSettings(**values))
 
 
-PLATFORMS: dict[str, Callable[[argparse.Namespace, bool], Platform]] = {"local": _local}
+def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+    from harness.platforms.kubernetes.settings import (
+        KubernetesSettings,
+        default_state_dir,
+        load_settings_file,
+    )
+
+    values: dict[str, object] = {}
+    if getattr(args, "k8s_settings", None):
+        values.update(load_settings_file(Path(args.k8s_settings)))
+    state = getattr(args, "k8s_state_dir", None)
+    base = Path(state).absolute() if state else default_state_dir()
+    namespace = getattr(args, "namespace", None)
+    if not for_up and namespace and (base / namespace / "settings.json").exists():
+        saved = KubernetesSettings.load(base / namespace).to_json()
+        values = {**saved, **values}  # what up was given, unless the settings file says otherwise
+    if namespace:
+        values["namespace"] = namespace
+        values["namespace_confirmed"] = True
+    values["state_dir"] = base
+    for key in ("context", "kubeconfig", "gpus_per_replica", "prometheus_url", "image", "replicas",
+                "production_pattern", "service_http", "service_grpc"):
+        value = getattr(args, key, None)
+        if value is not None:
+            values[key] = value
+    if getattr(args, "manifest", None):
+        values["manifest"] = Path(args.manifest).absolute()
+    if getattr(args, "ready_timeout", None) is not None:
+        values["ready_timeout_s"] = args.ready_timeout
+    for flag, key in (("prometheus_operator", "prometheus_operator"), ("dry_run", "dry_run"),
+                      ("i_know_this_is_production", "allow_production")):
+        if getattr(args, flag, False):
+            values[key] = True
+    return KubernetesPlatform(KubernetesSettings.from_json({"namespace": "", **values}))
+
+
+PLATFORMS: dict[str, Callable[[argparse.Namespace, bool], Platform]] = {
+    "local": _local,
+    "kubernetes": _kubernetes,
+}
 
 
 def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--platform", default="local", help="where the service runs (default: local)")
+    parser.add_argument("--platform", default="local", choices=sorted(PLATFORMS),
+                        help="where the service runs (default: local)")
     parser.add_argument(
         "--state-dir",
         help="the local platform's state directory (default: $HARNESS_STATE_DIR or ./.harness/local)",
     )
+    k8s = parser.add_argument_group("kubernetes platform (--platform kubernetes)")
+    k8s.add_argument("--namespace", help="namespace to act in; naming it here confirms it for the allow-list")
+    k8s.add_argument("--context", help="kubeconfig context (default: the current one)")
+    k8s.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    k8s.add_argument("--k8s-settings", metavar="FILE",
+                     help="YAML settings: allowed_namespaces, prometheus_url, production_pattern, ...")
+    k8s.add_argument("--k8s-state-dir", help="local state (events, watcher) (default: ./.harness/kubernetes)")
+    k8s.add_argument("--gpus-per-replica", type=int, help="nvidia.com/gpu limit per pod (0 removes it)")
+    k8s.add_argument("--image", help="Triton image (default: the manifest's NGC image)")
+    k8s.add_argument("--prometheus-url", help="the cluster's Prometheus, as reachable from here")
+    k8s.add_argument("--service-http", metavar="URL",
+                     help="how clients here reach the Service's HTTP port (e.g. through kubectl port-forward)")
+    k8s.add_argument("--service-grpc", metavar="HOST:PORT", help="likewise for gRPC")
+    k8s.add_argument("--prometheus-operator", action="store_true",
+                     help="also apply the ServiceMonitor and PodMonitor (needs the operator's CRDs)")
+    k8s.add_argument("--production-pattern", metavar="REGEX",
+                     help="context/cluster names to refuse (default: names with a 'prod'/'production' part)")
+    k8s.add_argument("--i-know-this-is-production", action="store_true",
+                     help="act even on a context that matches the production pattern")
+
+
+def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run`` for the platform commands (``harness run`` has its own, with its own meaning)."""
+    parser.add_argument("--dry-run", action="store_true",
+                        help="kubernetes: print every API call it would make, make none")
 
 
 def platform_from_args(args: argparse.Namespace, for_up: bool = False) -> Platform:

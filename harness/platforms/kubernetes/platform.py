@@ -1,0 +1,685 @@
+"""The Kubernetes platform: ``up``, ``status``, ``down``, ``cleanup`` and the fault-facing operations.
+
+Safety holds for every method: the namespace was allowed and the context checked when the client was
+built (``connect``), and the only objects changed are those carrying the harness's labels, plus the pods
+of the Deployment under test (deleted, labelled for a network block, exec'd into).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.deployment import load_deployment
+from harness.errors import ConfigError, FaultError, PlatformError
+from harness.events import EventKind, EventLog
+from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
+from harness.platforms.kubernetes import faults, podscripts
+from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
+from harness.platforms.kubernetes.connect import Target, connect
+from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
+from harness.platforms.kubernetes.render import (
+    EXPIRES,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    RUN_ID,
+    expiry,
+    harness_selector,
+    label,
+    render_service,
+    slug,
+)
+from harness.platforms.kubernetes.settings import MONITORING_MANIFEST, KubernetesSettings
+
+__all__ = ["KubernetesPlatform"]
+
+_KIND = KIND_BY_NAME
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return bool(statuses) and all(bool(cs.get("ready")) for cs in statuses)
+
+
+class KubernetesPlatform:
+    name = "kubernetes"
+
+    def __init__(self, settings: KubernetesSettings) -> None:
+        self.settings = settings
+        self.state = settings.state_dir / settings.namespace
+        self.spec = load_deployment(settings.manifest)
+        self._api: KubeApi | None = None
+        self._target: Target | None = None
+        self._created_namespace = False
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    @property
+    def api(self) -> KubeApi:
+        if self._api is None:
+            self._api, self._target = connect(self.settings)
+        return self._api
+
+    @property
+    def namespace(self) -> str:
+        return self.settings.namespace
+
+    @property
+    def selector(self) -> str:
+        """The pods of the Deployment under test."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.spec.labels.items()))
+
+    def events_path(self) -> Path:
+        return self.state / "events.jsonl"
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.state / "state.json").read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+    def _write_state(self, data: dict[str, Any]) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "state.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+
+    def _deployment_path(self) -> str:
+        return f"{_KIND['Deployment'].collection(self.namespace)}/{self.spec.name}"
+
+    def _objects(self, run_id: str) -> list[dict[str, Any]]:
+        monitoring = MONITORING_MANIFEST if self.settings.prometheus_operator else None
+        return render_service(
+            self.settings.manifest,
+            run_id,
+            expiry(self.settings.ttl_s),
+            replicas=self.settings.replicas,
+            gpus_per_replica=self.settings.gpus_per_replica,
+            image=self.settings.image,
+            monitoring=monitoring,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def up(self, replicas: int | None = None) -> PlatformStatus:
+        if replicas is not None:
+            self.settings = KubernetesSettings.from_json({**self.settings.to_json(), "replicas": replicas})
+        run_id = "up-" + datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+        objects = self._objects(run_id)
+        api = self.api
+        if self.settings.dry_run:
+            return self._dry_up(objects)
+        self._ensure_namespace(run_id)
+        foreign = []
+        for obj in objects:
+            existing = api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
+            if existing is not None and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
+                foreign.append(f"{obj['kind']} {obj['metadata']['name']}")
+        if foreign:
+            raise PlatformError(
+                f"namespace {self.namespace} already has objects the harness did not create: "
+                f"{', '.join(foreign)}; the harness never changes them. "
+                f"Use another namespace or remove them yourself"
+            )
+        self.settings.save(self.state)
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "selector").write_text(self.selector)
+        (self.state / "stopping").unlink(missing_ok=True)
+        self._write_state(
+            {
+                "run_id": run_id,
+                "up": True,
+                "context": self._target.context if self._target else "",
+                "namespace": self.namespace,
+                "deployment": self.spec.name,
+                "created_namespace": self._read_state().get("created_namespace", False) or self._created_namespace,
+            }
+        )
+        self._start_watcher()
+        try:
+            for obj in objects:
+                api.apply(obj, self.namespace)
+        except PlatformError as exc:
+            self._stop_watcher()
+            raise PlatformError(
+                f"{exc}\nSome objects may have been applied; remove them with: harness down --platform "
+                f"kubernetes --namespace {self.namespace}"
+            ) from exc
+        self.wait_rolled_out(self.settings.ready_timeout_s)
+        log = EventLog(self.events_path(), platform="kubernetes")
+        log.emit(EventKind.PLATFORM_UP, "", "rolled out", namespace=self.namespace, run_id=run_id)
+        log.close()
+        return self.status()
+
+    def _ensure_namespace(self, run_id: str) -> None:
+        path = f"{_KIND['Namespace'].collection('')}/{self.namespace}"
+        if self.api.get(path) is not None:
+            return
+        ns = label(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
+            run_id,
+            expiry(self.settings.ttl_s),
+        )
+        self.api.request("POST", _KIND["Namespace"].collection(""), body=ns)
+        self._created_namespace = True
+
+    def _dry_up(self, objects: list[dict[str, Any]]) -> PlatformStatus:
+        out = self.api.out
+        ctx = self._target.context if self._target else "(no kubeconfig)"
+        out(f"[dry-run] context {ctx}, namespace {self.namespace}: these calls would be made, none is")
+        self.api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
+        out(f"[dry-run] POST {_KIND['Namespace'].collection('')} (only when the namespace does not exist yet)")
+        for obj in objects:
+            self.api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
+        for obj in objects:
+            self.api.apply(obj, self.namespace)
+        self.api.request("GET", self._deployment_path())
+        out("[dry-run] then: watch pods until the Deployment is rolled out; start the event watcher")
+        return PlatformStatus(
+            self.name,
+            False,
+            self._endpoints([]),
+            (),
+            {"dry_run": True, "namespace": self.namespace, "context": ctx},
+        )
+
+    def _start_watcher(self) -> None:
+        self._stop_watcher()
+        (self.state / "watcher.ready").unlink(missing_ok=True)
+        log = (self.state / "watcher.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.platforms.kubernetes.watcher", str(self.state)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        (self.state / "watcher.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while not (self.state / "watcher.ready").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.state / "watcher.log").read_text(errors="replace")[-2000:]
+                raise PlatformError(f"the event watcher did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def _watcher_pid(self) -> int | None:
+        try:
+            pid = int((self.state / "watcher.pid").read_text())
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"harness.platforms.kubernetes.watcher" in cmd else None
+
+    def _stop_watcher(self) -> bool:
+        pid = self._watcher_pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while self._watcher_pid() is not None and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        (self.state / "watcher.pid").unlink(missing_ok=True)
+        return True
+
+    def wait_rolled_out(self, timeout_s: float) -> None:
+        """Until every pod runs the current template and is ready (``kubectl rollout status``)."""
+        deadline = time.monotonic() + timeout_s
+        last = "no status yet"
+        while time.monotonic() < deadline:
+            dep = self.api.get(self._deployment_path())
+            if dep is None:
+                raise PlatformError(f"Deployment {self.spec.name} disappeared from {self.namespace}")
+            want = int(dep["spec"].get("replicas", 1))
+            st = dep.get("status") or {}
+            pods = [
+                p
+                for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)
+                if not p["metadata"].get("deletionTimestamp")
+            ]  # terminating pods are on their way out
+            ready = sum(1 for p in pods if _ready(p))
+            if (
+                st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)
+                and st.get("updatedReplicas") == want
+                and st.get("readyReplicas") == want
+                and st.get("replicas") == want
+                and ready == want
+                and len(pods) == want
+            ):
+                return
+            last = f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: " + "; ".join(
+                f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p)
+            )
+            time.sleep(0.2)
+        raise PlatformError(
+            f"Deployment {self.namespace}/{self.spec.name} was not rolled out within {timeout_s:g}s "
+            f"({last}). The objects were left for you to inspect "
+            f"(kubectl -n {self.namespace} describe pods); "
+            f"remove them with: harness down --platform kubernetes --namespace {self.namespace}"
+        )
+
+    def down(self) -> CleanupReport:
+        report = CleanupReport()
+        api = self.api
+        if not api.dry_run:
+            self.state.mkdir(parents=True, exist_ok=True)
+            (self.state / "stopping").write_text("down")
+        state = self._read_state()
+        pods = (
+            []
+            if api.dry_run
+            else [p["metadata"]["name"] for p in api.list(_KIND["Pod"], self.namespace, self.selector)]
+        )
+        report.removed += self._delete_harness_objects(lambda obj: True)
+        if not api.dry_run:
+            deadline = time.monotonic() + 120
+            while api.list(_KIND["Pod"], self.namespace, self.selector) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            report.killed += [f"pod {p}" for p in pods]
+            self._wait_events_for(pods, deadline=time.monotonic() + 3)
+        if not api.dry_run and self._stop_watcher():
+            report.killed.append("event watcher")
+        if state.get("created_namespace"):
+            ns = api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
+            if api.dry_run or (
+                ns is not None and (ns["metadata"].get("labels") or {}).get(MANAGED_BY) == MANAGED_BY_VALUE
+            ):
+                api.delete(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
+                report.removed.append(f"namespace {self.namespace}")
+                state["created_namespace"] = False
+        if not api.dry_run:
+            if state:
+                log = EventLog(self.events_path(), platform="kubernetes")
+                log.emit(EventKind.PLATFORM_DOWN, "", "down", namespace=self.namespace)
+                log.close()
+            self._write_state({**state, "up": False})
+        return report
+
+    def _wait_events_for(self, pods: list[str], deadline: float) -> None:
+        """Give the watcher a moment to record the deletions before it is stopped."""
+        from harness.events import read_events
+
+        while time.monotonic() < deadline:
+            gone = {
+                e.replica for e in read_events(self.events_path()) if e.kind in (EventKind.STOPPED, EventKind.KILLED)
+            }
+            if set(pods) <= gone:
+                return
+            time.sleep(0.1)
+
+    def _delete_harness_objects(self, wanted: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """Delete every harness-labelled object (of the swept kinds) for which ``wanted`` holds.
+
+        Bare pods the harness created (load master and workers) are swept too; pods owned by a
+        Deployment are left to their Deployment.
+        """
+        removed = []
+        api = self.api
+        for kind in (*SWEPT_KINDS, _KIND["Pod"]):
+            try:
+                objs = api.list(kind, self.namespace, harness_selector())
+            except ApiFailure as exc:
+                if exc.status == 404 and kind.kind in ("ServiceMonitor", "PodMonitor"):
+                    continue  # no Prometheus Operator in this cluster
+                raise
+            for obj in objs:
+                labels = obj["metadata"].get("labels") or {}
+                if labels.get(MANAGED_BY) != MANAGED_BY_VALUE or not wanted(obj):
+                    continue
+                if kind.kind == "Pod" and obj["metadata"].get("ownerReferences"):
+                    continue
+                if api.delete(f"{kind.collection(self.namespace)}/{obj['metadata']['name']}"):
+                    removed.append(f"{kind.kind.lower()} {obj['metadata']['name']}")
+            if api.dry_run:
+                self.api.out(f"[dry-run] ... and DELETE each {kind.kind} that list returns")
+        return removed
+
+    def _run_live(self, run_label: str) -> bool:
+        """A run is live when it is the current ``up`` or a run directory says it is still running."""
+        state = self._read_state()
+        if state.get("up") and run_label == slug(str(state.get("run_id", ""))):
+            return True
+        reports = Path(os.environ.get("HARNESS_REPORTS_DIR") or Path.cwd() / "reports")
+        for run_json in reports.glob("*/run.json"):
+            with contextlib.suppress(OSError, ValueError):
+                raw = json.loads(run_json.read_text())
+                if slug(str(raw.get("run_id", ""))) == run_label and raw.get("status") == "running":
+                    return True
+        return False
+
+    def _stale(self, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        expires = _parse_time(str((meta.get("annotations") or {}).get(EXPIRES, "")))
+        if expires is not None and expires < time.time():
+            return True
+        return not self._run_live(str((meta.get("labels") or {}).get(RUN_ID, "")))
+
+    def cleanup(self) -> CleanupReport:
+        report = CleanupReport()
+        api = self.api
+        # Patched Deployments first: restoring them is what brings the service back.
+        for dep in api.list(_KIND["Deployment"], self.namespace, harness_selector()):
+            record = faults.env_patch_record(dep)
+            if record is not None and (self._stale_record(record)):
+                faults.restore_env(api, record)
+                report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        report.removed += self._delete_harness_objects(self._stale)
+        report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
+        if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
+            report.killed.append("event watcher")
+        return report
+
+    def _stale_record(self, record: dict[str, Any]) -> bool:
+        expires = _parse_time(str(record.get("expires_at", "")))
+        return (expires is not None and expires < time.time()) or not self._run_live(slug(record["run_id"]))
+
+    # -- status --------------------------------------------------------------------------------------
+    def _endpoints(self, pods: list[dict[str, Any]]) -> Endpoints:
+        host = f"{self.spec.name}.{self.namespace}.svc.cluster.local"
+        metrics = tuple(
+            f"http://{p['status']['podIP']}:{self.spec.port('metrics')}/metrics"
+            for p in pods
+            if (p.get("status") or {}).get("podIP")
+        )
+        return Endpoints(
+            http=self.settings.service_http or f"http://{host}:{self.spec.port('http')}",
+            grpc=self.settings.service_grpc or f"{host}:{self.spec.port('grpc')}",
+            prometheus=self.settings.prometheus_url,
+            metrics=metrics,
+        )
+
+    @staticmethod
+    def _reason(pod: dict[str, Any]) -> str:
+        st = pod.get("status") or {}
+        for cs in st.get("containerStatuses") or []:
+            state = cs.get("state") or {}
+            for key in ("waiting", "terminated"):
+                if key in state:
+                    return str(state[key].get("reason", key))
+        if pod["metadata"].get("deletionTimestamp"):
+            return "Terminating"
+        return "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
+
+    def _replica(self, pod: dict[str, Any]) -> ReplicaStatus:
+        st = pod.get("status") or {}
+        ip = str(st.get("podIP", ""))
+        statuses = st.get("containerStatuses") or [{}]
+        reason = self._reason(pod)
+        created = _parse_time(str(pod["metadata"].get("creationTimestamp", "")))
+        state = (
+            "backoff"
+            if reason == "CrashLoopBackOff"
+            else "running"
+            if _ready(pod)
+            else "stopped"
+            if st.get("phase") in ("Succeeded", "Failed")
+            else "starting"
+        )
+        return ReplicaStatus(
+            name=pod["metadata"]["name"],
+            address=ip,
+            pid=None,
+            ready=_ready(pod),
+            restarts=int(statuses[0].get("restartCount") or 0),
+            reason=reason,
+            state=state,
+            age_s=max(0.0, time.time() - created) if created else 0.0,
+            http=f"http://{ip}:{self.spec.port('http')}" if ip else "",
+            grpc=f"{ip}:{self.spec.port('grpc')}" if ip else "",
+            metrics=f"http://{ip}:{self.spec.port('metrics')}/metrics" if ip else "",
+        )
+
+    def status(self) -> PlatformStatus:
+        api = self.api
+        dep = api.get(self._deployment_path())
+        pods = sorted(api.list(_KIND["Pod"], self.namespace, self.selector), key=lambda p: p["metadata"]["name"])
+        details: dict[str, Any] = {
+            "namespace": self.namespace,
+            "context": self._target.context if self._target else "",
+            "deployment": self.spec.name,
+            "run_id": self._read_state().get("run_id", ""),
+            "event_watcher": f"pid {pid}" if (pid := self._watcher_pid()) else "not running (no events recorded)",
+            "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
+            f"svc/{self.spec.name} {self.spec.port('http')} {self.spec.port('grpc')}",
+        }
+        if dep is not None:
+            limits = (dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
+            details["gpus_per_replica"] = int(limits.get("nvidia.com/gpu", 0))
+            details["desired_replicas"] = int(dep["spec"].get("replicas", 1))
+        return PlatformStatus(
+            self.name, dep is not None, self._endpoints(pods), tuple(self._replica(p) for p in pods), details
+        )
+
+    # -- fault-facing operations (the same names on every platform) ----------------------------------
+    def replica_names(self) -> list[str]:
+        pods = self.api.list(_KIND["Pod"], self.namespace, self.selector)
+        return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+
+    def _require_replicas(self, names: list[str]) -> None:
+        if self.api.dry_run:
+            return
+        known = set(self.replica_names())
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise FaultError(
+                f"{', '.join(unknown) or 'no pods given'}: not pods of Deployment "
+                f"{self.namespace}/{self.spec.name} (its pods: {', '.join(sorted(known)) or 'none'}); "
+                f"the harness touches no other pods"
+            )
+
+    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
+        """Delete the pod (grace 0 = SIGKILL now); its Deployment replaces it."""
+        self._require_replicas([name])
+        faults.kill_pod(self.api, self._target, self.namespace, self.selector, name, grace_s)
+
+    def block_network(self, names: Sequence[str], run_id: str, max_s: float | None = None) -> dict[str, Any]:
+        """Deny ingress to these pods until the rollback, or until ``max_s`` has passed (then cleanup)."""
+        self._require_replicas(list(names))
+        return faults.block_network(
+            self.api, self.namespace, list(names), run_id, expiry(max_s or self.settings.fault_ttl_s)
+        )
+
+    def unblock_network(self, record: Mapping[str, Any]) -> None:
+        faults.unblock_network(self.api, self._checked(record))
+
+    def restart_with_env(
+        self,
+        env: Mapping[str, str],
+        run_id: str,
+        names: Sequence[str] | None = None,
+        max_s: float | None = None,
+        grace_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Patch the Deployment's env: *every* pod rolls (a Deployment has one template), not only ``names``.
+
+        ``grace_s`` is accepted for the local platform's signature; pods stop with their own grace period.
+        """
+        if not env:
+            raise ConfigError("restart_with_env needs at least one variable")
+        dep = self.api.get(self._deployment_path())
+        if dep is None and not self.api.dry_run:
+            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first")
+        if dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
+            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} was not created by the harness")
+        return faults.patch_env(
+            self.api,
+            self.namespace,
+            self.spec.name,
+            dep,
+            dict(env),
+            run_id,
+            expiry(max_s or self.settings.fault_ttl_s),
+            list(names or []),
+        )
+
+    def restore_env(self, record: Mapping[str, Any]) -> None:
+        faults.restore_env(self.api, self._checked(record))
+
+    def memory_pressure(
+        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0
+    ) -> dict[str, Any]:
+        """Hold free memory at ``leave_free_mb`` inside each selected pod for ``duration_s``.
+
+        With GPUs in the pods: the harness's CUDA hog (harness/faults/hog.py) runs in the Triton container
+        and holds the GPU's free memory. Without: the container-memory analogue holds the pod's memory
+        limit minus its usage (the replica, not the node, runs short), labelled as such in the record.
+        ``headroom_mb`` is the local analogue's cgroup size; here the pod's own memory limit plays it.
+        Each hog ends by its own deadline even if the harness dies.
+        """
+        self._require_replicas(list(names))
+        gpu = int(self.status().details.get("gpus_per_replica", 0)) > 0
+        tag = f"{slug(run_id, 40)}-{int(time.time() * 1000) % 10**8}"
+        status_file = f"/tmp/harness-hog-{tag}.json"
+        if gpu:
+            args = [
+                podscripts.gpu_hog_source(),
+                "--target",
+                "gpu",
+                "--leave-free-mb",
+                f"{leave_free_mb:g}",
+                "--duration",
+                f"{duration_s:g}",
+                "--status-file",
+                status_file,
+                "--tag",
+                tag,
+            ]
+        else:
+            args = [podscripts.CONTAINER_HOG, "/sys/fs/cgroup", f"{leave_free_mb:g}", f"{duration_s:g}", status_file]
+        launch = f'nohup python3 -c "$0" "$@" >"${{TMPDIR:-/tmp}}/harness-hog-{tag}.log" 2>&1 & echo $!'
+        pids: dict[str, int] = {}
+        for name in names:
+            out = faults.exec_in_pod(self.api, self.namespace, name, ["sh", "-c", launch, *args])
+            pids[name] = int(out.strip() or 0)
+        return {
+            "kind": "memory-pressure",
+            "namespace": self.namespace,
+            "run_id": run_id,
+            "target": "gpu" if gpu else "container",
+            "pods": pids,
+            "status_file": status_file,
+            "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
+        }
+
+    def release_memory(self, record: Mapping[str, Any]) -> None:
+        """Stop the hogs; a pod that is gone took its hog with it."""
+        self._checked(record)
+        for name, pid in dict(record.get("pods") or {}).items():
+            if not pid:
+                continue
+            try:
+                faults.exec_in_pod(self.api, self.namespace, name, ["kill", str(pid)])
+            except FaultError:
+                continue  # already exited by its deadline, or the pod was replaced
+
+    def reload_model(
+        self, name: str, model: str = "mlp", parameters: Mapping[str, str] | None = None, timeout_s: float = 120.0
+    ) -> tuple[bool, str]:
+        """Unload-and-load through Triton's model-control API, from inside the pod (HTTP on localhost)."""
+        self._require_replicas([name])
+        if self.api.dry_run:
+            faults.exec_in_pod(self.api, self.namespace, name, ["python3", "-c", "<reload script>", model])
+            return True, ""
+        code, out, err = faults.exec_raw(
+            self.api,
+            self.namespace,
+            name,
+            ["python3", "-c", podscripts.RELOAD_MODEL, model, json.dumps(dict(parameters or {})), f"{timeout_s:g}"],
+            timeout_s=timeout_s + 30,
+        )
+        if code == 0:
+            return True, ""
+        return False, (str(out).strip() or str(err).strip() or f"exit code {code}")[:500]
+
+    def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
+        """Undo fault objects left behind: expired ones, and with ``only_orphaned=False`` also those of
+        runs that are no longer running. Run by the harness's control before each experiment.
+
+        Expiry alone is the safe test when other harness runs may share the namespace (their run
+        directories are on other machines); ``harness cleanup`` adds the run check.
+        """
+        done: list[str] = []
+        if self.api.dry_run:
+            return done
+
+        def stale(meta_or_record: Mapping[str, Any]) -> bool:
+            expires = _parse_time(str(meta_or_record.get("expires_at", "")))
+            expired = expires is not None and expires < time.time()
+            return expired or (not only_orphaned and not self._run_live(slug(str(meta_or_record["run_id"]))))
+
+        for dep in self.api.list(_KIND["Deployment"], self.namespace, harness_selector()):
+            record = faults.env_patch_record(dep)
+            if record is not None and stale(record):
+                faults.restore_env(self.api, record)
+                done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
+            meta = policy["metadata"]
+            info = {
+                "expires_at": (meta.get("annotations") or {}).get(EXPIRES, ""),
+                "run_id": (meta.get("labels") or {}).get(RUN_ID, ""),
+            }
+            if stale(info) and self.api.delete(f"{_KIND['NetworkPolicy'].collection(self.namespace)}/{meta['name']}"):
+                done.append(f"networkpolicy {meta['name']}")
+        done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
+        return done
+
+    def exec_in_replica(self, name: str, command: list[str]) -> str:
+        self._require_replicas([name])
+        return faults.exec_in_pod(self.api, self.namespace, name, command)
+
+    def _checked(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        if record.get("namespace") != self.namespace:
+            raise FaultError(
+                f"undo record is for namespace {record.get('namespace')!r}, this platform acts in "
+                f"{self.namespace!r}; run the rollback with --namespace {record.get('namespace')}"
+            )
+        return dict(record)
+
+    # -- distributed load (harness load --platform kubernetes --workers N) ----------------------------
+    def load_job(
+        self,
+        run_id: str,
+        workers: int,
+        profile: Path,
+        image: str,
+        users: int,
+        spawn_rate: float,
+        duration_s: float,
+        env: dict[str, str] | None = None,
+    ) -> LoadJob:
+        """A distributed load aimed at this platform's Service, expiring with the fault objects."""
+        return LoadJob(
+            run_id=run_id,
+            namespace=self.namespace,
+            workers=workers,
+            image=image,
+            profile=profile,
+            host=f"http://{self.spec.name}.{self.namespace}.svc.cluster.local:{self.spec.port('http')}",
+            users=users,
+            spawn_rate=spawn_rate,
+            duration_s=duration_s,
+            expires_at=expiry(self.settings.fault_ttl_s),
+            env=dict(env or {}),
+        )
+
+    def run_load(self, job: LoadJob, timeline_dir: Path, timeout_s: float) -> list[Path]:
+        """Run it, copy every worker's timeline into ``timeline_dir``, delete its objects whatever happens."""
+        if job.namespace != self.namespace:
+            raise ConfigError(f"load job is for namespace {job.namespace}, this platform acts in {self.namespace}")
+        return run_distributed_load(self.api, job, timeline_dir, timeout_s)

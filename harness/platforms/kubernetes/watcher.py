@@ -1,0 +1,201 @@
+"""Turn pod and Event watches into the platform events file (``harness.events``), like the local supervisor.
+
+Runs as its own process (``python -m harness.platforms.kubernetes.watcher STATE_DIR``), started by ``up``
+and stopped by ``down``, because experiments run in later, separate ``harness`` invocations and the
+events must cover them all. Pods are the replicas; the pod name is the replica name.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.events import EventKind, EventLog
+
+__all__ = ["PodTracker", "main"]
+
+
+@dataclass
+class _PodState:
+    ready: bool
+    restarts: int
+    waiting: str
+    phase: str
+
+
+def _container(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return statuses[0] if statuses else {}
+
+
+def _state_of(pod: dict[str, Any]) -> _PodState:
+    cs = _container(pod)
+    return _PodState(
+        ready=bool(cs.get("ready")),
+        restarts=int(cs.get("restartCount") or 0),
+        waiting=str(((cs.get("state") or {}).get("waiting") or {}).get("reason", "")),
+        phase=str((pod.get("status") or {}).get("phase", "")),
+    )
+
+
+class PodTracker:
+    """Compares each pod update with the last one seen and emits what changed."""
+
+    def __init__(self, log: EventLog, stopping_marker: Path | None = None) -> None:
+        self.log = log
+        self.pods: dict[str, _PodState] = {}
+        self.stopping = False
+        # ``down`` creates this file before deleting, so deletions read as stopped, not killed.
+        self.stopping_marker = stopping_marker
+
+    def seen(self, kind: str, pod: dict[str, Any]) -> None:
+        name = str(pod["metadata"]["name"])
+        new = _state_of(pod)
+        old = self.pods.get(name)
+        ip = str((pod.get("status") or {}).get("podIP", ""))
+        if kind == "DELETED":
+            self.pods.pop(name, None)
+            stopping = self.stopping or bool(self.stopping_marker and self.stopping_marker.exists())
+            self.log.emit(EventKind.STOPPED if stopping else EventKind.KILLED, name, "pod deleted", address=ip)
+            return
+        self.pods[name] = new
+        if old is None:
+            self.log.emit(EventKind.STARTED, name, "pod created", address=ip)
+            old = _PodState(False, new.restarts, "", "")
+        if new.restarts > old.restarts:
+            last = (_container(pod).get("lastState") or {}).get("terminated") or {}
+            self.log.emit(
+                EventKind.EXITED,
+                name,
+                str(last.get("reason", "container exited")),
+                exit_code=last.get("exitCode"),
+                restarts=new.restarts,
+            )
+        if new.waiting == "CrashLoopBackOff" and old.waiting != "CrashLoopBackOff":
+            self.log.emit(EventKind.BACKOFF, name, "CrashLoopBackOff", restarts=new.restarts)
+        if new.restarts > old.restarts and not new.waiting:
+            self.log.emit(EventKind.RESTARTED, name, "container restarted", restarts=new.restarts)
+        elif old.waiting == "CrashLoopBackOff" and not new.waiting:
+            self.log.emit(EventKind.RESTARTED, name, "back-off over, container started", restarts=new.restarts)
+        if new.ready and not old.ready:
+            self.log.emit(EventKind.READY, name, "", address=ip)
+        elif old.ready and not new.ready:
+            self.log.emit(EventKind.NOT_READY, name, new.waiting or "readiness failed", address=ip)
+        if new.phase in ("Succeeded", "Failed") and old.phase != new.phase:
+            self.log.emit(EventKind.EXITED, name, f"pod {new.phase.lower()}")
+
+    def event(self, obj: dict[str, Any]) -> None:
+        """core/v1 Events about our pods: probe failures, which pod watches cannot see."""
+        involved = obj.get("involvedObject") or {}
+        name = str(involved.get("name", ""))
+        if involved.get("kind") != "Pod" or name not in self.pods:
+            return
+        message = str(obj.get("message", ""))
+        if obj.get("reason") == "Unhealthy":
+            if message.startswith("Liveness"):
+                self.log.emit(EventKind.LIVENESS_FAILED, name, message)
+            elif message.startswith("Startup"):
+                self.log.emit(EventKind.STARTUP_FAILED, name, message)
+
+
+def _watch_forever(api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event) -> None:
+    from harness.platforms.kubernetes.api import ApiFailure
+
+    version = ""
+    while not stop.is_set():
+        try:
+            for item in api.watch(kind, namespace, selector, version, timeout_s=30):
+                obj = item.get("object") or {}
+                if item.get("type") == "ERROR":
+                    version = ""  # 410 Gone: the resourceVersion is too old, start again from a list
+                    break
+                version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+                handle(item["type"], obj)
+                if stop.is_set():
+                    return
+        except ApiFailure as exc:
+            if exc.status == 410:
+                version = ""
+            stop.wait(1.0)
+        except Exception:  # noqa: BLE001 - the cluster blinked; a watcher must outlive that
+            stop.wait(1.0)
+
+
+def _still_up(state: Path) -> bool:
+    try:
+        return bool(json.loads((state / "state.json").read_text()).get("up"))
+    except (OSError, ValueError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.platforms.kubernetes.api import KINDS
+    from harness.platforms.kubernetes.connect import connect
+    from harness.platforms.kubernetes.settings import KubernetesSettings
+
+    state = Path((argv or sys.argv[1:])[0])
+    settings = KubernetesSettings.load(state)
+    api, _ = connect(settings)
+    log = EventLog(state / "events.jsonl", platform="kubernetes")
+    tracker = PodTracker(log, state / "stopping")
+    stop = threading.Event()
+    lock = threading.Lock()
+    closed = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        tracker.stopping = True
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    selector = str((state / "selector").read_text()).strip()
+    kinds = {k.kind: k for k in KINDS}
+
+    def on_pod(kind: str, obj: dict[str, Any]) -> None:
+        with lock:
+            if closed.is_set():
+                return
+            if kind == "ADDED" and obj["metadata"]["name"] in tracker.pods:
+                kind = "MODIFIED"  # a relist after a dropped watch
+            tracker.seen(kind, obj)
+
+    def on_event(kind: str, obj: dict[str, Any]) -> None:
+        if kind == "ADDED":
+            with lock:
+                if closed.is_set():
+                    return
+                tracker.event(obj)
+
+    threads = [
+        threading.Thread(
+            target=_watch_forever,
+            daemon=True,
+            args=(api, kinds["Pod"], settings.namespace, selector, on_pod, stop),
+        ),
+        threading.Thread(
+            target=_watch_forever,
+            daemon=True,
+            args=(api, kinds["Event"], settings.namespace, "", on_event, stop),
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    (state / "watcher.ready").write_text(str(time.time_ns()))
+    while not stop.is_set():
+        stop.wait(0.5)
+        if not _still_up(state):
+            break  # down ran without reaching us, or the state was removed: nothing left to watch for
+    with lock:
+        closed.set()
+        log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
