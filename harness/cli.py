@@ -26,6 +26,8 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "harness.commands.platform_cmds",
     "harness.commands.demo",
+    "harness.commands.load_cmd",
+    "harness.commands.bench_cmd",
 )
 
 

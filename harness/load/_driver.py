@@ -65,7 +65,8 @@ class _Live:
         now = time.monotonic()
         dt = max(now - self._prev_t, 1e-6)
         times = dict(total.response_times)
-        diff = {k: v - self._prev_times.get(k, 0) for k, v in times.items() if v - self._prev_times.get(k, 0) > 0}
+        prev = self._prev_times
+        diff = {k: v - prev.get(k, 0) for k, v in times.items() if v > prev.get(k, 0)}
         n = total.num_requests - self._prev_requests
         errors = total.num_failures - self._prev_failures
         count = sum(diff.values())
@@ -191,7 +192,6 @@ def _reap(procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     import gevent
-
     import locust.runners
 
     locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the master's live line needs fresh numbers

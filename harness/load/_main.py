@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     grpc_gevent.init_gevent()
 
     from harness.errors import HarnessError
-
     from harness.load._driver import run_master_or_local, run_worker, say_ready
 
     args = _parse(argv)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.load.clients import GrpcInfer, HttpInfer, Result, grpc_channel
+from harness.load.clients import GeventHttpInfer, GrpcInfer, HttpInfer, Result, grpc_channel
 from harness.load.settings import LoadSettings
 from harness.timeline import TimelineWriter
 
@@ -33,7 +33,7 @@ class LoadContext:
     dropped: int = 0  # open loop: scheduled requests not sent because the client was saturated
     _pool: Any = None
     _channel: Any = None
-    _shared_http: HttpInfer | None = None
+    _shared_http: Any = None
     _flusher: Any = None
     _transports: list[Any] = field(default_factory=list)
     _failures: dict[str, Exception] = field(default_factory=dict)
@@ -71,11 +71,18 @@ class LoadContext:
             return GrpcInfer(self._channel, s.model, s.batch, s.timeout_s)
         if s.open_loop:
             if self._shared_http is None:
-                self._shared_http = HttpInfer(s.http_url, s.model, s.batch, s.timeout_s,
-                                              concurrency=s.inflight_cap())
+                if s.http_client == "geventhttpclient":
+                    self._shared_http = GeventHttpInfer(s.http_url, s.model, s.batch, s.timeout_s,
+                                                        concurrency=s.inflight_cap())
+                else:
+                    self._shared_http = HttpInfer(s.http_url, s.model, s.batch, s.timeout_s, pooled=True)
                 self._transports.append(self._shared_http)
             return self._shared_http
-        infer = HttpInfer(s.http_url, s.model, s.batch, s.timeout_s)
+        infer: Any
+        if s.http_client == "geventhttpclient":
+            infer = GeventHttpInfer(s.http_url, s.model, s.batch, s.timeout_s)
+        else:
+            infer = HttpInfer(s.http_url, s.model, s.batch, s.timeout_s)
         self._transports.append(infer)
         return infer
 
@@ -124,7 +131,8 @@ def default_worker_id(environment: Any) -> str:
     from locust.runners import WorkerRunner
 
     if isinstance(environment.runner, WorkerRunner):
-        return f"{socket.gethostname().replace('-', '_')}_{environment.runner.client_id.rsplit('_', 1)[-1][:8]}"
+        suffix = environment.runner.client_id.rsplit("_", 1)[-1][:8]
+        return f"{socket.gethostname().replace('-', '_')}_{suffix}"
     return "0"
 
 
@@ -139,7 +147,7 @@ def context_for(environment: Any) -> LoadContext:
             overrides["worker_id"] = default_worker_id(environment)
         if environment.host and not os.environ.get("HARNESS_HTTP_URL"):
             overrides["http_url"] = environment.host.rstrip("/")
-        ctx = LoadContext.create(LoadSettings.from_env(**overrides))
+        ctx = LoadContext.create(LoadSettings.from_env(overrides=overrides))
         attach(environment, ctx)
         environment.events.quitting.add_listener(lambda **_: ctx.close())
     return ctx

@@ -12,7 +12,7 @@ and answers a handshake before any load is sent, so bad input surfaces as an exc
         profile=Path("loadprofiles/steady.py"), timeline_dir=rep_dir / "timeline",
         protocol="http", users=10, rate=200.0, duration_s=None, workers=0)
     ...                      # inject the fault, observe
-    load.stop()              # graceful: requests in flight finish, every chunk is flushed; returns the exit code
+    load.stop()              # graceful: requests in flight finish, the timeline is flushed; exit code
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def check_endpoint(settings: LoadSettings, timeout_s: float = 3.0) -> None:
 class LoadProcess:
     """Handle on a running load process; see the module docstring."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], settings: LoadSettings, stats_path: Path | None) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], settings: LoadSettings,
+                 stats_path: Path | None) -> None:
         self._proc = proc
         self.settings = settings
         self.stats_path = stats_path
@@ -97,9 +98,9 @@ class LoadProcess:
         """
         if workers < 0:
             raise ConfigError(f"workers is {workers}; it must be 0 (one process) or more")
-        settings = LoadSettings(http_url=endpoint_http.rstrip("/"), grpc_target=endpoint_grpc, protocol=protocol,
-                                users=users, rate=rate, duration_s=duration_s, timeline_dir=timeline_dir,
-                                timeout_s=timeout_s)
+        settings = LoadSettings(http_url=endpoint_http.rstrip("/"), grpc_target=endpoint_grpc,
+                                protocol=protocol, users=users, rate=rate, duration_s=duration_s,
+                                timeline_dir=timeline_dir, timeout_s=timeout_s)
         profile = check_profile_file(profile)
         check_endpoint(settings)
         if timeline_dir is not None:

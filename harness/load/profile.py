@@ -75,7 +75,8 @@ def load_profile(path: Path) -> tuple[list[type[Any]], type[Any]]:
         raise ConfigError(f"profile {path} defines no LoadTestShape subclass (a class with tick()); {_HINT}")
     if len(shapes) > 1:
         raise ConfigError(
-            f"profile {path} defines several shapes ({', '.join(c.__name__ for c in shapes)}); keep one per file"
+            f"profile {path} defines several shapes ({', '.join(c.__name__ for c in shapes)}); "
+            "keep one per file"
         )
     users = [c for c in members if issubclass(c, User) and getattr(c, "abstract", True) is False]
     return users or [TritonUser], shapes[0]

@@ -15,9 +15,10 @@ from typing import Literal
 
 from harness.errors import ConfigError
 
-__all__ = ["ENV", "LoadSettings", "Protocol"]
+__all__ = ["ENV", "HttpClient", "LoadSettings", "Protocol"]
 
 Protocol = Literal["http", "grpc"]
+HttpClient = Literal["sockets", "geventhttpclient"]
 
 # Setting name -> environment variable. Profiles read the shape parameters (users, rate, duration) too.
 ENV = {
@@ -33,6 +34,7 @@ ENV = {
     "timeline_dir": "HARNESS_TIMELINE_DIR",
     "worker_id": "HARNESS_WORKER_ID",
     "max_inflight": "HARNESS_MAX_INFLIGHT",
+    "http_client": "HARNESS_HTTP_CLIENT",
 }
 
 
@@ -58,6 +60,7 @@ class LoadSettings:
     timeline_dir: Path | None = None
     worker_id: str = "0"
     max_inflight: int = 0  # open loop: cap on requests in flight per process; 0 = derived from rate
+    http_client: HttpClient = "sockets"  # geventhttpclient: tritonclient's transport, 3x the CPU per request
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,6 +68,8 @@ class LoadSettings:
             problems.append(f"protocol {self.protocol!r} is neither 'http' nor 'grpc'")
         if not self.http_url.startswith("http://"):
             problems.append(f"HTTP endpoint {self.http_url!r} must look like http://HOST:PORT")
+        if self.http_client not in ("sockets", "geventhttpclient"):
+            problems.append(f"HTTP client {self.http_client!r} is neither 'sockets' nor 'geventhttpclient'")
         if self.users < 0:
             problems.append(f"users is {self.users}; it must be 0 or more")
         if self.rate < 0:
@@ -74,11 +79,13 @@ class LoadSettings:
         if self.batch < 1:
             problems.append(f"batch is {self.batch}; it must be 1 or more")
         if self.duration_s is not None and self.duration_s <= 0:
-            problems.append(f"duration is {self.duration_s:g}s; it must be more than 0 (or unset: run until stopped)")
+            problems.append(f"duration is {self.duration_s:g}s; it must be more than 0 "
+                            "(or unset: run until stopped)")
         if self.max_inflight < 0:
             problems.append(f"max in-flight is {self.max_inflight}; it must be 0 (derived) or more")
         if "-" in self.worker_id or "/" in self.worker_id:
-            problems.append(f"worker id {self.worker_id!r} must not contain '-' or '/' (it names timeline files)")
+            problems.append(f"worker id {self.worker_id!r} must not contain '-' or '/' "
+                            "(it names timeline files)")
         if problems:
             raise ConfigError("bad load settings: " + "; ".join(problems))
 
@@ -114,7 +121,8 @@ class LoadSettings:
         return out
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> LoadSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 overrides: Mapping[str, object] | None = None) -> LoadSettings:
         """Settings from ``HARNESS_*`` variables (unset ones keep their defaults); ``overrides`` win."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
@@ -136,5 +144,5 @@ class LoadSettings:
                     values[name] = raw
             except ValueError:
                 raise ConfigError(f"environment variable {var}={raw!r} is not a valid {name}") from None
-        values.update(overrides)
+        values.update(overrides or {})
         return cls(**values)  # type: ignore[arg-type]

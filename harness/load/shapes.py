@@ -43,7 +43,7 @@ class HarnessShape(LoadTestShape):
     tick_s = 1.0  # how often Locust asks; users_at is sampled at this period
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # locust's LoadTestShape is untyped
         self.users = int(env_float("HARNESS_USERS", 10))
         self.rate = env_float("HARNESS_RATE", 0)
         duration = env_float("HARNESS_DURATION", 60)
@@ -60,7 +60,7 @@ class HarnessShape(LoadTestShape):
         return float(max(1, self.users * 4)) if self.users > 25 else 100.0
 
     def tick(self) -> tuple[int, float] | None:
-        t = self.get_run_time()
+        t: float = self.get_run_time()  # type: ignore[no-untyped-call]  # locust's LoadTestShape is untyped
         if self.duration_s is not None and t >= self.duration_s:
             return None
-        return max(0, int(math.floor(self.users_at(t) + 0.5))), self.spawn_rate()
+        return max(0, math.floor(self.users_at(t) + 0.5)), self.spawn_rate()
