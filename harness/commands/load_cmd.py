@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,10 @@ def summarize(timeline_dir: Path) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _cmd_load(args: argparse.Namespace) -> int:
     params = _params(args.param or [])
     duration = args.duration if args.duration and args.duration > 0 else None
@@ -97,6 +102,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
         shutil.rmtree(run.path, ignore_errors=True)  # nothing was sent: leave no empty run behind
         raise
     status = "completed"
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C: stop cleanly
     try:
         code = load.wait()
     except KeyboardInterrupt:
@@ -104,6 +110,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
               flush=True)
         code = load.stop()
         status = "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code not in (0, None) and status == "completed":
         status = "crashed"
     summary = summarize(run.timeline_dir)
