@@ -93,7 +93,8 @@ def test_bad_profile_parameter_fails_in_the_handshake(capsys: pytest.CaptureFixt
     assert not (tmp_path / "run").exists()
 
 
-def test_profile_with_a_syntax_error_names_the_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_profile_with_a_syntax_error_names_the_line(capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
     profile = tmp_path / "broken.py"
     profile.write_text("class X(:\n")
     code, out = run_cli(["load", "--profile", str(profile), "--endpoint", unused_endpoint()], capsys)

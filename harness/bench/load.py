@@ -8,13 +8,16 @@ each round runs, for the same duration and connection count:
 Throughput is measured the same way for all three, on the server: successful inferences counted by
 Triton's statistics API over the run's middle (after a warm-up second), so no tool grades itself.
 Targets (issue 3): harness >= 70 % of wrk, timeline cost < 5 %. The machine's cores are shared with
-Triton (and on CI with other jobs): read ratios of medians, not single numbers.
+Triton (and on CI with other jobs): read ratios of medians, not single numbers. Because throughput on a
+shared machine is noisy, the client's own CPU time per request (on vs off, and vs wrk) is printed too:
+it is what the timeline really costs, whatever the neighbours do. The on/off order alternates by round.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import shutil
@@ -72,17 +75,32 @@ def _served(replica_http: list[str]) -> int:
     return total
 
 
+def _group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a group (the client under test)."""
+    from harness.platforms.local.procs import group_members
+
+    ticks = 0
+    for pid in group_members(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(start: Callable[[], Any], finish: Callable[[Any], None], duration: float,
-             replicas: list[str]) -> float:
-    """Server-side successful requests/s between 1 s after the start and 0.5 s before the end."""
+             replicas: list[str]) -> tuple[float, float]:
+    """Over the same window, from 1 s after the start to 0.5 s before the end: (successful requests/s
+    counted by the server, the client's CPU microseconds per served request; start-up excluded)."""
     handle = start()
     t_start = time.monotonic()
     time.sleep(1.0)
-    n0, t0 = _served(replicas), time.monotonic()
+    n0, t0, c0 = _served(replicas), time.monotonic(), _group_cpu_s(handle.pid)
     time.sleep(max(0.5, duration - 1.5 - (time.monotonic() - t_start - 1.0)))
-    n1, t1 = _served(replicas), time.monotonic()
+    n1, t1, c1 = _served(replicas), time.monotonic(), _group_cpu_s(handle.pid)
     finish(handle)
-    return (n1 - n0) / (t1 - t0)
+    return (n1 - n0) / (t1 - t0), (c1 - c0) / max(n1 - n0, 1) * 1e6
 
 
 def _wrk_script(path: Path) -> Path:
@@ -103,7 +121,8 @@ def _wrk(script: Path, url: str, connections: int, duration: float) -> Callable[
     def start() -> Any:
         return subprocess.Popen(
             ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration:g}s", "-s", str(script),
-             f"{url}/v2/models/mlp/infer"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             f"{url}/v2/models/mlp/infer"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
 
     return start
 
@@ -132,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     replicas = [r.http for r in status.replicas]
     script = _wrk_script(tmp / "post.lua")
     results: dict[str, list[float]] = {"wrk": [], "timeline on": [], "timeline off": []}
+    cpu: dict[str, list[float]] = {k: [] for k in results}
     c, d, w = args.connections, args.duration, args.workers
 
     def harness_start(timeline: bool, n: int) -> Callable[[], Any]:
@@ -147,10 +167,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         for n in range(1, args.rounds + 1):
-            results["wrk"].append(_measure(_wrk(script, http, c, d), _wrk_finish, d, replicas))
-            results["timeline on"].append(_measure(harness_start(True, n), harness_finish, d, replicas))
-            results["timeline off"].append(_measure(harness_start(False, n), harness_finish, d, replicas))
-            line = ", ".join(f"{k} {v[-1]:.0f} req/s" for k, v in results.items())
+            order = [("timeline on", True), ("timeline off", False)]
+            runs: list[tuple[str, Callable[[], Any], Callable[[Any], None]]] = [
+                ("wrk", _wrk(script, http, c, d), _wrk_finish),
+                *((name, harness_start(on, n), harness_finish) for name, on in order[:: 1 if n % 2 else -1]),
+            ]
+            for name, start, finish in runs:
+                rps, us = _measure(start, finish, d, replicas)
+                results[name].append(rps)
+                cpu[name].append(us)
+            line = ", ".join(f"{k} {v[-1]:.0f} req/s ({cpu[k][-1]:.0f} us CPU/req)"
+                             for k, v in results.items())
             print(f"round {n}: {line}", flush=True)
     finally:
         platform.down()
@@ -158,10 +185,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nmedians over {args.rounds} rounds of {d:g}s, {c} connections/users, harness workers {w} "
           "(server-side successful inferences/s):")
     for k, v in med.items():
-        print(f"  {k:<13} {v:9.0f} req/s   (rounds: {', '.join(f'{x:.0f}' for x in results[k])})")
+        print(f"  {k:<13} {v:9.0f} req/s   client CPU {statistics.median(cpu[k]):5.1f} us/request   "
+              f"(rounds: {', '.join(f'{x:.0f}' for x in results[k])})")
     on_vs_wrk = med["timeline on"] / med["wrk"] if med["wrk"] else 0.0
     cost = 1 - med["timeline on"] / med["timeline off"] if med["timeline off"] else 0.0
     print(f"  harness (timeline on) / wrk   {on_vs_wrk:6.1%}   target >= 70%")
     print(f"  timeline cost (1 - on / off)  {cost:6.1%}   target < 5%")
+    cpu_on, cpu_off = statistics.median(cpu["timeline on"]), statistics.median(cpu["timeline off"])
+    print(f"  timeline CPU per request      {cpu_on / cpu_off - 1:+6.1%}   (client CPU on / off - 1)")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

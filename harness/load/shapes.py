@@ -40,7 +40,6 @@ class HarnessShape(LoadTestShape):
     """Users as a function of run time; ``tick`` adds the duration and spawn rate Locust needs."""
 
     abstract = True
-    tick_s = 1.0  # how often Locust asks; users_at is sampled at this period
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # locust's LoadTestShape is untyped
