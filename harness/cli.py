@@ -26,6 +26,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "harness.commands.platform_cmds",
     "harness.commands.demo",
+    "harness.commands.load_cmd",
     "harness.commands.run_cmd",
     "harness.commands.gameday_cmd",
     "harness.commands.report_cmds",

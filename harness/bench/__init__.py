@@ -22,9 +22,10 @@ class Benchmark:
 
 
 def benchmarks() -> dict[str, Benchmark]:
-    from harness.bench import accuracy, analysis
+    from harness.bench import accuracy, analysis, load
 
     return {
+        "load": Benchmark(_summary(load.__doc__), load.run, load.add_arguments),
         "analysis": Benchmark(_summary(analysis.__doc__), analysis.run, analysis.add_arguments),
         "accuracy": Benchmark(_summary(accuracy.__doc__), accuracy.run, accuracy.add_arguments),
     }

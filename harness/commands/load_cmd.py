@@ -1,0 +1,153 @@
+"""``harness load``: run a load profile against the service and record every request's outcome."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, HarnessError
+from harness.load.process import LoadProcess, check_endpoint
+from harness.load.profile import check_profile_file
+from harness.load.rundir import RunDir
+from harness.load.settings import LoadSettings
+from harness.platforms.registry import add_platform_arguments, platform_from_args
+
+__all__ = ["register", "summarize"]
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    """``--param STEP_S=2`` -> ``{"HARNESS_STEP_S": "2"}``: a profile's own parameters."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {pair!r} must look like NAME=VALUE (e.g. --param STEP_S=5)")
+        key = key.strip().upper()
+        out[key if key.startswith("HARNESS_") else f"HARNESS_{key}"] = value.strip()
+    return out
+
+
+def _endpoints(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
+    """(http URL, gRPC target, platform settings) from --endpoint or from the running platform."""
+    if args.endpoint:
+        ep = args.endpoint.rstrip("/")
+        if args.protocol == "grpc":
+            target = ep.removeprefix("grpc://")
+            if target.startswith("http://"):
+                raise ConfigError(f"--endpoint {ep} is an HTTP URL; with --protocol grpc give HOST:PORT")
+            return f"http://{target.rsplit(':', 1)[0]}:8000", target, {}
+        if not ep.startswith("http://"):
+            raise ConfigError(f"--endpoint {ep!r} must look like http://HOST:PORT (or use --protocol grpc)")
+        return ep, args.grpc_endpoint or "", {}
+    status = platform_from_args(args).status()
+    details = {k: v for k, v in status.details.items() if k in ("time_scale", "retries", "gpu")}
+    return status.endpoints.http, status.endpoints.grpc, details
+
+
+def summarize(timeline_dir: Path) -> dict[str, Any]:
+    """Totals of a timeline for the closing lines (the timeline, not Locust's statistics, is the truth)."""
+    from harness.timeline import read_timeline
+
+    df = read_timeline(timeline_dir)
+    if df.empty:
+        return {"requests": 0, "ok": 0, "errors": {}, "rps": 0.0, "p50_ms": None, "p99_ms": None}
+    span = (df["start_ns"].max() - df["start_ns"].min()) / 1e9
+    errors = df[df["outcome"] != "ok"]
+    ok = df[df["outcome"] == "ok"]["latency_s"]
+    return {
+        "requests": len(df),
+        "ok": int(len(df) - len(errors)),
+        "errors": {str(k): int(v) for k, v in errors["error_class"].value_counts().items()},
+        "rps": round(len(df) / span, 1) if span > 0 else float(len(df)),
+        "p50_ms": round(float(ok.quantile(0.5)) * 1000, 2) if len(ok) else None,
+        "p99_ms": round(float(ok.quantile(0.99)) * 1000, 2) if len(ok) else None,
+        "workers": sorted(str(w) for w in df["worker"].unique()),
+    }
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    params = _params(args.param or [])
+    duration = args.duration if args.duration and args.duration > 0 else None
+    profile = check_profile_file(Path(args.profile))
+    if args.workers < 0:
+        raise ConfigError(f"--workers is {args.workers}; it must be 0 (one process) or more")
+    http, grpc, platform_settings = _endpoints(args)
+    settings = LoadSettings(http_url=http, grpc_target=grpc, protocol=args.protocol, users=args.users,
+                            rate=args.rate, duration_s=duration, timeout_s=args.timeout)
+    check_endpoint(settings)
+    load_settings = {"profile": str(profile), "protocol": args.protocol, "users": args.users,
+                     "rate": args.rate, "duration_s": duration, "workers": args.workers,
+                     "timeout_s": args.timeout,
+                     "endpoint": http if args.protocol == "http" else settings.grpc, "params": params}
+    run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
+                        {**platform_settings, "load": load_settings},
+                        path=Path(args.run_dir).absolute() if args.run_dir else None)
+    mode = f"open loop {args.rate:g} req/s" if args.rate > 0 else "closed loop"
+    print(f"load {profile.name}: {args.users} users, {mode}, {args.protocol} -> {load_settings['endpoint']}, "
+          f"{'until Ctrl-C' if duration is None else f'{duration:g}s'}"
+          + (f", {args.workers} workers" if args.workers else ""), flush=True)
+    try:
+        load = LoadProcess.start(http, grpc, profile, run.timeline_dir, protocol=args.protocol,
+                                 users=args.users, rate=args.rate, duration_s=duration, workers=args.workers,
+                                 timeout_s=args.timeout, stats_path=run.path / "load.jsonl", extra_env=params)
+    except HarnessError:
+        shutil.rmtree(run.path, ignore_errors=True)  # nothing was sent: leave no empty run behind
+        raise
+    status = "completed"
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is a Ctrl-C: stop cleanly
+    try:
+        code = load.wait()
+    except KeyboardInterrupt:
+        print("stopping (requests in flight finish, the timeline is flushed) ...", file=sys.stderr,
+              flush=True)
+        code = load.stop()
+        status = "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code not in (0, None) and status == "completed":
+        status = "crashed"
+    summary = summarize(run.timeline_dir)
+    run.write(status, summary=summary)
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors"].items())) or "none"
+    print(f"{summary['requests']} requests ({summary['rps']} req/s), {summary['ok']} ok, errors: {errors}; "
+          f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms")
+    print(f"run directory: {run.path}")
+    if status == "crashed":
+        raise HarnessError(f"the load process exited with code {code}; its output is above")
+    return 130 if status == "interrupted" else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "load", help="run a load profile and record the request timeline",
+        description="Run a Locust load profile against the service; print a live line each second and "
+                    "write reports/<run_id>/ (run.json, load.jsonl, timeline/). The endpoint comes from the "
+                    "running platform unless --endpoint is given. An endpoint that fails during the run is "
+                    "recorded, not an error.")
+    add_platform_arguments(p)
+    p.add_argument("--profile", required=True, help="a locustfile with one LoadTestShape (loadprofiles/*.py)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds; 0 runs until Ctrl-C")
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="how users call Triton")
+    p.add_argument("--users", type=int, default=10, help="the profile's base user count (HARNESS_USERS)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="open loop: requests/s at --users users, sent on schedule whatever the latency "
+                        "(0: closed loop, each user waits for its answer)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="Locust worker processes under a master (0: one process runs the users)")
+    p.add_argument("--timeout", type=float, default=2.0, help="request timeout in seconds")
+    p.add_argument("--endpoint", help="http://HOST:PORT (or HOST:PORT with --protocol grpc); "
+                                      "default: the running platform's front")
+    p.add_argument("--grpc-endpoint", help=argparse.SUPPRESS)
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a profile parameter, e.g. --param STEP_S=5 (sets HARNESS_STEP_S)")
+    p.add_argument("--run-dir", help="write the run here instead of reports/<run_id>")
+    p.add_argument("--reports", default="reports", help="where run directories are created")
+    p.set_defaults(handler=_cmd_load)

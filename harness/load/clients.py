@@ -1,0 +1,411 @@
+"""The two ways a load user reaches Triton, each one call returning what the timeline needs.
+
+Both build the request once (a real ``mlp`` payload: ``INPUT`` FP32 [batch, 16]) and, per request, only
+send it, check the answer's size and classify failures, because at thousands of requests a second every
+microsecond here is a microsecond the harness takes from the service it measures.
+
+HTTP speaks Triton's binary tensor extension; the body is made by
+``tritonclient.http.InferenceServerClient.generate_request_body``. It is sent over plain keep-alive
+gevent sockets (``HttpInfer``) because tritonclient's own transport, ``geventhttpclient``
+(``GeventHttpInfer``, still selectable), costs about three times the CPU per request, and on a machine
+shared with the service that CPU is taken from the service being measured. tritonclient's ``infer()``
+would also hide the response headers, and the replica that answered is in the front's
+``x-triton-replica`` header.
+
+gRPC calls the ``GRPCInferenceService`` stub that ``tritonclient.grpc`` ships, with ``with_call`` so the
+initial metadata (the replica) is visible; the channel's reconnect back-off is lowered so that recovery
+is not hidden behind a client sleeping up to two minutes, and retries are disabled: the harness must see
+every failure the service causes.
+
+Importing this module imports gevent-aware libraries: only the load process does that.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.timeline import ErrorClass
+
+__all__ = ["GRPC_CHANNEL_OPTIONS", "GeventHttpInfer", "GrpcInfer", "HttpInfer", "Result", "binary_request",
+           "classify_exception", "payload_array"]
+
+REPLICA_HEADER = "x-triton-replica"
+OUTPUT_WIDTH = 8  # PROBS is FP32 [batch, 8]
+
+# Plain str values, not the enum members: pyarrow converts a list of StrEnum members about a
+# thousand times slower (measured 32 us vs 0.03 us per value), which made the timeline's flush
+# the most expensive thing the load process did.
+BAD_RESPONSE = ErrorClass.BAD_RESPONSE.value
+CONNECTION_CLOSED = ErrorClass.CONNECTION_CLOSED.value
+CONNECTION_REFUSED = ErrorClass.CONNECTION_REFUSED.value
+CONNECTION_RESET = ErrorClass.CONNECTION_RESET.value
+GRPC_STATUS = ErrorClass.GRPC_STATUS.value
+HTTP_STATUS = ErrorClass.HTTP_STATUS.value
+MODEL_UNAVAILABLE = ErrorClass.MODEL_UNAVAILABLE.value
+NONE = ErrorClass.NONE.value
+OTHER = ErrorClass.OTHER.value
+TIMEOUT = ErrorClass.TIMEOUT.value
+
+# outcome ok?, error class, status (HTTP / gRPC code, -1 none), replica, bytes received
+Result = tuple[bool, str, int, str, int]
+
+GRPC_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.enable_retries", 0),
+    ("grpc.max_receive_message_length", 64 * 2**20),
+)
+
+# Triton's own words when the model (not the server) cannot take the request.
+_MODEL_UNAVAILABLE_HINTS = ("not ready", "unknown model", "no available version", "is not found",
+                            "unavailable model", "failed to load")
+
+
+def _model_unavailable(text: str) -> bool:
+    lowered = text.lower()
+    return any(hint in lowered for hint in _MODEL_UNAVAILABLE_HINTS)
+
+
+class ConnectionClosed(Exception):
+    """The server closed the connection before the whole response arrived."""
+
+
+class BadResponse(Exception):
+    """The bytes that came back are not an HTTP/1.1 response we understand."""
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The timeline's error class for a failure below HTTP/gRPC (no response at all)."""
+    from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
+
+    if isinstance(exc, ConnectionClosed):
+        return CONNECTION_CLOSED
+    if isinstance(exc, BadResponse):
+        return BAD_RESPONSE
+    if isinstance(exc, ConnectionRefusedError):
+        return CONNECTION_REFUSED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return CONNECTION_RESET
+    if isinstance(exc, HTTPConnectionClosed):
+        return CONNECTION_CLOSED
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return TIMEOUT
+    if isinstance(exc, HTTPParseError):
+        return BAD_RESPONSE
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ECONNREFUSED:
+            return CONNECTION_REFUSED
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+            return CONNECTION_RESET
+        if exc.errno == errno.ETIMEDOUT:
+            return TIMEOUT
+    import gevent
+
+    if isinstance(exc, gevent.Timeout):
+        return TIMEOUT
+    return OTHER
+
+
+def _payload(batch: int) -> npt.NDArray[np.float32]:
+    return payload_array(batch)
+
+
+def payload_array(batch: int) -> npt.NDArray[np.float32]:
+    """The input every user sends: fixed, so two runs (and wrk in the benchmark) send the same bytes."""
+    return np.random.default_rng(0).standard_normal((batch, 16)).astype(np.float32)
+
+
+def binary_request(batch: int = 1) -> tuple[bytes, int]:
+    """(body, JSON header length) of the binary-tensor HTTP request, built without tritonclient.
+
+    For tools outside the load process (the benchmark's ``wrk``); a test checks it is byte for byte
+    what ``tritonclient.http`` generates.
+    """
+    import json
+
+    data = payload_array(batch)
+    header = json.dumps({
+        "inputs": [{"name": "INPUT", "shape": list(data.shape), "datatype": "FP32",
+                    "parameters": {"binary_data_size": data.nbytes}}],
+        "outputs": [{"name": "PROBS", "parameters": {"binary_data": True}}],
+    }, separators=(",", ":")).encode()
+    return header + data.tobytes(), len(header)
+
+
+class GeventHttpInfer:
+    """``geventhttpclient`` (tritonclient.http's own transport): ``HARNESS_HTTP_CLIENT=geventhttpclient``.
+
+    About three times the CPU per request of ``HttpInfer`` (measured: ~80 vs ~25 us), which on a
+    machine shared with the service halves the load one process can offer; kept as a cross-check.
+    """
+
+    def __init__(self, url: str, model: str, batch: int, timeout_s: float, concurrency: int = 1) -> None:
+        import tritonclient.http as httpclient
+        from geventhttpclient import HTTPClient
+
+        data = _payload(batch)
+        inp = httpclient.InferInput("INPUT", list(data.shape), "FP32")
+        inp.set_data_from_numpy(data, binary_data=True)
+        out = httpclient.InferRequestedOutput("PROBS", binary_data=True)
+        body, json_size = httpclient.InferenceServerClient.generate_request_body([inp], outputs=[out])
+        self.body: bytes = body
+        self.headers = {"Content-Type": "application/octet-stream"}
+        if json_size is not None:
+            self.headers["Inference-Header-Content-Length"] = str(json_size)
+        self.path = f"/v2/models/{model}/infer"
+        self.output_bytes = batch * OUTPUT_WIDTH * 4
+        self._client = HTTPClient.from_url(url, concurrency=concurrency, connection_timeout=timeout_s,
+                                           network_timeout=timeout_s)
+
+    def __call__(self) -> Result:
+        try:
+            response = self._client.post(self.path, body=self.body, headers=self.headers)
+            payload = response.read()
+        except Exception as exc:  # every failure is a timeline record, never a crash
+            return False, classify_exception(exc), -1, "", 0
+        status = response.status_code
+        replica = response.get(REPLICA_HEADER) or ""
+        if not isinstance(replica, str):
+            replica = replica[0]
+        if status != 200:
+            text = payload[:300].decode(errors="replace")
+            cls = MODEL_UNAVAILABLE if _model_unavailable(text) else HTTP_STATUS
+            return False, cls, status, replica, len(payload)
+        header_len = response.get("Inference-Header-Content-Length")
+        if header_len is None or len(payload) != int(str(header_len)) + self.output_bytes:
+            return False, BAD_RESPONSE, status, replica, len(payload)
+        return True, NONE, status, replica, len(payload)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class HttpInfer:
+    """Triton's binary-tensor HTTP request over plain keep-alive sockets (gevent-patched).
+
+    The request is built once, by tritonclient, into the exact bytes to send; a response is parsed only
+    as far as the timeline needs (status, length, replica header). ``pooled``: one instance shared by
+    every open-loop request of the process, holding as many idle connections as were ever in flight;
+    otherwise one connection, for one closed-loop user. A connection idle for more than
+    ``IDLE_RECONNECT_S`` is replaced before use, so a server's keep-alive expiry is never recorded as a
+    failure of the service.
+    """
+
+    IDLE_RECONNECT_S = 5.0
+
+    def __init__(self, url: str, model: str, batch: int, timeout_s: float, pooled: bool = False) -> None:
+        import tritonclient.http as httpclient
+
+        data = _payload(batch)
+        inp = httpclient.InferInput("INPUT", list(data.shape), "FP32")
+        inp.set_data_from_numpy(data, binary_data=True)
+        out = httpclient.InferRequestedOutput("PROBS", binary_data=True)
+        body, json_size = httpclient.InferenceServerClient.generate_request_body([inp], outputs=[out])
+        hostport = url.removeprefix("http://").split("/", 1)[0]
+        host, _, port = hostport.rpartition(":")
+        self.address = (host.strip("[]"), int(port))
+        head = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {hostport}\r\n"
+                "Content-Type: application/octet-stream\r\n"
+                f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n")
+        self.request = head.encode() + body
+        self.output_bytes = batch * OUTPUT_WIDTH * 4
+        self.timeout_s = timeout_s
+        self.pooled = pooled
+        self._idle: list[tuple[socket.socket, float]] = []
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=self.timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _checkout(self, now: float) -> socket.socket:
+        while self._idle:
+            sock, since = self._idle.pop()
+            if now - since < self.IDLE_RECONNECT_S:
+                return sock
+            sock.close()
+        return self._connect()
+
+    def __call__(self) -> Result:
+        sock = None
+        try:
+            sock = self._checkout(time.monotonic())
+            sock.sendall(self.request)
+            status, replica, header_len, keep, payload = _read_response(sock)
+        except Exception as exc:  # every failure is a timeline record, never a crash
+            if sock is not None:
+                sock.close()
+            return False, classify_exception(exc), -1, "", 0
+        if keep:
+            self._idle.append((sock, time.monotonic()))
+        else:
+            sock.close()
+        if status != 200:
+            text = payload[:300].decode(errors="replace")
+            cls = MODEL_UNAVAILABLE if _model_unavailable(text) else HTTP_STATUS
+            return False, cls, status, replica, len(payload)
+        if header_len < 0 or len(payload) != header_len + self.output_bytes:
+            return False, BAD_RESPONSE, status, replica, len(payload)
+        return True, NONE, status, replica, len(payload)
+
+    def close(self) -> None:
+        for sock, _ in self._idle:
+            sock.close()
+        self._idle.clear()
+
+
+def _read_response(sock: socket.socket) -> tuple[int, str, int, bool, bytes]:
+    """(status, replica, inference header length or -1, keep-alive?, body) of one HTTP/1.1 response."""
+    buf = b""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionClosed("connection closed before the response headers")
+        buf += chunk
+        if len(buf) > 65536:
+            raise BadResponse("response headers longer than 64 KiB")
+    lines = buf[:end].split(b"\r\n")
+    if not lines[0].startswith(b"HTTP/1.") or len(lines[0]) < 12:
+        raise BadResponse(f"not an HTTP/1.x status line: {lines[0][:60]!r}")
+    status = int(lines[0][9:12])
+    length = -1
+    replica = ""
+    header_len = -1
+    keep = lines[0][7:8] == b"1"
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"x-triton-replica":
+            replica = value.strip().decode(errors="replace")
+        elif name == b"inference-header-content-length":
+            header_len = int(value)
+        elif name == b"connection":
+            keep = value.strip().lower() != b"close"
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    body = buf[end + 4:]
+    if chunked:
+        return status, replica, header_len, keep, _read_chunked(sock, body)
+    if length < 0:  # body until the server closes
+        parts = [body]
+        while chunk := sock.recv(65536):
+            parts.append(chunk)
+        return status, replica, header_len, False, b"".join(parts)
+    while len(body) < length:
+        chunk = sock.recv(max(65536, length - len(body)))
+        if not chunk:
+            raise ConnectionClosed("connection closed in the middle of the response body")
+        body += chunk
+    if len(body) > length:
+        raise BadResponse("more bytes than the response's Content-Length")
+    return status, replica, header_len, keep, body
+
+
+def _read_chunked(sock: socket.socket, buf: bytes) -> bytes:
+    out: list[bytes] = []
+    while True:
+        while b"\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionClosed("connection closed in a chunked response")
+            buf += chunk
+        size_line, buf = buf.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        while len(buf) < size + 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionClosed("connection closed in a chunked response")
+            buf += chunk
+        if size == 0:
+            return b"".join(out)
+        out.append(buf[:size])
+        buf = buf[size + 2:]
+
+
+def grpc_channel(target: str) -> Any:
+    """A channel with gevent initialised first (else every call blocks the whole process)."""
+    import grpc
+    from grpc.experimental import gevent as grpc_gevent
+
+    grpc_gevent.init_gevent()
+    return grpc.insecure_channel(target, options=list(GRPC_CHANNEL_OPTIONS))
+
+
+class GrpcInfer:
+    """Unary ``ModelInfer`` calls over one shared channel (HTTP/2 multiplexes users' requests)."""
+
+    def __init__(self, channel: Any, model: str, batch: int, timeout_s: float) -> None:
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        data = _payload(batch)
+        request = service_pb2.ModelInferRequest(model_name=model)
+        tensor = request.inputs.add()
+        tensor.name = "INPUT"
+        tensor.datatype = "FP32"
+        tensor.shape.extend(data.shape)
+        request.raw_input_contents.append(data.tobytes())
+        self.request = request
+        self.timeout_s = timeout_s
+        self.output_bytes = batch * OUTPUT_WIDTH * 4
+        self._call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer.with_call
+        self._rpc_error = grpc.RpcError
+        self._deadline = grpc.StatusCode.DEADLINE_EXCEEDED
+        self._unavailable = grpc.StatusCode.UNAVAILABLE
+
+    @staticmethod
+    def _replica(metadata: Any) -> str:
+        for key, value in metadata or ():
+            if key == REPLICA_HEADER:
+                return str(value)
+        return ""
+
+    def __call__(self) -> Result:
+        try:
+            response, call = self._call(self.request, timeout=self.timeout_s)
+        except self._rpc_error as exc:
+            return self._failure(exc)
+        except Exception as exc:  # every failure is a timeline record, never a crash
+            return False, classify_exception(exc), -1, "", 0
+        replica = self._replica(call.initial_metadata())
+        raw = response.raw_output_contents
+        size = len(raw[0]) if raw else 0
+        if size != self.output_bytes:
+            return False, BAD_RESPONSE, 0, replica, size
+        return True, NONE, 0, replica, size
+
+    def _failure(self, exc: Any) -> Result:
+        code = exc.code()
+        status = int(code.value[0])
+        details = str(exc.details() or "")
+        try:
+            replica = self._replica(exc.initial_metadata())
+        except Exception:  # metadata is optional on failures
+            replica = ""
+        if code == self._deadline:
+            return False, TIMEOUT, status, replica, 0
+        lowered = details.lower()
+        if code == self._unavailable and not replica:
+            # no server answered: the transport's own words say what happened to the connection
+            if "refused" in lowered:
+                return False, CONNECTION_REFUSED, status, replica, 0
+            if "reset" in lowered:
+                return False, CONNECTION_RESET, status, replica, 0
+            if "closed" in lowered or "eof" in lowered or "goaway" in lowered:
+                return False, CONNECTION_CLOSED, status, replica, 0
+        if _model_unavailable(details):
+            return False, MODEL_UNAVAILABLE, status, replica, 0
+        return False, GRPC_STATUS, status, replica, 0
