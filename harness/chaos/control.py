@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.chaos.actions import FAULT_ACTIONS
 from harness.chaos.context import RunContext
+from harness.errors import ConfigError
 from harness.events import read_events
 
 __all__ = [
@@ -107,19 +108,23 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
 
 
 def _start_load(ctx: RunContext, configuration: Configuration, http: str, grpc: str) -> Any:
-    from harness.load.process import LoadProcess  # type: ignore[import-not-found]  # lands with the load package
+    from harness.load.process import LoadProcess
 
-    rate = _cfg(configuration, "harness_rate", None)
+    protocol = str(_cfg(configuration, "harness_protocol", "http"))
+    if protocol not in ("http", "grpc"):
+        raise ConfigError(f"harness_protocol must be http or grpc, got {protocol!r}")
     return LoadProcess.start(
         endpoint_http=http,
         endpoint_grpc=grpc,
         profile=Path(str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py"))),
         timeline_dir=ctx.run_dir / "timeline",
-        protocol=str(_cfg(configuration, "harness_protocol", "http")),
+        protocol="grpc" if protocol == "grpc" else "http",
         users=int(_cfg(configuration, "harness_users", 8)),
-        rate=float(rate) if rate is not None else None,
+        rate=float(_cfg(configuration, "harness_rate", 0.0)),
         duration_s=None,
         workers=int(_cfg(configuration, "harness_workers", 0)),
+        stats_path=ctx.run_dir / "load-stats.jsonl",
+        log_path=ctx.run_dir / "load.log",
     )
 
 

@@ -168,7 +168,7 @@ class GeventHttpInfer:
         try:
             response = self._client.post(self.path, body=self.body, headers=self.headers)
             payload = response.read()
-        except Exception as exc:  # every failure is a timeline record, never a crash
+        except Exception as exc:  # noqa: BLE001 - every failure is a timeline record, never a crash
             return False, classify_exception(exc), -1, "", 0
         status = response.status_code
         replica = response.get(REPLICA_HEADER) or ""
@@ -239,7 +239,7 @@ class HttpInfer:
             sock = self._checkout(time.monotonic())
             sock.sendall(self.request)
             status, replica, header_len, keep, payload = _read_response(sock)
-        except Exception as exc:  # every failure is a timeline record, never a crash
+        except Exception as exc:  # noqa: BLE001 - every failure is a timeline record, never a crash
             if sock is not None:
                 sock.close()
             return False, classify_exception(exc), -1, "", 0
@@ -378,7 +378,7 @@ class GrpcInfer:
             response, call = self._call(self.request, timeout=self.timeout_s)
         except self._rpc_error as exc:
             return self._failure(exc)
-        except Exception as exc:  # every failure is a timeline record, never a crash
+        except Exception as exc:  # noqa: BLE001 - every failure is a timeline record, never a crash
             return False, classify_exception(exc), -1, "", 0
         replica = self._replica(call.initial_metadata())
         raw = response.raw_output_contents
@@ -393,7 +393,7 @@ class GrpcInfer:
         details = str(exc.details() or "")
         try:
             replica = self._replica(exc.initial_metadata())
-        except Exception:  # metadata is optional on failures
+        except Exception:  # noqa: BLE001 - metadata is optional on failures
             replica = ""
         if code == self._deadline:
             return False, TIMEOUT, status, replica, 0
