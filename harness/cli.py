@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "harness.commands.load_cmd",
     "harness.commands.run_cmd",
     "harness.commands.gameday_cmd",
+    "harness.commands.suite_cmd",
     "harness.commands.report_cmds",
     "harness.commands.bench_cmd",
 )

@@ -283,3 +283,13 @@ def test_the_experiments_own_objective_and_command_line_overrides(tmp_path: Path
         (run / "experiments" / "lenient" / "1" / "experiment.json").read_text().replace("0.05", "1.5"))
     with pytest.raises(ConfigError, match="success_ratio"):
         analyse_run(run, load_settings(), query_server=False)
+
+
+def test_an_empty_sliver_at_the_end_of_observation_is_not_an_outage(tmp_path: Path) -> None:
+    # Seen in a real run: the grid anchored at t0 = 9.7 leaves a 5 ms window before the observation end
+    # (40.705) in which no request happened to start; it must not turn a recovery into a censored one.
+    reqs = steady(0, 10, 10) + steady(10, 10.3, 10, 0.002, "connection_refused") + steady(10.3, 40.7, 10)
+    r = analyse_repetition(_rep(tmp_path, reqs, fault_start=9.7, observation_end=40.705), DEFAULT)
+    assert r.recovered
+    assert r.time_to_recover_s == pytest.approx(10.2 + 0.002 - 9.7, **EXACT)
+    assert r.bad_time_s == pytest.approx(1.0, **EXACT)

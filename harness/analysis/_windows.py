@@ -13,7 +13,8 @@ Conventions (docs/measurement.md repeats them with a worked example):
   the first and last windows of a span may therefore be shorter than the window size;
 - a window is good when it has requests, ok/all >= the objective's success ratio, and its nearest-rank
   p99 latency (over all its requests) <= the objective's latency; a request is *offending* when it failed
-  or took longer than that latency.
+  or took longer than that latency. A window with no requests is bad (nothing served), except a sliver
+  shorter than the window size (cut by t0 or the observation end) that holds none: it is not judged.
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def make_windows(
     allowed_slow = requests - (99 * requests + 99) // 100
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(requests > 0, (requests - failed) / np.maximum(requests, 1), 0.0)
-    good = (requests > 0) & (ratio >= settings.objective.success_ratio) & (slow <= allowed_slow)
+    # An empty window is bad (nothing served) -- unless it is a sliver cut off by t0 or the end of
+    # observation, shorter than the window size: no request was due in it, so it says nothing.
+    sliver = (requests == 0) & ((bounds[1:] - bounds[:-1]) < settings.window_ns)
+    good = sliver | ((requests > 0) & (ratio >= settings.objective.success_ratio) & (slow <= allowed_slow))
     return Windows(bounds[:-1], bounds[1:], lo, hi, requests, failed, slow, good)
 
 

@@ -1,0 +1,120 @@
+"""``harness suite NAME``: a suite of experiments with required tiers and a regression gate.
+
+It always writes the report, the JUnit file and the trend page; it exits non-zero only when a required
+tier is not supported, a figure regressed beyond the suite's rule, or the run did not complete (an
+interrupted or crashed run is recorded as such in history, never as a pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.analysis import load_settings
+from harness.commands.run_cmd import _print_outcome
+from harness.errors import HarnessError
+from harness.platforms.base import Platform
+from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.report import build_report, parse_threshold, trend
+from harness.runner import RunOptions, RunOutcome, load_plans, parse_vars, run_experiments
+from harness.suite import find_suite, load_suite
+
+__all__ = ["register", "run_suite"]
+
+
+def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_args: dict[str, Any],
+              repeat: int | None = None, variables: dict[str, Any] | None = None,
+              fail_on_regression: str | None = None, tiers: Path | None = None,
+              skip: Callable[[Path], str] | None = None) -> int:
+    """Run a suite end to end (experiments, report, trend) and return the exit code the CLI should use.
+
+    ``skip`` may name a reason to leave an experiment out (the demo skips root-only faults for non-root).
+    """
+    settings = load_settings(tiers)
+    suite = load_suite(suite_file, {t.name for t in settings.tiers})
+    replicas = [r.name for r in platform.status().replicas]
+    repeat = repeat or suite.repeat
+    threshold = parse_threshold(fail_on_regression) if fail_on_regression else suite.threshold
+    plans, per_plan = [], {}
+    for entry in suite.entries:
+        reason = skip(entry.file) if skip else ""
+        if reason:
+            print(f"skipping {entry.file}: {reason}")
+            continue
+        entry_vars: dict[str, Any] = {**suite.load, **entry.variables, **(variables or {})}
+        if entry.required_tier:
+            entry_vars["harness_required_tier"] = entry.required_tier
+        options = RunOptions(reports_dir=reports_dir, repeat=repeat, variables=entry_vars)
+        plan = load_plans([entry.file], options, replicas)[0]
+        plans.append(plan)
+        per_plan[plan.name] = entry_vars
+    options = RunOptions(reports_dir=reports_dir, repeat=repeat, command=sys.argv)
+    crashed: HarnessError | None = None
+    outcome: RunOutcome | None = None
+    try:
+        outcome = run_experiments(platform, plans, options, platform_args, slug=suite.name, variables=per_plan)
+    except HarnessError as exc:  # recorded as crashed below, never as a pass
+        crashed = exc
+    run_dir = outcome.run_dir if outcome else _latest_run(reports_dir)
+    if crashed is not None and run_dir is not None:
+        _mark(run_dir, "crashed", str(crashed))
+    if outcome is not None:
+        _print_outcome(outcome)
+    if run_dir is None:
+        raise crashed or HarnessError("the suite produced no run directory")
+    report = build_report(run_dir, tiers_file=tiers)
+    print(report.table)
+    result = trend(reports_dir, threshold, suite.baseline)
+    for reg in result.regressions:
+        print(f"REGRESSION: {reg.message}")
+    missed = [f"{e.name}: required tier {e.required_tier} not supported" for e in report.analysis.experiments
+              if e.required_tier and not e.tiers[e.required_tier].supported]
+    for line in missed:
+        print(f"FAILED: {line}")
+    print(f"report: {report.index_html}\njunit: {report.junit_xml}\ntrend: {result.page}")
+    if crashed is not None:
+        print(f"error: the suite crashed: {crashed}", file=sys.stderr)
+        return crashed.exit_code
+    if outcome is not None and outcome.interrupted:
+        return 130
+    return 1 if missed or result.regressions else 0
+
+
+def _cmd_suite(args: argparse.Namespace) -> int:
+    platform = platform_from_args(args)
+    platform_args = {"platform": args.platform,
+                     "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None}
+    return run_suite(platform, find_suite(args.suite), Path(args.reports_dir), platform_args, args.repeat,
+                     parse_vars(args.var or []), args.fail_on_regression, Path(args.tiers) if args.tiers else None)
+
+
+def _latest_run(reports: Path) -> Path | None:
+    runs = sorted((p for p in reports.glob("*/run.json")), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+def _mark(run_dir: Path, status: str, why: str) -> None:
+    path = run_dir / "run.json"
+    meta = json.loads(path.read_text())
+    meta.update(status=status, error=why, finished_ns=time.time_ns())
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "suite", help="run a suite (experiments/suites/NAME.yaml) with tier and regression gates",
+        description="Run every experiment of a suite with its repetitions, load and required tier; write the "
+                    "report, JUnit and trend page; exit 1 only on a missed required tier or a regression.")
+    add_platform_arguments(p)
+    p.add_argument("suite", help="suite name (experiments/suites/NAME.yaml) or file")
+    p.add_argument("--repeat", type=int, help="override the suite's repetitions")
+    p.add_argument("--var", action="append", metavar="KEY=VALUE", help="configuration value for every experiment")
+    p.add_argument("--fail-on-regression", metavar="PCT", help="override the suite's regression threshold")
+    p.add_argument("--tiers", help="SLA tiers settings file (default: the shipped tiers)")
+    p.add_argument("--reports-dir", default="reports", help="where run directories and history are kept")
+    p.set_defaults(handler=_cmd_suite)
