@@ -73,8 +73,32 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str]) -> int:
+    """Distributed load inside the cluster: a Locust master and N worker pods created for this run,
+    every worker's timeline copied back, every object deleted at the end (harness.platforms.kubernetes)."""
+    if not args.duration or args.duration <= 0:
+        raise ConfigError("on Kubernetes the load pods need a --duration (seconds)")
+    if not args.load_image:
+        raise ConfigError("on Kubernetes the load pods need an image that contains the harness: --load-image IMAGE")
+    profile = check_profile_file(Path(args.profile))
+    platform = platform_from_args(args)
+    run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
+                        {"platform": "kubernetes", "load": {"profile": str(profile), "users": args.users,
+                                                            "workers": args.workers, "duration_s": args.duration}},
+                        path=Path(args.run_dir).absolute() if args.run_dir else None)
+    job = platform.load_job(run.path.name, max(args.workers, 1), profile, args.load_image,  # type: ignore[attr-defined]
+                            args.users, max(args.users / 10, 1.0), args.duration, env=params)
+    files = platform.run_load(job, run.timeline_dir, args.duration + 300)  # type: ignore[attr-defined]
+    summary = summarize(run.timeline_dir)
+    run.write("completed", summary=summary)
+    print(f"{summary['requests']} requests from {len(files)} worker timeline(s); run directory: {run.path}")
+    return 0
+
+
 def _cmd_load(args: argparse.Namespace) -> int:
     params = _params(args.param or [])
+    if args.platform == "kubernetes":
+        return _cmd_load_kubernetes(args, params)
     duration = args.duration if args.duration and args.duration > 0 else None
     profile = check_profile_file(Path(args.profile))
     if args.workers < 0:
@@ -140,6 +164,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rate", type=float, default=0.0,
                    help="open loop: requests/s at --users users, sent on schedule whatever the latency "
                         "(0: closed loop, each user waits for its answer)")
+    p.add_argument("--load-image", help="Kubernetes only: image with the harness for the Locust pods")
     p.add_argument("--workers", type=int, default=0,
                    help="Locust worker processes under a master (0: one process runs the users)")
     p.add_argument("--timeout", type=float, default=2.0, help="request timeout in seconds")
