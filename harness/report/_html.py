@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from html import escape
+from pathlib import Path
+from typing import Any
 
 from harness.analysis import ExperimentAnalysis, RunAnalysis, format_duration
 from harness.report._plots import repetition_svg
@@ -103,7 +107,7 @@ def _rep_table(e: ExperimentAnalysis) -> str:
             f"<th>server side (Prometheus)</th></tr>{''.join(rows)}</table>")
 
 
-def _experiment_section(e: ExperimentAnalysis) -> str:
+def _experiment_section(e: ExperimentAnalysis, marks: Sequence[tuple[int, str]] = ()) -> str:
     tiers = "".join(
         f"<li class=\"{'yes' if v.supported else 'no'}\"><b>{escape(name)}</b>"
         f"{' (required)' if v.required else ''}: {'supported' if v.supported else 'not supported'} — "
@@ -113,7 +117,7 @@ def _experiment_section(e: ExperimentAnalysis) -> str:
                         for r in e.reps for n in r.notes)
     plots = "".join(
         f"<figure class=\"plot\" id=\"plot-{escape(e.name)}-{escape(r.repetition)}\">"
-        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}')}</figure>" for r in e.reps)
+        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}', marks)}</figure>" for r in e.reps)
     obj = e.analysis.objective
     return (f"<section id=\"exp-{escape(e.name)}\"><h2>{escape(e.title)} "
             f"<small>({escape(e.fault)})</small></h2>"
@@ -137,5 +141,52 @@ def render_index(a: RunAnalysis) -> str:
             "<p>TTR: time to recover (censored values show as “&gt; x”); bad time: total duration of bad "
             "windows after the fault start. Definitions: docs/measurement.md; figures: results.json; "
             "hashes: manifest.json (check with <code>harness verify</code>).</p>"
-            + "".join(_experiment_section(e) for e in a.experiments))
+            + _gameday_section(a.run_dir)
+            + "".join(_experiment_section(e, _notes(a.run_dir)) for e in a.experiments))
     return page(f"Resilience run {a.run_id}", body)
+
+
+def _gameday(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "gameday.json"
+    if not path.exists():
+        return {}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except ValueError:
+        return {}
+
+
+def _notes(run_dir: Path) -> list[tuple[int, str]]:
+    return [(int(n["ts_ns"]), str(n["text"])) for n in _gameday(run_dir).get("notes", [])]
+
+
+def _gameday_section(run_dir: Path) -> str:
+    """A game day's steps: the team's expected outcome beside the measured one, and their notes."""
+    doc = _gameday(run_dir)
+    if not doc:
+        return ""
+    rows = []
+    for step in doc.get("steps", []):
+        checks = "".join(
+            f"<li class=\"{'yes' if c['met'] else 'no'}\">{escape(c['figure'])}: measured "
+            f"{escape(_fmt(c['measured']))}, expected ≤ {escape(_fmt(c['expected_max']))}</li>"
+            for c in step.get("checks", []))
+        rows.append(f"<tr><td>{escape(step['name'])}</td><td>{escape(step.get('experiment') or 'pause')}</td>"
+                    f"<td>{escape(step.get('answer', '-'))}</td><td>{escape(step.get('status', '?'))}</td>"
+                    f"<td>{escape(step.get('expect', ''))}</td><td><ul>{checks}</ul></td></tr>")
+    started = min((int(s["started_ns"]) for s in doc.get("steps", []) if s.get("started_ns")), default=0)
+    notes = "".join(
+        f"<li>note {i + 1} at +{(int(n['ts_ns']) - started) / 1e9:.1f} s (step {escape(n.get('step', ''))}): "
+        f"{escape(n['text'])}</li>" for i, n in enumerate(doc.get("notes", [])))
+    return (f"<section id=\"gameday\"><h2>Game day: {escape(doc.get('title', ''))}"
+            f"{' (aborted)' if doc.get('aborted') else ''}</h2>"
+            "<table><tr><th>step</th><th>experiment</th><th>gate</th><th>status</th><th>expected</th>"
+            f"<th>measured</th></tr>{''.join(rows)}</table>"
+            f"<h3>Notes</h3><ul>{notes or '<li>none</li>'}</ul></section>")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

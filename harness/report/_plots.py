@@ -32,7 +32,8 @@ def _svg_text(fig: object) -> str:
     return re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.DOTALL)
 
 
-def repetition_svg(r: RepetitionResult, title: str) -> str:
+def repetition_svg(r: RepetitionResult, title: str, notes: Sequence[tuple[int, str]] = ()) -> str:
+    """The repetition's timeline plot; ``notes`` (wall-clock ns, text) are marked where they were taken."""
     from matplotlib.figure import Figure
 
     origin = r.t0_ns if r.t0_ns is not None else r.span[0]
@@ -94,6 +95,12 @@ def repetition_svg(r: RepetitionResult, title: str) -> str:
             axes[0].text(0.99, 0.05, f"NOT RECOVERED (TTR {r.ttr_display()})", transform=axes[0].transAxes,
                          ha="right", color="#d32f2f", fontsize=9)
         axes[0].legend(loc="lower left", fontsize=7, ncol=4)
+    for i, (ts_ns, _text) in enumerate(n for n in notes if r.span[0] <= n[0] <= r.span[1]):
+        x_note = (ts_ns - origin) / 1e9
+        for ax in axes:
+            ax.axvline(x_note, color="#455a64", ls=":", lw=1)
+        axes[0].annotate(f"note {i + 1}", (x_note, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                         color="#455a64", rotation=90, va="top", ha="right")
     axes[0].set_title(title, fontsize=10)
     for ax in axes[:3]:
         ax.grid(alpha=0.3)
