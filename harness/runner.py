@@ -182,14 +182,14 @@ def load_plans(paths: Sequence[Path], options: RunOptions, replicas: Sequence[st
         if not isinstance(experiment, dict):
             problems.append(f"{path}: not a Chaos Toolkit experiment (expected a mapping)")
             continue
+        # Chaos Toolkit's validation stops at its first problem; the harness's own checks below still run,
+        # so the user sees every problem at once.
         try:
             ensure_experiment_is_valid(experiment)
         except ChaosException as exc:
             problems.append(f"{path}: {exc}")
-            continue
         except Exception as exc:  # noqa: BLE001 - chaoslib raises assorted errors on malformed input
             problems.append(f"{path}: invalid experiment: {exc.__class__.__name__}: {exc}")
-            continue
         controls = [c for c in experiment.get("controls") or [] if (c.get("provider") or {}).get("module")
                     == _CONTROL_MODULE]
         if not controls:
@@ -199,10 +199,11 @@ def load_plans(paths: Sequence[Path], options: RunOptions, replicas: Sequence[st
         profile = Path(str(config.get("harness_profile") or "loadprofiles/steady.py"))
         if str(config.get("harness_load", "true")).lower() not in ("false", "0", "no") and not profile.exists():
             problems.append(f"{path}: load profile {profile} does not exist (harness_profile)")
-        activities = [("steady-state-hypothesis", a) for a in
-                      (experiment.get("steady-state-hypothesis") or {}).get("probes", [])]
-        activities += [("method", a) for a in experiment.get("method") or []]
-        activities += [("rollbacks", a) for a in experiment.get("rollbacks") or []]
+        hypothesis = experiment.get("steady-state-hypothesis") or {}
+        sections = {"steady-state-hypothesis": hypothesis.get("probes") if isinstance(hypothesis, dict) else None,
+                    "method": experiment.get("method"), "rollbacks": experiment.get("rollbacks")}
+        activities = [(section, a) for section, items in sections.items() if isinstance(items, list)
+                      for a in items if isinstance(a, dict)]
         for section, activity in activities:
             where = f"{path}: {section} activity {activity.get('name', '?')!r}"
             problems.extend(_check_activity(where, activity, config, replicas))

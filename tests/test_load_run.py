@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import local_settings
 
 from harness.cli import main
 from harness.load.process import LoadProcess
 from harness.platforms.base import PlatformStatus
 from harness.platforms.local.platform import LocalPlatform
 from harness.timeline import read_timeline
+from tests.conftest import local_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "loadprofiles"

@@ -1,0 +1,101 @@
+"""Bad experiments are refused before any fault, with every problem listed at once; --dry-run injects nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import ConfigError
+from harness.runner import RunOptions, describe_plan, load_plans, parse_vars
+
+ROOT = Path(__file__).resolve().parent.parent
+REPLICAS = ["triton-0", "triton-1"]
+
+
+def _options(**kw: object) -> RunOptions:
+    return RunOptions(**kw)  # type: ignore[arg-type]
+
+
+def _experiment(tmp_path: Path, method: list[dict[str, object]], **config: object) -> Path:
+    doc = yaml.safe_load((ROOT / "experiments" / "pod-kill.yaml").read_text())
+    doc["method"] = method
+    doc["configuration"].update(config, harness_profile=str(ROOT / "loadprofiles" / "steady.py"))
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _action(func: str, **arguments: object) -> dict[str, object]:
+    return {"type": "action", "name": func, "provider": {"type": "python", "module": "harness.chaos.actions",
+                                                         "func": func, "arguments": arguments}}
+
+
+def test_every_shipped_experiment_is_valid_and_dry_run_resolves_targets() -> None:
+    paths = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert len(paths) == 5
+    plans = load_plans(paths, _options(variables={"harness_profile": str(ROOT / "loadprofiles/steady.py")}),
+                       REPLICAS)
+    text = describe_plan(plans, REPLICAS, 1)
+    assert "kill_replicas" in text and "block_network" in text and "nothing was injected" in text
+    assert {p.fault for p in plans} == {"pod-kill", "network-policy-block", "slow-model-load",
+                                        "gpu-memory-pressure", "compound"}
+
+
+def test_all_problems_are_reported_together(tmp_path: Path) -> None:
+    path = _experiment(tmp_path, [
+        _action("kill_replicas", mode="several"),
+        _action("kill_replicas", mode="count", count=5),
+        _action("kill_replicas", names=["triton-9"]),
+        _action("block_network", max_duration_s=-1),
+        _action("memory_pressure", duration_s="long"),
+        _action("kill_replicas", bogus=1),
+        {"type": "action", "name": "nope", "provider": {"type": "python", "module": "harness.chaos.actions",
+                                                        "func": "does_not_exist"}},
+    ])
+    with pytest.raises(ConfigError) as err:
+        load_plans([path], _options(), REPLICAS)
+    text = str(err.value)
+    for fragment in ("mode must be one of", "count 5 is more than the 2 replicas", "match no replica",
+                     "max_duration_s must be", "duration_s must be", "bogus", "does_not_exist",
+                     "nothing was injected"):
+        assert fragment in text, fragment
+
+
+def test_malformed_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: [unclosed\n")
+    notmap = tmp_path / "list.yaml"
+    notmap.write_text("- 1\n- 2\n")
+    nocontrol = tmp_path / "nocontrol.yaml"
+    doc = yaml.safe_load((ROOT / "experiments" / "pod-kill.yaml").read_text())
+    doc.pop("controls")
+    nocontrol.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_plans([bad, notmap, tmp_path / "missing.yaml", nocontrol], _options(), REPLICAS)
+    text = str(err.value)
+    assert "not valid YAML" in text and "expected a mapping" in text and "cannot read it" in text
+    assert "declares no 'harness.chaos.control' control" in text
+
+
+def test_vars_and_var_files_override_configuration(tmp_path: Path) -> None:
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text(yaml.safe_dump({"configuration": {"kill_signal": "SIGTERM", "kill_grace_s": 2}}))
+    variables = parse_vars(["recovery_wait_s=3", "kill_mode=all"])
+    assert variables == {"recovery_wait_s": 3, "kill_mode": "all"}
+    plan = load_plans([ROOT / "experiments" / "pod-kill.yaml"],
+                      _options(variables={**variables, "harness_profile": str(ROOT / "loadprofiles/steady.py")},
+                               var_files=[var_file]), REPLICAS)[0]
+    assert plan.configuration["kill_signal"] == "SIGTERM" and plan.configuration["kill_grace_s"] == 2
+    assert "targets ['triton-0', 'triton-1']" in describe_plan([plan], REPLICAS, 1)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_vars(["novalue"])
+
+
+def test_cli_refuses_when_the_platform_is_not_up(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(ROOT / "experiments" / "pod-kill.yaml"),
+                           "--state-dir", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 4 and "not up" in proc.stderr
