@@ -30,6 +30,7 @@ from harness.chaos.actions import FAULT_ACTIONS
 from harness.chaos.context import RunContext
 from harness.errors import ConfigError
 from harness.events import read_events
+from harness.procs import alive
 
 __all__ = [
     "after_experiment_control",
@@ -146,7 +147,7 @@ def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not our child (another process started it): poll instead
-            done = 0 if _running(pid) else pid
+            done = 0 if alive(pid) else pid
         if done:
             return
         time.sleep(0.05)
@@ -154,14 +155,6 @@ def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 UNDO_FUNCS = ("unblock_network", "release_memory_pressure", "restore_model_load", "rollback_all")

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from harness.chaos.context import RunContext
+from harness.procs import alive
 from harness.timeline import timeline_files
 
 __all__ = ["error_ratio_within", "load_running", "p99_latency_within", "replicas_ready"]
@@ -74,16 +75,4 @@ def load_running(configuration: Configuration | None = None) -> bool:
         pid = int(marker.read_text())
     except ValueError:
         return False
-    return pid == 0 or _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == 0 or alive(pid)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from harness.commands.suite_cmd import run_suite
-from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.suite import find_suite
 from harness.triton.client import infer_grpc, infer_http, reference_input
 
@@ -59,8 +59,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"{proto:>5}: " + ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())))
         if args.quick:
             return 0
-        platform_args = {"platform": args.platform,
-                         "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None}
+        platform_args = platform_args_for_chaos(args)
         return run_suite(platform, find_suite(args.suite), Path(args.reports_dir), platform_args,
                          skip=_skip_without_root)
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.gameday.runbook import load_runbook
 from harness.gameday.session import compare_expectations, print_steps, run_gameday
-from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions
 
@@ -39,8 +39,7 @@ def _cmd_gameday(args: argparse.Namespace) -> int:
               "(rehearsals, CI)", file=sys.stderr)
         return 2
     options = RunOptions(reports_dir=Path(args.reports_dir), command=sys.argv)
-    platform_args = {"platform": args.platform,
-                     "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None}
+    platform_args = platform_args_for_chaos(args)
     result = run_gameday(platform, runbook, options, platform_args, args.yes, interactive)
     passed = not result.aborted
     measured: dict[str, dict[str, float | None]] = {}

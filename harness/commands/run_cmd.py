@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
 from harness.timeline import read_timeline
@@ -67,10 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(plans, replicas, args.repeat))
         return 0
-    platform_args = {"platform": args.platform, "state_dir": str(Path(args.state_dir).absolute())
-                     if args.state_dir else None,
-                     # Kubernetes: the Chaos Toolkit activities rebuild the platform from these.
-                     "namespace": getattr(args, "namespace", None), "kube_context": getattr(args, "context", None)}
+    platform_args = platform_args_for_chaos(args)
     outcome = run_experiments(platform, plans, options, platform_args)
     _print_outcome(outcome)
     passed = not outcome.failed

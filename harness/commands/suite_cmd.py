@@ -19,7 +19,7 @@ from harness.analysis import load_settings
 from harness.commands.run_cmd import _print_outcome
 from harness.errors import HarnessError
 from harness.platforms.base import Platform
-from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report, parse_threshold, trend
 from harness.runner import RunOptions, RunOutcome, load_plans, parse_vars, run_experiments
 from harness.suite import find_suite, load_suite
@@ -87,8 +87,7 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
 
 def _cmd_suite(args: argparse.Namespace) -> int:
     platform = platform_from_args(args)
-    platform_args = {"platform": args.platform,
-                     "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None}
+    platform_args = platform_args_for_chaos(args)
     return run_suite(platform, find_suite(args.suite), Path(args.reports_dir), platform_args, args.repeat,
                      parse_vars(args.var or []), args.fail_on_regression, Path(args.tiers) if args.tiers else None)
 

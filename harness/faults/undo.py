@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import FaultError
+from harness.procs import alive
 
 __all__ = ["UNDOERS", "UndoRecord", "UndoStore", "register_undoer"]
 
@@ -51,19 +52,6 @@ class UndoRecord:
     @classmethod
     def from_path(cls, path: Path) -> UndoRecord:
         return cls(**json.loads(path.read_text()))
-
-
-def _owner_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class UndoStore:
@@ -135,7 +123,7 @@ class UndoStore:
     def orphaned(self) -> list[UndoRecord]:
         """Records whose owner died or whose deadline passed."""
         now = time.time_ns()
-        return [r for r in self.records() if not _owner_alive(r.owner_pid) or now > r.deadline_ns]
+        return [r for r in self.records() if not alive(r.owner_pid) or now > r.deadline_ns]
 
 
 def load_undoers() -> None:
@@ -153,7 +141,7 @@ def terminate(pid: int, timeout_s: float = 5.0) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _owner_alive(pid):
+        if not alive(pid):
             return
         time.sleep(0.02)
     try:

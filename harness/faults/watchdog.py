@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.faults.undo import UndoRecord, UndoStore, _owner_alive, load_undoers
+from harness.faults.undo import UndoRecord, UndoStore, load_undoers
+from harness.procs import alive
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):
             time.sleep(0.1)
             continue
-        if not _owner_alive(record.owner_pid) or time.time_ns() > record.deadline_ns:
+        if not alive(record.owner_pid) or time.time_ns() > record.deadline_ns:
             if path.exists():
                 store.undo(record)
                 print(f"watchdog undid {record.kind} {record.id} ({record.description})", file=sys.stderr)

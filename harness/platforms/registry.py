@@ -120,3 +120,15 @@ def platform_from_args(args: argparse.Namespace, for_up: bool = False) -> Platfo
             f"unknown platform {args.platform!r}; choose one of: {', '.join(sorted(PLATFORMS))}"
         ) from None
     return factory(args, for_up)
+
+
+def platform_args_for_chaos(args: argparse.Namespace) -> dict[str, Any]:
+    """The platform selection that experiments need in their configuration (``harness_<key>``), so the
+    Chaos Toolkit functions reach the same platform as the command that runs them."""
+    state_dir = getattr(args, "state_dir", None)
+    return {
+        "platform": args.platform,
+        "state_dir": str(Path(state_dir).absolute()) if state_dir else None,
+        "namespace": getattr(args, "namespace", None),
+        "kube_context": getattr(args, "context", None),
+    }

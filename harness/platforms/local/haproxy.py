@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.platforms.local.procs import parent_death_signal
+from harness.procs import parent_death_signal, stop_process
 
 __all__ = ["HAProxy", "ServerTarget", "render_haproxy_config"]
 
@@ -121,10 +121,4 @@ class HAProxy:
             self.command(f"set server {backend}/{server} state {state}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 5)

@@ -1,18 +1,12 @@
-"""Process hygiene shared by the supervisor, the shim and the sweeper.
-
-Every process the local platform starts gets its own session (so its whole group can be killed) and a
-parent-death signal (so it dies with its parent instead of lingering as an orphan).
-"""
+"""Process hygiene of the local platform: the generic helpers (``harness.procs``) and the python
+backend's shared-memory regions, which a killed tritonserver leaves in /dev/shm."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
-import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from harness.procs import alive, cmdline, group_members, kill_group, parent_death_signal, wait_gone
 
 __all__ = [
     "SHM_GLOB",
@@ -27,75 +21,6 @@ __all__ = [
 ]
 
 SHM_GLOB = "triton_python_backend_shm_region_*"
-_PR_SET_PDEATHSIG = 1
-
-
-def parent_death_signal(sig: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that asks the kernel to send ``sig`` to the child when its parent dies."""
-
-    def _set() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-
-    return _set
-
-
-def alive(pid: int | None, needle: str = "") -> bool:
-    """Whether ``pid`` runs and (when ``needle`` is given) its command line contains it (pid reuse)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except OSError:
-        return False
-    return not needle or needle in cmdline(pid)
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
-    """Signal a whole process group; False when it was already gone."""
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def wait_gone(pgid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not group_members(pgid):
-            return True
-        time.sleep(0.02)
-    return not group_members(pgid)
 
 
 def mapped_shm() -> set[str]:

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.platforms.local.procs import parent_death_signal
+from harness.procs import parent_death_signal, stop_process
 
 __all__ = ["PrometheusServer", "render_prometheus_config"]
 
@@ -63,10 +63,4 @@ class PrometheusServer:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)

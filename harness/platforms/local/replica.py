@@ -134,6 +134,7 @@ class ReplicaController(threading.Thread):
         self._started_at = time.time()
         self._backoff_until = 0.0
         self._terminating_since = 0.0
+        self._override: dict[str, str] = {}
 
     # -- views ---------------------------------------------------------------------------------------
     def snapshot(self) -> ReplicaStatus:
@@ -198,7 +199,8 @@ class ReplicaController(threading.Thread):
         pid_file = self.workdir / "server.pid"
         pid_file.unlink(missing_ok=True)
         # Fault overrides (harness.faults.overrides) apply at each container start, like a changed pod spec.
-        env = self.triton.environment({**self.spec.env, **self.env, **read_env_override(self.workdir)})
+        self._override = read_env_override(self.workdir)
+        env = self.triton.environment({**self.spec.env, **self.env, **self._override})
         cgroup = read_cgroup(self.workdir)
         grace = self.spec.termination_grace_s * self.time_scale
         self._shim = subprocess.Popen(
@@ -359,7 +361,12 @@ class ReplicaController(threading.Thread):
             )
             if was_stopping:
                 break
-            delay = self.backoff.next_delay(ran_for)
+            if read_env_override(self.workdir) != self._override:
+                # The pod spec changed (a rolling restart on Kubernetes): a new pod, no back-off history.
+                self.backoff = CrashLoopBackOff(self.time_scale)
+                delay = 0.0
+            else:
+                delay = self.backoff.next_delay(ran_for)
             if delay > 0:
                 until = time.time() + delay
                 msg = f"CrashLoopBackOff: back-off {delay:g}s restarting failed container (last: {why})"
