@@ -293,3 +293,13 @@ def test_an_empty_sliver_at_the_end_of_observation_is_not_an_outage(tmp_path: Pa
     assert r.recovered
     assert r.time_to_recover_s == pytest.approx(10.2 + 0.002 - 9.7, **EXACT)
     assert r.bad_time_s == pytest.approx(1.0, **EXACT)
+
+
+def test_capacity_recovers_when_a_replaced_pod_is_ready(tmp_path: Path) -> None:
+    # Kubernetes replaces a deleted pod with one of a new name; capacity is back when it is ready.
+    events = [(10.1, EventKind.STOPPED, "triton-a"), (10.3, EventKind.STARTED, "triton-c"),
+              (11.6, EventKind.READY, "triton-c")]
+    r = analyse_repetition(_rep(tmp_path, steady(0, 60, 50), fault_start=10.0, replicas=("triton-a", "triton-b"),
+                                events=events), DEFAULT)
+    assert r.capacity is not None and r.capacity.recovered
+    assert r.capacity.seconds == pytest.approx(1.6, **EXACT)

@@ -85,22 +85,33 @@ class CapacityRecovery:
 def capacity_recovery(
     events: Sequence[Event], replicas: Iterable[str], t0_ns: int, observation_end_ns: int
 ) -> CapacityRecovery:
-    """From ``t0`` until every replica is ready again (the last time all became ready, if ever)."""
+    """From ``t0`` until as many replicas are ready as there were (the last time that became true, if ever).
+
+    Counting, not naming: on Kubernetes a deleted pod is replaced by one with a new name, and capacity is
+    back when the replacement is ready; locally the names stay and this is "every replica ready again".
+    """
     ordered = sorted(events, key=lambda e: e.ts_ns)
-    names = _replica_names(ordered, replicas)
+    initial = list(dict.fromkeys(replicas))
+    names = _replica_names(ordered, initial)
     if not names:
         return CapacityRecovery(True, 0.0, None, t0_ns)
-    state = dict.fromkeys(names, "ready")
+    desired = len(initial) or len(names)
+    # Replicas at the start were ready (the steady state held); one first seen later is not, until it says so.
+    state = {name: "ready" if name in initial or not initial else "absent" for name in names}
+
+    def full() -> bool:
+        return sum(1 for s in state.values() if s == "ready") >= desired
+
     became_ready = t0_ns
     for e in ordered:
         new = lane_state(e.kind)
-        if new is None or e.replica not in state or e.ts_ns > observation_end_ns:
+        if new is None or not e.replica or e.ts_ns > observation_end_ns:
             continue
-        before = all(s == "ready" for s in state.values())
+        before = full()
         state[e.replica] = new
-        after = all(s == "ready" for s in state.values())
+        after = full()
         if e.ts_ns >= t0_ns and after and not before:
             became_ready = e.ts_ns
-    if not all(s == "ready" for s in state.values()):
+    if not full():
         return CapacityRecovery(False, None, max(0, observation_end_ns - t0_ns) / 1e9, None)
     return CapacityRecovery(True, max(0, became_ready - t0_ns) / 1e9, None, became_ready)
