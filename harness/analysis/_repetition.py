@@ -177,6 +177,8 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     latency = frame["latency_s"].to_numpy(dtype=np.float64)
     ok = (frame["outcome"] == "ok").to_numpy(dtype=bool)
     events = list(read_events(rep_dir / "events.jsonl"))
+    # An events file with no records means no replica changed state (they stayed ready), not "unknown".
+    has_events_file = (rep_dir / "events.jsonl").exists()
     if not len(start) and info.load_start_ns is None:
         raise ConfigError(f"{rep_dir}: the timeline is empty and experiment.json has no load_start_ns; "
                           "nothing to analyse")
@@ -260,13 +262,13 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     else:
         notes.append("no fault was injected in this repetition (no fault start)")
         phases = {"before": (span_start, obs_end), "during": (obs_end, obs_end), "after": (obs_end, obs_end)}
-    if not events:
+    if not events and not has_events_file:
         notes.append("no platform events: replica lanes and capacity recovery are unavailable")
         capacity = None if not info.replicas else capacity
     return RepetitionResult(
         info=info, repetition=rep_dir.name, directory=rep_dir, t0_ns=t0,
         time_to_impact_s=tti, time_to_recover_s=ttr, recovered=recovered, ttr_lower_bound_s=lower,
-        bad_time_s=bad_s, capacity=capacity if events else None,
+        bad_time_s=bad_s, capacity=capacity if events or has_events_file else None,
         requests_total=total, requests_failed=failed,
         availability_time=availability_time, availability_requests=availability_requests,
         observed_s=span_ns / 1e9, observation_after_fault_s=after_s,

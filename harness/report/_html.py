@@ -90,9 +90,11 @@ def _rep_table(e: ExperimentAnalysis) -> str:
         errors = ", ".join(f"{k}: {v}" for k, v in r.errors_by_class.items()) or "none"
         server = "missing"
         if r.server:
-            server = (f"ok {r.server.get('requests_success')}, failed {r.server.get('requests_failure')}, "
-                      f"queue {r.server.get('queue_time_mean_ms')} ms, GPU mem max "
-                      f"{r.server.get('gpu_memory_used_max_bytes')}")
+            gpu = r.server.get("gpu_memory_used_max_bytes")
+            server = (f"ok {_count(r.server.get('requests_success'))}, "
+                      f"failed {_count(r.server.get('requests_failure'))}, "
+                      f"queue {_fmt(r.server.get('queue_time_mean_ms'))} ms, GPU memory max "
+                      + (f"{gpu / 2**30:.2f} GiB" if isinstance(gpu, int | float) else "n/a (no GPU)"))
         tti = "none" if r.time_to_impact_s is None else f"{r.time_to_impact_s:.3f} s"
         rows.append(
             f"<tr><td>{escape(r.repetition)}</td><td>{escape(r.info.status)}</td><td>{tti}</td>"
@@ -190,3 +192,8 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _count(value: Any) -> str:
+    """Prometheus counters come back as floats (increase() extrapolates); show whole requests."""
+    return "n/a" if value is None else f"{round(float(value)):,}"
