@@ -22,6 +22,7 @@ import yaml
 from harness.chaos.actions import FAULT_ACTIONS, select_replicas
 from harness.chaos.context import new_run_id
 from harness.errors import ConfigError, HarnessError, PlatformError
+from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 
 __all__ = [
@@ -264,10 +265,6 @@ def _wait_ready(platform: Platform, timeout_s: float) -> None:
     raise PlatformError(f"replicas were not all ready within {timeout_s:g}s before the next repetition")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 class RunSession:
@@ -294,7 +291,7 @@ class RunSession:
             "settings": {**status.details, "endpoints": status.to_json()["endpoints"]},
             "experiments": list(experiments), "repeat": options.repeat, **(extra or {}),
         }
-        _write_json(self.run_dir / "run.json", self.meta)
+        write_json_atomic(self.run_dir / "run.json", self.meta)
         self.outcome = RunOutcome(self.run_dir)
 
     def run_repetition(self, plan: ExperimentPlan, rep: int, variables: Mapping[str, Any] | None = None,
@@ -347,7 +344,7 @@ class RunSession:
         finally:
             self.meta.update(finished_ns=time.time_ns(),
                              status="interrupted" if self.outcome.interrupted else "completed")
-            _write_json(self.run_dir / "run.json", self.meta)
+            write_json_atomic(self.run_dir / "run.json", self.meta)
         return self.outcome
 
 

@@ -16,21 +16,10 @@ from pathlib import Path
 import pytest
 from synthetic_run import write_run
 
+from harness.bench.accuracy import sequential_load
 from harness.events import read_events
 from harness.report import build_report
 from harness.timeline import TimelineWriter
-from harness.triton.client import infer_http, reference_input
-
-
-def _load(url: str, writer: TimelineWriter, stop: threading.Event) -> None:
-    data = reference_input()
-    while not stop.is_set():
-        start = time.time_ns()
-        t = time.perf_counter()
-        out = infer_http(url, data, timeout_s=2.0)
-        latency = time.perf_counter() - t
-        error = "" if out.ok else ("connection_refused" if "Refused" in out.error else "other")
-        writer.record(start, latency, "ok" if out.ok else "error", error, 200 if out.ok else -1, out.replica)
 
 
 @pytest.mark.timeout(240)
@@ -42,7 +31,7 @@ def test_real_replica_kill_is_measured(make_platform, tmp_path: Path) -> None:  
     writer = TimelineWriter(rep / "timeline", worker="0")
     stop = threading.Event()
     load_start = time.time_ns()
-    loader = threading.Thread(target=_load, args=(status.endpoints.http, writer, stop), daemon=True)
+    loader = threading.Thread(target=sequential_load, args=(status.endpoints.http, writer, stop), daemon=True)
     loader.start()
     time.sleep(3)
     victim = status.replicas[0]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.timeline import TimelineWriter
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "sequential_load"]
 
 _PROBE_INTERVAL_S = 0.02
 
@@ -93,7 +93,9 @@ class _Prober(threading.Thread):
         return (max(failed) - t0_ns) / 1e9 if failed else 0.0
 
 
-def _loader(url: str, writer: TimelineWriter, stop: threading.Event) -> None:
+def sequential_load(url: str, writer: TimelineWriter, stop: threading.Event) -> None:
+    """One plain client sending requests back to back into a timeline (no Locust, no gevent): the
+    harness-side measurement of this benchmark, and of tests that need a timeline in a thread."""
     from harness.triton.client import infer_http, reference_input
 
     data = reference_input()
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             writer = TimelineWriter(rep / "timeline", worker="0")
             stop = threading.Event()
             prober = _Prober(host, port)
-            loader = threading.Thread(target=_loader, args=(status.endpoints.http, writer, stop), daemon=True)
+            loader = threading.Thread(target=sequential_load, args=(status.endpoints.http, writer, stop), daemon=True)
             load_start = time.time_ns()
             prober.start()
             loader.start()

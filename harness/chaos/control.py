@@ -30,6 +30,7 @@ from harness.chaos.actions import FAULT_ACTIONS
 from harness.chaos.context import RunContext
 from harness.errors import ConfigError
 from harness.events import read_events
+from harness.jsonfile import write_json_atomic
 from harness.procs import alive
 
 __all__ = [
@@ -55,10 +56,6 @@ def _cfg(configuration: Configuration, key: str, default: Any) -> Any:
     return default if value in (None, "") else value
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def before_experiment_control(context: dict[str, Any], configuration: Configuration | None = None,
@@ -105,7 +102,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         info["load"] = {"profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py")),
                         "pid": load.pid}
         time.sleep(float(_cfg(configuration, "harness_warmup_s", 5)))
-    _write_json(ctx.run_dir / "experiment.json", info)
+    write_json_atomic(ctx.run_dir / "experiment.json", info)
 
 
 def _start_load(ctx: RunContext, configuration: Configuration, http: str, grpc: str) -> Any:
@@ -230,8 +227,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
         injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
     )
-    _write_json(info_path, info)
-    _write_json(ctx.run_dir / "journal.json", journal)
+    write_json_atomic(info_path, info)
+    write_json_atomic(ctx.run_dir / "journal.json", journal)
     try:
         events_path = ctx.platform().events_path()
         start = int(info.get("load_start_ns") or 0) - 1_000_000_000

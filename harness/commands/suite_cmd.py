@@ -18,6 +18,7 @@ from typing import Any
 from harness.analysis import load_settings
 from harness.commands.run_cmd import _print_outcome
 from harness.errors import HarnessError
+from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report, parse_threshold, trend
@@ -101,7 +102,7 @@ def _mark(run_dir: Path, status: str, why: str) -> None:
     path = run_dir / "run.json"
     meta = json.loads(path.read_text())
     meta.update(status=status, error=why, finished_ns=time.time_ns())
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    write_json_atomic(path, meta)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,7 +8,6 @@ report is built) the measured one beside it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import IO, Any
 
 from harness.gameday.live import LiveView
 from harness.gameday.runbook import Runbook
+from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 from harness.runner import RunOptions, RunSession, load_plans
 
@@ -89,7 +89,7 @@ def run_gameday(platform: Platform, runbook: Runbook, options: RunOptions, platf
         view.join(3)
         signal.signal(signal.SIGTERM, previous)
         session.close(result.aborted)
-        _write(session.run_dir / "gameday.json", {"title": runbook.title, "runbook": str(runbook.path),
+        write_json_atomic(session.run_dir / "gameday.json", {"title": runbook.title, "runbook": str(runbook.path),
                                                    "aborted": result.aborted or view.aborted,
                                                    "steps": result.steps, "notes": read_notes(session.run_dir)})
     result.aborted = result.aborted or view.aborted
@@ -103,10 +103,6 @@ def read_notes(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _write(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def compare_expectations(run_dir: Path, measured: Mapping[str, Mapping[str, float | None]]) -> list[dict[str, Any]]:
@@ -122,7 +118,7 @@ def compare_expectations(run_dir: Path, measured: Mapping[str, Mapping[str, floa
                            "met": value is not None and value <= bound})
         step["measured"] = dict(figures)
         step["checks"] = checks
-    _write(path, doc)
+    write_json_atomic(path, doc)
     return list(doc["steps"])
 
 

@@ -6,8 +6,6 @@ writes the same file.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.jsonfile import write_json_atomic
 
 __all__ = ["RunDir", "new_run_id"]
 
@@ -72,6 +71,4 @@ class RunDir:
             "experiments": [],
             **extra,
         }
-        tmp = self.path / "run.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path / "run.json")
+        write_json_atomic(self.path / "run.json", data)

@@ -18,6 +18,7 @@ import yaml
 
 from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import ConfigError
+from harness.jsonfile import write_json_atomic
 
 __all__ = [
     "DEFAULT_PRODUCTION_PATTERN",
@@ -119,7 +120,7 @@ class KubernetesSettings:
     def save(self, directory: Path) -> Path:
         path = directory / "settings.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True))
+        write_json_atomic(path, self.to_json())
         return path
 
     @classmethod

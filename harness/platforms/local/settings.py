@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import ConfigError
+from harness.jsonfile import write_json_atomic
 
 __all__ = ["LocalSettings", "default_state_dir"]
 
@@ -92,7 +93,7 @@ class LocalSettings:
     def save(self) -> Path:
         path = self.state_dir / "settings.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True))
+        write_json_atomic(path, self.to_json())
         return path
 
     @classmethod

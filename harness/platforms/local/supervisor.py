@@ -9,7 +9,6 @@ Run: python -m harness.platforms.local.supervisor STATE_DIR
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 from harness.deployment import load_deployment
 from harness.events import EventKind, EventLog
+from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Endpoints, PlatformStatus
 from harness.platforms.local.haproxy import HAProxy, ServerTarget, render_haproxy_config
 from harness.platforms.local.procs import remove_orphaned_shm
@@ -29,13 +29,9 @@ from harness.platforms.local.settings import LocalSettings
 from harness.triton.modelrepo import ModelSettings, materialise
 from harness.triton.runtime import find_triton, has_gpu
 
-__all__ = ["Supervisor", "endpoints_for", "write_json_atomic"]
+__all__ = ["Supervisor", "endpoints_for"]
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def endpoints_for(settings: LocalSettings) -> Endpoints:
