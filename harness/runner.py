@@ -17,13 +17,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import yaml
-
-from harness.chaos.actions import FAULT_ACTIONS, select_replicas
 from harness.chaos.context import new_run_id
 from harness.errors import ConfigError, HarnessError, PlatformError
+from harness.faults.families import BY_ACTION, FAULT_ACTIONS
+from harness.faults.family import Targeting, check_args, parse_args
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
+from harness.run_settings import check_run_settings, load_document, safe_yaml_value
 
 __all__ = [
     "ExperimentPlan",
@@ -68,7 +68,12 @@ class RunOutcome:
 
     @property
     def failed(self) -> bool:
-        return any(r["status"] != "completed" or r["deviated"] for r in self.repetitions)
+        return any(r["status"] != "completed" or r["deviated"] or r.get("void") for r in self.repetitions)
+
+    @property
+    def void(self) -> list[str]:
+        """Repetitions that measured nothing (the fault did not land, or an action failed), with why."""
+        return [f"{r['experiment']} #{r['rep']}: {r['void']}" for r in self.repetitions if r.get("void")]
 
 
 def parse_vars(pairs: Sequence[str]) -> dict[str, Any]:
@@ -78,18 +83,15 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--var {pair!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
+        out[key.strip()] = safe_yaml_value(value) if value else ""
     return out
 
 
 def _var_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--var-file {path}: cannot read it: {exc}") from exc
+        data = load_document(path, "--var-file")
+    except ConfigError as exc:
+        raise ConfigError(f"--var-file {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--var-file {path}: expected a mapping (optionally under 'configuration')")
     config = data.get("configuration", data)
@@ -110,44 +112,52 @@ def _resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return out
 
 
+def _action_model(func: str) -> type[Targeting] | None:
+    """The argument model of a harness action: its fault family's, or the reload helper's."""
+    if func in BY_ACTION:
+        return BY_ACTION[func].args
+    if func == "reload_model":
+        from harness.chaos.actions import ReloadArgs
+
+        return ReloadArgs
+    return None
+
+
 def _check_activity(where: str, activity: Mapping[str, Any], config: Mapping[str, Any],
                     replicas: Sequence[str]) -> list[str]:
     """The harness's own argument checks, on substituted values, before anything runs."""
+    import importlib
     import inspect
 
     from chaoslib import substitute
 
-    problems: list[str] = []
     provider = activity.get("provider") or {}
     module, func = provider.get("module"), provider.get("func")
     if provider.get("type") != "python" or module not in _HARNESS_MODULES:
-        return problems
-    import importlib
-
+        return []
     target = getattr(importlib.import_module(str(module)), str(func), None)
-    if target is None:
+    if target is None or str(func).startswith("_"):
         return [f"{where}: {module} has no function {func!r}"]
     args = substitute(dict(provider.get("arguments") or {}), dict(config), None)
     unresolved = [f"{k}={v}" for k, v in args.items() if isinstance(v, str) and "${" in v]
     if unresolved:
-        problems.append(f"{where}: arguments refer to configuration keys that do not exist: {unresolved}")
-        return problems
-    try:
-        inspect.signature(target).bind(**args)
-    except TypeError as exc:
-        return [f"{where}: {func}: {exc} (arguments: {sorted(args)})"]
-    if module == "harness.chaos.actions" and replicas:
+        return [f"{where}: arguments refer to configuration keys that do not exist: {unresolved}"]
+    model = _action_model(str(func)) if module == "harness.chaos.actions" else None
+    if model is None:
         try:
-            select_replicas(replicas, args.get("mode", "one" if func != "block_network" else "all"),
-                            args.get("count"), args.get("percent"), args.get("names"), args.get("seed"))
+            inspect.signature(target).bind(**args)
+        except TypeError as exc:
+            return [f"{where}: {func}: {exc} (arguments: {sorted(args)})"]
+        return []
+    parsed, problems = check_args(model, args)
+    if parsed is None:
+        return [f"{where}: {func}: {line}" for line in problems]
+    if replicas:
+        try:
+            parsed.select(replicas)
         except ConfigError as exc:
-            problems.append(f"{where}: {exc}")
-        for key in ("grace_s", "duration_s", "delay_s", "max_duration_s", "leave_free_mb", "headroom_mb"):
-            value = args.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-                                      or value > 3600 * 24):
-                problems.append(f"{where}: {key} must be a non-negative number of reasonable size, got {value!r}")
-    return problems
+            return [f"{where}: {func}: {exc}"]
+    return []
 
 
 def _check_pauses(where: str, activity: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
@@ -171,14 +181,12 @@ def load_plans(paths: Sequence[Path], options: RunOptions, replicas: Sequence[st
     plans, problems = [], []
     if options.repeat < 1:
         problems.append(f"--repeat must be at least 1, got {options.repeat}")
+    imported: dict[Path, str | None] = {}
     for path in paths:
         try:
-            experiment = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            problems.append(f"{path}: cannot read it ({exc.strerror}); give an experiment file path")
-            continue
-        except yaml.YAMLError as exc:
-            problems.append(f"{path}: not valid YAML: {exc}")
+            experiment = load_document(path)
+        except ConfigError as exc:
+            problems.append(str(exc))
             continue
         if not isinstance(experiment, dict):
             problems.append(f"{path}: not a Chaos Toolkit experiment (expected a mapping)")
@@ -189,31 +197,49 @@ def load_plans(paths: Sequence[Path], options: RunOptions, replicas: Sequence[st
             ensure_experiment_is_valid(experiment)
         except ChaosException as exc:
             problems.append(f"{path}: {exc}")
+        except RecursionError:
+            problems.append(f"{path}: nested too deeply to be an experiment")
         except Exception as exc:  # noqa: BLE001 - chaoslib raises assorted errors on malformed input
             problems.append(f"{path}: invalid experiment: {exc.__class__.__name__}: {exc}")
-        controls = [c for c in experiment.get("controls") or [] if (c.get("provider") or {}).get("module")
-                    == _CONTROL_MODULE]
-        if not controls:
-            problems.append(f"{path}: declares no '{_CONTROL_MODULE}' control, so no load would run; add it under "
-                            "'controls' (see experiments/pod-kill.yaml)")
-        config = _resolve(experiment.get("configuration") or {}, overrides)
-        profile = Path(str(config.get("harness_profile") or "loadprofiles/steady.py"))
-        if str(config.get("harness_load", "true")).lower() not in ("false", "0", "no") and not profile.exists():
-            problems.append(f"{path}: load profile {profile} does not exist (harness_profile)")
-        hypothesis = experiment.get("steady-state-hypothesis") or {}
-        sections = {"steady-state-hypothesis": hypothesis.get("probes") if isinstance(hypothesis, dict) else None,
-                    "method": experiment.get("method"), "rollbacks": experiment.get("rollbacks")}
-        activities = [(section, a) for section, items in sections.items() if isinstance(items, list)
-                      for a in items if isinstance(a, dict)]
-        for section, activity in activities:
-            where = f"{path}: {section} activity {activity.get('name', '?')!r}"
-            problems.extend(_check_activity(where, activity, config, replicas))
-            problems.extend(_check_pauses(where, activity, config))
-        fault = str(config.get("harness_fault") or _fault_of(experiment) or path.stem)
-        plans.append(ExperimentPlan(path, path.stem, experiment, config, fault))
+        try:
+            plan, found = _check_experiment(path, experiment, overrides, replicas, imported)
+        except (AttributeError, TypeError, ValueError) as exc:
+            problems.append(f"{path}: not shaped like a Chaos Toolkit experiment ({exc}); compare it with "
+                            "experiments/pod-kill.yaml")
+            continue
+        problems.extend(found)
+        plans.append(plan)
     if problems:
         raise ConfigError("the experiments are not valid; nothing was injected:\n  - " + "\n  - ".join(problems))
     return plans
+
+
+def _check_experiment(path: Path, experiment: dict[str, Any], overrides: Mapping[str, Any],
+                      replicas: Sequence[str], imported: dict[Path, str | None]) -> tuple[ExperimentPlan, list[str]]:
+    """The harness's own checks of one experiment that parsed: control, settings, every activity."""
+    problems: list[str] = []
+    controls = [c for c in experiment.get("controls") or [] if (c.get("provider") or {}).get("module")
+                == _CONTROL_MODULE]
+    if not controls:
+        problems.append(f"{path}: declares no '{_CONTROL_MODULE}' control, so no load would run; add it under "
+                        "'controls' (see experiments/pod-kill.yaml)")
+    raw_config = experiment.get("configuration") or {}
+    if not isinstance(raw_config, dict):
+        problems.append(f"{path}: 'configuration' must be a mapping of names to values")
+        raw_config = {}
+    config = _resolve(raw_config, overrides)
+    problems.extend(check_run_settings(config, str(path), imported))
+    hypothesis = experiment.get("steady-state-hypothesis") or {}
+    sections = {"steady-state-hypothesis": hypothesis.get("probes") if isinstance(hypothesis, dict) else None,
+                "method": experiment.get("method"), "rollbacks": experiment.get("rollbacks")}
+    activities = [(section, a) for section, items in sections.items() if isinstance(items, list)
+                  for a in items if isinstance(a, dict)]
+    for section, activity in activities:
+        where = f"{path}: {section} activity {activity.get('name', '?')!r}"
+        problems.extend(_check_activity(where, activity, config, replicas))
+        problems.extend(_check_pauses(where, activity, config))
+    fault = str(config.get("harness_fault") or _fault_of(experiment) or path.stem)
+    return ExperimentPlan(path, path.stem, experiment, config, fault), problems
 
 
 def _fault_of(experiment: Mapping[str, Any]) -> str:
@@ -234,10 +260,10 @@ def describe_plan(plans: Sequence[ExperimentPlan], replicas: Sequence[str], repe
             provider = activity.get("provider") or {}
             args = substitute(dict(provider.get("arguments") or {}), plan.configuration, None)
             targets = ""
-            if provider.get("module") == "harness.chaos.actions":
-                picked = select_replicas(replicas, args.get("mode", "one" if provider.get("func") != "block_network"
-                                                            else "all"), args.get("count"), args.get("percent"),
-                                         args.get("names"), args.get("seed"))
+            model = _action_model(str(provider.get("func"))) if provider.get("module") == "harness.chaos.actions" \
+                else None
+            if model is not None:
+                picked = parse_args(model, args).select(replicas)
                 targets = f" -> targets {picked}" + (" (random pick)" if args.get("seed") is None
                                                       and not args.get("names") else "")
             pause = (activity.get("pauses") or {}).get("after")
@@ -320,18 +346,23 @@ class RunSession:
         # values go into the experiment's configuration itself.
         journal = run_experiment({**plan.experiment, "configuration": config}, settings=settings)
         info_path = rep_dir / "experiment.json"
-        if not info_path.exists() or "load_start_ns" not in json.loads(info_path.read_text()):
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        if journal.get("status") == "interrupted" or info.get("status") == "interrupted":
+            self.outcome.repetitions.append({"experiment": name, "rep": rep, "dir": rep_dir, "status": "interrupted",
+                                             "deviated": False, "void": None})
+            raise KeyboardInterrupt("the experiment was interrupted")
+        if "load_start_ns" not in info:
             error = rep_dir / "control.error"
             why = error.read_text() if error.exists() else (
                 "it did not run: Chaos Toolkit skips a control that fails to load, logging it only at DEBUG")
             raise HarnessError(f"the harness control failed for {plan.path}: {why}; the run is void "
                                f"(nothing stays injected). Files: {rep_dir}")
-        info = json.loads(info_path.read_text())
         result = {"experiment": name, "rep": rep, "dir": rep_dir,
-                  "status": info.get("status", journal.get("status")), "deviated": bool(journal.get("deviated"))}
+                  "status": info.get("status", journal.get("status")), "deviated": bool(journal.get("deviated")),
+                  "void": info.get("void")}
         self.outcome.repetitions.append(result)
-        if journal.get("status") == "interrupted":
-            raise KeyboardInterrupt("the experiment was interrupted")
+        if result["void"]:
+            print(f"   VOID: {result['void']}", flush=True)
         return result
 
     def close(self, interrupted: bool) -> RunOutcome:

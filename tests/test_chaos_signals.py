@@ -20,6 +20,7 @@ import yaml
 
 from harness.faults.nft import harness_tables
 from harness.platforms.local.platform import LocalPlatform
+from harness.procs import alive
 from tests.conftest import local_settings
 from tests.helpers import processes_mentioning, wait_for
 
@@ -104,3 +105,30 @@ def test_signal_during_fault_rolls_back(platform: LocalPlatform, tmp_path: Path,
     assert info["status"] == "interrupted" and info["fault_start_ns"]
     run = json.loads((rep_dir.parents[2] / "run.json").read_text())
     assert run["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_the_warm_up_is_an_interrupt(platform: LocalPlatform, tmp_path: Path, sig: int) -> None:
+    """Before any fault (the load is warming up): exit 130, status interrupted, no "control failed" diagnosis."""
+    wait_for(lambda: platform.status().ready_replicas == 2, 90, "both replicas ready before the run")
+    path = _experiment(tmp_path, "pod-kill")
+    doc = yaml.safe_load(path.read_text())
+    doc["configuration"].update(harness_load=True, harness_warmup_s=30, harness_users=1,
+                                harness_profile=str(Path(__file__).resolve().parent.parent / "loadprofiles/steady.py"))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(path), "--state-dir",
+                             str(platform.state), "--reports-dir", str(reports)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: bool(list(reports.glob("*/experiments/*/1/experiment.json"))), 60, "the load to start")
+    time.sleep(1)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "control failed" not in out and "Traceback" not in out, out
+    rep_dir = next(reports.glob("*/experiments/*/1"))
+    assert json.loads((rep_dir / "experiment.json").read_text())["status"] == "interrupted"
+    assert json.loads((rep_dir.parents[2] / "run.json").read_text())["status"] == "interrupted"
+    load_pid = int((rep_dir / "load.pid").read_text())
+    wait_for(lambda: not alive(load_pid), 10, "the load process to be stopped")
+    _nothing_injected(platform)

@@ -1,23 +1,30 @@
-"""Chaos Toolkit actions: the four faults of the mission, plus the model reload that triggers loads.
+"""Chaos Toolkit actions: thin entry points to the fault families in ``harness.faults``.
 
-Each action selects its targets by ``mode`` (one, count, percent, all) or explicit ``names``, checks
-its arguments before touching anything, records what it injected in the run directory, and leaves the
-undo to ``harness.chaos.rollbacks`` (and, if those never run, the watchdog and ``harness cleanup``).
+Each action parses its arguments with its family's model (the same model that validated the experiment
+before anything ran), picks the targets, writes down what it injects, injects, and then proves that the
+fault landed. A fault that did not land is recorded as such in the run directory and the action fails, so
+the repetition is void and can never count as evidence. Undo is left to ``harness.chaos.rollbacks`` (and,
+if those never run, the watchdog and ``harness cleanup``).
 """
 
 from __future__ import annotations
 
-import random
-import signal as signals
-from collections.abc import MutableMapping, Sequence
-from typing import Any, Literal
+from collections.abc import MutableMapping
+from typing import Any, ClassVar, cast
 
-from harness.chaos.context import RunContext, positive
-from harness.errors import ConfigError, FaultError
+from harness.chaos.context import RunContext
+from harness.errors import FaultError
+from harness.faults import memory_pressure as memory_family
+from harness.faults import network_block, pod_kill, slow_load
+from harness.faults.families import FAULT_ACTIONS
+from harness.faults.family import FaultScope, Landing, Mode, Targeting, parse_args, select_replicas
+from harness.platforms.base import FaultTarget, Platform
 
 __all__ = [
     "FAULT_ACTIONS",
+    "ReloadArgs",
     "block_network",
+    "fault_scope",
     "kill_replicas",
     "memory_pressure",
     "reload_model",
@@ -25,181 +32,91 @@ __all__ = [
     "slow_model_load",
 ]
 
-Mode = Literal["one", "count", "percent", "all"]
-Trigger = Literal["restart", "reload"]
 Configuration = MutableMapping[str, Any]
 
-# Activities whose start is the fault start t0 (DESIGN.md): the first of these in a run's method.
-FAULT_ACTIONS = ("kill_replicas", "block_network", "memory_pressure", "slow_model_load")
-MAX_FAULT_S = 3600.0
 
-
-def select_replicas(
-    available: Sequence[str],
-    mode: Mode = "one",
-    count: int | None = None,
-    percent: float | None = None,
-    names: Sequence[str] | None = None,
-    seed: int | None = None,
-) -> list[str]:
-    """Pick targets. Explicit names win; otherwise a seeded random choice of the given size."""
-    pool = sorted(available)
-    if not pool:
-        raise FaultError("the platform has no replicas to target")
-    if names:
-        unknown = sorted(set(names) - set(pool))
-        if unknown:
-            raise ConfigError(f"names {unknown} match no replica (replicas: {pool})")
-        return sorted(set(names))
-    if mode == "all":
-        size = len(pool)
-    elif mode == "one":
-        size = 1
-    elif mode == "count":
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ConfigError(f"mode 'count' needs count >= 1, got {count!r}")
-        if count > len(pool):
-            raise ConfigError(f"count {count} is more than the {len(pool)} replicas there are")
-        size = count
-    elif mode == "percent":
-        if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 < percent <= 100:
-            raise ConfigError(f"mode 'percent' needs 0 < percent <= 100, got {percent!r}")
-        size = max(1, round(len(pool) * percent / 100))
-    else:
-        raise ConfigError(f"mode must be one of one, count, percent, all; got {mode!r}")
-    return sorted(random.Random(seed).sample(pool, size))
-
-
-def _ops(ctx: RunContext) -> Any:
-    platform = ctx.platform()
+def fault_scope(ctx: RunContext, platform: Platform | None = None) -> FaultScope:
+    """The platform's fault operations (``fault_ops()`` where it has them), its status, the run id."""
+    platform = platform or ctx.platform()
     fault_ops = getattr(platform, "fault_ops", None)
-    return fault_ops() if callable(fault_ops) else platform
+    # A platform without fault_ops() (Kubernetes) implements FaultTarget itself.
+    ops = cast(FaultTarget, fault_ops() if callable(fault_ops) else platform)
+    return FaultScope(ops=ops, status=platform.status, run_id=ctx.run_id)
 
 
-def _targets(ctx: RunContext, mode: Mode, count: int | None, percent: float | None,
-             names: Sequence[str] | None, seed: int | None) -> tuple[Any, list[str]]:
-    platform = ctx.platform()
-    available = [r.name for r in platform.status().replicas]
-    return _ops(ctx), select_replicas(available, mode, count, percent, names, seed)
-
-
-def kill_replicas(
-    mode: Mode = "one",
-    count: int | None = None,
-    percent: float | None = None,
-    names: list[str] | None = None,
-    signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL",
-    grace_s: float = 0.0,
-    seed: int | None = None,
-    configuration: Configuration | None = None,
-) -> dict[str, Any]:
-    """Pod kill: SIGKILL the selected replicas, or SIGTERM with ``grace_s`` (pod deletion with grace)."""
-    if signal not in ("SIGKILL", "SIGTERM"):
-        raise ConfigError(f"signal must be SIGKILL or SIGTERM, got {signal!r}")
-    if isinstance(grace_s, bool) or not isinstance(grace_s, int | float) or not 0 <= grace_s <= 300:
-        raise ConfigError(f"grace_s must be within 0..300, got {grace_s!r}")
+def _begin(configuration: Configuration | None, args: Targeting) -> tuple[RunContext, FaultScope, list[str]]:
     ctx = RunContext.from_configuration(configuration)
-    ops, targets = _targets(ctx, mode, count, percent, names, seed)
-    grace = 0.0 if signal == "SIGKILL" else float(grace_s) or 0.001
-    ctx.note_injection("pod-kill", targets, {}, signal=signal, grace_s=grace)
-    for name in targets:
-        ops.kill_replica(name, grace)
-    return {"killed": targets, "signal": signals.Signals[signal].name}
+    scope = fault_scope(ctx)
+    return ctx, scope, args.select([r.name for r in scope.status().replicas])
 
 
-def block_network(
-    mode: Mode = "all",
-    count: int | None = None,
-    percent: float | None = None,
-    names: list[str] | None = None,
-    max_duration_s: float = 600.0,
-    seed: int | None = None,
-    configuration: Configuration | None = None,
-) -> dict[str, Any]:
-    """Network-policy block: drop traffic to the selected replicas until the rollback (or the deadline)."""
-    positive("max_duration_s", max_duration_s, MAX_FAULT_S)
-    ctx = RunContext.from_configuration(configuration)
-    ops, targets = _targets(ctx, mode, count, percent, names, seed)
-    record = ops.block_network(targets, ctx.run_id, max_duration_s)
-    ctx.note_injection("network-policy-block", targets, record)
-    return {"blocked": targets, "record": record}
+def _landed(ctx: RunContext, landing: Landing, output: dict[str, Any]) -> dict[str, Any]:
+    """Record the proof; a fault that did not land fails the action (after it was written down)."""
+    ctx.note_landing(landing.to_json())
+    if not landing.landed:
+        raise FaultError(f"the {landing.fault} fault did not land ({landing.check}): {landing.detail}")
+    return {**output, "landing": landing.detail}
 
 
-def memory_pressure(
-    mode: Mode = "one",
-    count: int | None = None,
-    percent: float | None = None,
-    names: list[str] | None = None,
-    leave_free_mb: float = 32.0,
-    duration_s: float = 30.0,
-    headroom_mb: float = 256.0,
-    seed: int | None = None,
-    configuration: Configuration | None = None,
-) -> dict[str, Any]:
-    """GPU memory pressure: hold free memory at ``leave_free_mb`` for ``duration_s`` (top-up loop).
+def kill_replicas(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Pod kill: SIGKILL the selected replicas, or SIGTERM with ``grace_s`` (arguments: ``pod_kill.Args``)."""
+    args = parse_args(pod_kill.Args, arguments, "kill_replicas")
+    ctx, scope, targets = _begin(configuration, args)
+    ctx.note_injection(pod_kill.NAME, targets, {}, signal=args.signal, grace_s=args.grace)
+    killed = pod_kill.inject(scope, targets, args)
+    return _landed(ctx, pod_kill.verify(scope, targets, killed, args), {"killed": targets, "signal": args.signal})
+
+
+def block_network(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Network-policy block until the rollback or ``max_duration_s`` (arguments: ``network_block.Args``)."""
+    args = parse_args(network_block.Args, arguments, "block_network")
+    ctx, scope, targets = _begin(configuration, args)
+    record = network_block.inject(scope, targets, args)
+    ctx.note_injection(network_block.NAME, targets, record)
+    return _landed(ctx, network_block.verify(scope, targets), {"blocked": targets, "record": record})
+
+
+def memory_pressure(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Hold free (GPU) memory at ``leave_free_mb`` for ``duration_s`` (arguments: ``memory_pressure.Args``).
 
     Without a GPU it is the host-memory analogue, confined to the selected replicas' memory cgroups; the
     result says so (``analogue``) and so do the reports.
     """
-    positive("duration_s", duration_s, MAX_FAULT_S)
-    if isinstance(leave_free_mb, bool) or not isinstance(leave_free_mb, int | float) or leave_free_mb < 0:
-        raise ConfigError(f"leave_free_mb must be a number >= 0, got {leave_free_mb!r}")
-    positive("headroom_mb", headroom_mb, 1 << 20)
-    if leave_free_mb >= headroom_mb:
-        raise ConfigError(f"leave_free_mb ({leave_free_mb}) must be below headroom_mb ({headroom_mb})")
-    ctx = RunContext.from_configuration(configuration)
-    ops, targets = _targets(ctx, mode, count, percent, names, seed)
-    record = ops.memory_pressure(targets, ctx.run_id, float(leave_free_mb), float(duration_s), float(headroom_mb))
-    ctx.note_injection("gpu-memory-pressure", targets, record, analogue=record.get("analogue", ""))
-    return {"targets": targets, **record}
+    args = parse_args(memory_family.Args, arguments, "memory_pressure")
+    ctx, scope, targets = _begin(configuration, args)
+    restarts = {n: r.restarts for n, r in scope.replicas().items() if n in targets}
+    record = memory_family.inject(scope, targets, args)
+    ctx.note_injection(memory_family.NAME, targets, record, analogue=record.get("analogue", ""),
+                       args=args.model_dump(), restarts_before=restarts)
+    return _landed(ctx, memory_family.verify(scope, targets, record, args), {"targets": targets, **record})
 
 
-def slow_model_load(
-    mode: Mode = "one",
-    count: int | None = None,
-    percent: float | None = None,
-    names: list[str] | None = None,
-    delay_s: float = 10.0,
-    trigger: Trigger = "restart",
-    seed: int | None = None,
-    configuration: Configuration | None = None,
-) -> dict[str, Any]:
-    """Make the next model load take ``delay_s`` and trigger it.
+def slow_model_load(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Make the next model load take ``delay_s`` and trigger it (arguments: ``slow_load.Args``)."""
+    args = parse_args(slow_load.Args, arguments, "slow_model_load")
+    ctx, scope, targets = _begin(configuration, args)
+    injected = slow_load.inject(scope, targets, args)
+    ctx.note_injection(slow_load.NAME, targets, injected.record, trigger=args.trigger, delay_s=args.delay_s)
+    return _landed(ctx, slow_load.verify(scope, targets, injected, args),
+                   {"targets": targets, "trigger": args.trigger, "record": injected.record})
 
-    ``restart``: restart the replicas with the changed parameter (the load happens at startup, so probes
-    decide what users see). ``reload``: a config override through the model-control API over gRPC; the
-    old version keeps serving while the slow load runs.
+
+class ReloadArgs(Targeting):
+    default_mode: ClassVar[Mode] = "all"
+
+
+def reload_model(configuration: Configuration | None = None, **arguments: Any) -> dict[str, str]:
+    """Unload-and-load the model on the selected replicas (how a load under memory pressure is provoked).
+
+    Not a fault of its own; a reload that fails here is a failed action (the caller said it must work).
     """
-    positive("delay_s", delay_s, MAX_FAULT_S)
-    if trigger not in ("restart", "reload"):
-        raise ConfigError(f"trigger must be 'restart' or 'reload', got {trigger!r}")
-    ctx = RunContext.from_configuration(configuration)
-    ops, targets = _targets(ctx, mode, count, percent, names, seed)
-    if trigger == "restart":
-        record = ops.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": f"{delay_s:g}"}, ctx.run_id, targets)
-        ctx.note_injection("slow-model-load", targets, record, trigger=trigger, delay_s=delay_s)
-        return {"targets": targets, "trigger": trigger, "record": record}
-    ctx.note_injection("slow-model-load", targets, {}, trigger=trigger, delay_s=delay_s)
-    results = {}
-    for name in targets:
-        ok, why = ops.reload_model(name, parameters={"load_delay_s": f"{delay_s:g}"})
-        results[name] = "reloaded" if ok else f"failed: {why}"
-    return {"targets": targets, "trigger": trigger, "results": results}
-
-
-def reload_model(
-    mode: Mode = "all",
-    count: int | None = None,
-    percent: float | None = None,
-    names: list[str] | None = None,
-    seed: int | None = None,
-    configuration: Configuration | None = None,
-) -> dict[str, str]:
-    """Unload-and-load the model on the selected replicas (how a load under memory pressure is provoked)."""
-    ctx = RunContext.from_configuration(configuration)
-    ops, targets = _targets(ctx, mode, count, percent, names, seed)
+    args = parse_args(ReloadArgs, arguments, "reload_model")
+    _, scope, targets = _begin(configuration, args)
     out = {}
     for name in targets:
-        ok, why = ops.reload_model(name, parameters={"load_delay_s": "0"})
+        ok, why = scope.ops.reload_model(name, parameters={slow_load.DELAY_PARAMETER: "0"})
         out[name] = "reloaded" if ok else f"failed: {why}"
+    failed = {n: v for n, v in out.items() if v != "reloaded"}
+    if failed:
+        raise FaultError("the model reload failed: " + "; ".join(f"{n}: {v}" for n, v in failed.items()))
     return out

@@ -87,6 +87,31 @@ class RunContext:
                     out.append(entry)
         return out
 
+    def pending(self, kind: str) -> list[dict[str, Any]]:
+        """Injections of ``kind`` not undone yet: a rollback that runs twice (method and rollbacks) acts once."""
+        out: list[dict[str, Any]] = []
+        for entry in self.injections():
+            if entry["kind"] == kind:
+                out.append(entry)
+            elif entry["kind"] == f"undone:{kind}":
+                out.clear()
+        return out
+
+    # -- proof that each fault landed -----------------------------------------------------------------
+    @property
+    def landings_path(self) -> Path:
+        return self.run_dir / "landings.jsonl"
+
+    def note_landing(self, landing: Mapping[str, Any]) -> None:
+        with self.landings_path.open("a") as fh:
+            fh.write(json.dumps(dict(landing), sort_keys=True, default=str) + "\n")
+            fh.flush()
+
+    def landings(self) -> list[dict[str, Any]]:
+        if not self.landings_path.exists():
+            return []
+        return [json.loads(line) for line in self.landings_path.read_text().splitlines() if line.strip()]
+
     def mark_undone(self, kind: str) -> None:
         with self.injected_path.open("a") as fh:
             fh.write(json.dumps({"ts_ns": time.time_ns(), "kind": f"undone:{kind}", "targets": [],

@@ -38,6 +38,7 @@ __all__ = [
     "before_experiment_control",
     "configure_control",
     "fault_window",
+    "void_reason",
 ]
 
 Configuration = MutableMapping[str, Any]
@@ -92,17 +93,25 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     if str(_cfg(configuration, "harness_load", "true")).lower() in ("false", "0", "no", "off"):
         (ctx.run_dir / "load.pid").write_text("0")
         info["load"] = "disabled"
-    else:
-        try:
-            load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
-        except Exception as exc:
-            (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
-            raise InterruptExecution(f"harness control: could not start the load: {exc}") from exc
-        (ctx.run_dir / "load.pid").write_text(str(load.pid))
-        info["load"] = {"profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py")),
-                        "pid": load.pid}
-        time.sleep(float(_cfg(configuration, "harness_warmup_s", 5)))
+        write_json_atomic(ctx.run_dir / "experiment.json", info)
+        return
+    try:
+        load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
+    except Exception as exc:
+        (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
+        raise InterruptExecution(f"harness control: could not start the load: {exc}") from exc
+    (ctx.run_dir / "load.pid").write_text(str(load.pid))
+    info["load"] = {"profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py")),
+                    "pid": load.pid}
+    # Written before the warm-up, so an interrupt during it is recorded as one (not as a missing control).
     write_json_atomic(ctx.run_dir / "experiment.json", info)
+    try:
+        time.sleep(float(_cfg(configuration, "harness_warmup_s", 5)))
+    except KeyboardInterrupt as exc:
+        _stop_load(ctx.run_dir / "load.pid")
+        info.update(status="interrupted", load_end_ns=time.time_ns(), void=None, landings=[])
+        write_json_atomic(ctx.run_dir / "experiment.json", info)
+        raise InterruptExecution("interrupted during the warm-up; nothing was injected") from exc
 
 
 def _start_load(ctx: RunContext, configuration: Configuration, http: str, grpc: str) -> Any:
@@ -155,6 +164,32 @@ def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
 
 
 UNDO_FUNCS = ("unblock_network", "release_memory_pressure", "restore_model_load", "rollback_all")
+
+
+def _failure(entry: dict[str, Any]) -> str:
+    """The last line of a failed activity's exception: what Chaos Toolkit recorded as its cause."""
+    lines = [str(line).strip() for line in entry.get("exception") or [] if str(line).strip()]
+    text = lines[-1] if lines else "no reason recorded"
+    return text.removeprefix("chaoslib.exceptions.ActivityFailed: ")
+
+
+def void_reason(journal: dict[str, Any], landings: list[dict[str, Any]]) -> str | None:
+    """Why a repetition measured nothing (one line), or None.
+
+    Void: a fault that did not land, a method action that failed, a rollback that failed. Such a
+    repetition yields no figures, never counts towards a tier, and the run does not pass.
+    """
+    for landing in landings:
+        if not landing.get("landed"):
+            return f"the {landing.get('fault')} fault did not land: {landing.get('detail')}"
+    for entry in journal.get("run") or []:
+        activity = entry.get("activity") or {}
+        if entry.get("status") == "failed" and activity.get("type") == "action":
+            return f"method action {activity.get('name')!r} failed: {_failure(entry)}"
+    for entry in journal.get("rollbacks") or []:
+        if entry.get("status") == "failed":
+            return f"rollback {(entry.get('activity') or {}).get('name')!r} failed: {_failure(entry)}"
+    return None
 
 
 def fault_window(journal: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -211,6 +246,9 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
     info_path = ctx.run_dir / "experiment.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if info.get("status") == "interrupted":  # interrupted during the warm-up: already recorded
+        write_json_atomic(ctx.run_dir / "journal.json", journal)
+        return
     t0, fault_end = fault_window(journal)
     before = (journal.get("steady_states") or {}).get("before")
     status = "interrupted" if interrupted else str(journal.get("status", "completed"))
@@ -226,6 +264,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         deviated=bool(journal.get("deviated", False)),
         analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
         injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
+        landings=ctx.landings(),
+        void=None if interrupted else void_reason(journal, ctx.landings()),
     )
     write_json_atomic(info_path, info)
     write_json_atomic(ctx.run_dir / "journal.json", journal)

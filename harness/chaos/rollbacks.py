@@ -1,6 +1,8 @@
 """Chaos Toolkit rollbacks: undo exactly what this run injected (read from the run directory).
 
-They are safe to run when nothing was injected, and safe to run twice.
+Before a block or a memory hog is lifted, its family checks that it still held (a fault removed behind the
+harness's back voids the repetition); after a block is lifted, that connections succeed again. They are
+safe to run when nothing was injected, and safe to run twice: the second run finds nothing pending.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from harness.chaos.actions import _ops
+from harness.chaos.actions import fault_scope
 from harness.chaos.context import RunContext
+from harness.faults import memory_pressure, network_block, slow_load
 
 __all__ = ["release_memory_pressure", "restore_model_load", "rollback_all", "unblock_network"]
 
@@ -19,36 +22,49 @@ Configuration = MutableMapping[str, Any]
 
 def unblock_network(configuration: Configuration | None = None) -> list[str]:
     ctx = RunContext.from_configuration(configuration)
-    ops = _ops(ctx)
-    done = []
-    for entry in ctx.injections("network-policy-block"):
-        ops.unblock_network(entry["record"])
-        done.extend(entry["targets"])
-    ctx.mark_undone("network-policy-block")
+    pending = ctx.pending(network_block.NAME)
+    if not pending:
+        return []
+    scope = fault_scope(ctx)
+    done: list[str] = []
+    for entry in pending:
+        targets = list(entry["targets"])
+        ctx.note_landing(network_block.verify_held(scope, targets).to_json())
+        ctx.note_landing(network_block.undo(scope, entry["record"], targets).to_json())
+        done.extend(targets)
+    ctx.mark_undone(network_block.NAME)  # only once every undo succeeded: a failure is retried
     return done
 
 
 def restore_model_load(configuration: Configuration | None = None) -> list[str]:
     ctx = RunContext.from_configuration(configuration)
-    ops = _ops(ctx)
-    done = []
-    for entry in ctx.injections("slow-model-load"):
-        if entry["record"]:
-            ops.restore_env(entry["record"])
+    pending = ctx.pending(slow_load.NAME)
+    if not pending:
+        return []
+    scope = fault_scope(ctx)
+    done: list[str] = []
+    for entry in pending:
+        slow_load.undo(scope, entry["record"])
         done.extend(entry["targets"])
-    ctx.mark_undone("slow-model-load")
+    ctx.mark_undone(slow_load.NAME)  # only once every undo succeeded: a failure is retried
     return done
 
 
 def release_memory_pressure(reload: bool = True, configuration: Configuration | None = None) -> dict[str, str]:
     """Stop the hogs; then reload the model where a load failed under pressure (it would not retry alone)."""
     ctx = RunContext.from_configuration(configuration)
-    ops = _ops(ctx)
+    pending = ctx.pending(memory_pressure.NAME)
+    if not pending:
+        return {}
+    scope = fault_scope(ctx)
     targets: list[str] = []
-    for entry in ctx.injections("gpu-memory-pressure"):
-        ops.release_memory(entry["record"])
+    for entry in pending:
+        args = memory_pressure.Args.model_validate(entry.get("args") or {}, strict=False)
+        ctx.note_landing(memory_pressure.verify_held(scope, list(entry["targets"]), entry["record"], args,
+                                                     entry.get("restarts_before") or {}).to_json())
+        memory_pressure.undo(scope, entry["record"])
         targets.extend(entry["targets"])
-    ctx.mark_undone("gpu-memory-pressure")
+    ctx.mark_undone(memory_pressure.NAME)  # only once every undo succeeded: a failure is retried
     out: dict[str, str] = {}
     if reload:
         time.sleep(0.5)
@@ -56,7 +72,7 @@ def release_memory_pressure(reload: bool = True, configuration: Configuration | 
         for name in targets:
             replica = status.get(name)
             if replica is not None and not replica.ready and replica.state == "running":
-                ok, why = _ops(ctx).reload_model(name)
+                ok, why = fault_scope(ctx).ops.reload_model(name)
                 out[name] = "reloaded" if ok else f"reload failed: {why}"
     return out
 

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.errors import FaultError, PlatformError
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
 from harness.timeline import read_timeline
 
-__all__ = ["phase_counts", "register"]
+__all__ = ["VOID_EXIT", "phase_counts", "register"]
+
+VOID_EXIT = FaultError.exit_code  # 5: a fault did not land; the run is evidence of nothing
 
 
 def phase_counts(rep_dir: Path) -> dict[str, dict[str, Any]]:
@@ -52,7 +55,13 @@ def _print_outcome(outcome: RunOutcome) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     platform = platform_from_args(args)
-    replicas = [r.name for r in platform.status().replicas]
+    # Bad input is reported before a platform problem: both stop the run, but only the files are the user's
+    # to fix right now, and they are checked without touching anything.
+    try:
+        replicas = [r.name for r in platform.status().replicas]
+        platform_problem: PlatformError | None = None
+    except PlatformError as exc:
+        replicas, platform_problem = [], exc
     variables = parse_vars(args.var or [])
     flags = {"profile": "harness_profile", "users": "harness_users", "rate": "harness_rate",
              "protocol": "harness_protocol", "observation": "harness_observation_s", "warmup": "harness_warmup_s"}
@@ -64,6 +73,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         var_files=[Path(f) for f in args.var_file or []], dry_run=args.dry_run, command=sys.argv,
     )
     plans = load_plans([Path(e) for e in args.experiments], options, replicas)
+    if platform_problem is not None:
+        raise platform_problem
     if args.dry_run:
         print(describe_plan(plans, replicas, args.repeat))
         return 0
@@ -79,6 +90,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print("interrupted: rollbacks ran and every fault of this run was removed", file=sys.stderr)
         return 130
+    if outcome.void:
+        print("void: a fault did not land or an action failed, so these repetitions measured nothing:\n  "
+              + "\n  ".join(outcome.void), file=sys.stderr)
+        return VOID_EXIT
     return 0 if passed else 1
 
 

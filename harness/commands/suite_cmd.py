@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis import load_settings
-from harness.commands.run_cmd import _print_outcome
-from harness.errors import HarnessError
+from harness.commands.run_cmd import VOID_EXIT, _print_outcome
+from harness.errors import ConfigError, HarnessError
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
@@ -42,6 +42,7 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
     repeat = repeat or suite.repeat
     threshold = parse_threshold(fail_on_regression) if fail_on_regression else suite.threshold
     plans, per_plan = [], {}
+    problems: list[str] = []
     for entry in suite.entries:
         reason = skip(entry.file) if skip else ""
         if reason:
@@ -51,9 +52,15 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
         if entry.required_tier:
             entry_vars["harness_required_tier"] = entry.required_tier
         options = RunOptions(reports_dir=reports_dir, repeat=repeat, variables=entry_vars)
-        plan = load_plans([entry.file], options, replicas)[0]
+        try:
+            plan = load_plans([entry.file], options, replicas)[0]
+        except ConfigError as exc:  # every entry is checked before anything runs, and all problems shown
+            problems.extend(line for line in str(exc).splitlines()[1:])
+            continue
         plans.append(plan)
         per_plan[plan.name] = entry_vars
+    if problems:
+        raise ConfigError(f"the suite {suite_file} is not valid; nothing was injected:\n" + "\n".join(problems))
     options = RunOptions(reports_dir=reports_dir, repeat=repeat, command=sys.argv)
     crashed: HarnessError | None = None
     outcome: RunOutcome | None = None
@@ -83,6 +90,9 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
         return crashed.exit_code
     if outcome is not None and outcome.interrupted:
         return 130
+    if outcome is not None and outcome.void:
+        print("VOID: " + "\nVOID: ".join(outcome.void), file=sys.stderr)
+        return VOID_EXIT
     return 1 if missed or result.regressions else 0
 
 

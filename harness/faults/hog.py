@@ -24,6 +24,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.faults.undo import UndoRecord
 
 MB = 1 << 20
 
@@ -130,34 +134,38 @@ def main(argv: list[str] | None = None) -> int:
                 chunk //= 2
         if args.status_file and time.monotonic() - last_status > 0.5:
             last_status = time.monotonic()
-            tmp = args.status_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"held_mb": device.held() / MB, "free_mb": device.free_bytes() / MB,
-                                       "pid": os.getpid(), "target": args.target}))
-            os.replace(tmp, args.status_file)
+            _write_status(args.status_file, device, args.target, "holding")
         time.sleep(args.interval)
+    if args.status_file:  # the last word: held until the deadline or a stop signal, never silently gone
+        _write_status(args.status_file, device, args.target, "released-at-deadline" if not stop["now"]
+                      else "released-on-signal")
     device.release()
     return 0
 
 
-def _register() -> None:
-    from harness.faults.undo import UndoRecord, register_undoer, terminate
+def _write_status(path: Path, device: _Gpu | _HostCgroup, target: str, state: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"held_mb": device.held() / MB, "free_mb": device.free_bytes() / MB,
+                               "pid": os.getpid(), "target": target, "state": state, "ts": time.time()}))
+    os.replace(tmp, path)
 
-    @register_undoer("hog")
-    def _undo(record: UndoRecord) -> None:
-        # Found by its tag, not a saved pid: the record is written before the hog starts.
-        tag = f"--tag\0{record.id}".encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"harness.faults.hog" in command and tag in command:
-                terminate(int(entry.name))
+
+def undo(record: UndoRecord) -> None:
+    """Stop the hog of one undo record. Found by its tag, not a saved pid: the record is written before
+    the hog starts, so a crash between the two still finds it."""
+    from harness.faults.undo import terminate
+
+    tag = f"--tag\0{record.id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"harness.faults.hog" in command and tag in command:
+            terminate(int(entry.name))
 
 
 if __name__ == "__main__":
     sys.exit(main())
-else:
-    _register()

@@ -14,10 +14,10 @@ import subprocess
 from collections.abc import Sequence
 
 from harness.errors import FaultError
-from harness.faults.undo import UndoRecord, register_undoer
+from harness.faults.undo import UndoRecord
 from harness.platforms.local.probes import PROBE_MARK
 
-__all__ = ["PROBE_MARK", "TABLE_PREFIX", "add_block", "harness_tables", "remove_table", "require_nft"]
+__all__ = ["PROBE_MARK", "TABLE_PREFIX", "add_block", "harness_tables", "remove_table", "require_nft", "undo"]
 
 TABLE_PREFIX = "harness_"
 
@@ -68,6 +68,6 @@ def remove_table(table: str) -> None:
         _nft(f"delete table inet {table}\n")
 
 
-@register_undoer("nft")
-def _undo(record: UndoRecord) -> None:
+def undo(record: UndoRecord) -> None:
+    """Undo kind ``nft`` (see ``harness.faults.undoers``)."""
     remove_table(str(record.payload["table"]))

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from harness.errors import FaultError
-from harness.faults.undo import UndoRecord, register_undoer
+from harness.faults.undo import UndoRecord
 
 __all__ = [
     "CGROUP_FILE",
@@ -26,6 +26,8 @@ __all__ = [
     "read_cgroup",
     "read_env_override",
     "remove_memory_cgroup",
+    "undo_cgroup",
+    "undo_env",
     "write_env_override",
 ]
 
@@ -103,13 +105,13 @@ def remove_memory_cgroup(path: Path) -> None:
     raise FaultError(f"could not remove memory cgroup {path}")
 
 
-@register_undoer("env")
-def _undo_env(record: UndoRecord) -> None:
+def undo_env(record: UndoRecord) -> None:
+    """Undo kind ``env`` (see ``harness.faults.undoers``)."""
     (Path(record.payload["workdir"]) / ENV_FILE).unlink(missing_ok=True)
 
 
-@register_undoer("cgroup")
-def _undo_cgroup(record: UndoRecord) -> None:
+def undo_cgroup(record: UndoRecord) -> None:
+    """Undo kind ``cgroup`` (see ``harness.faults.undoers``)."""
     for workdir in record.payload.get("workdirs", []):
         (Path(workdir) / CGROUP_FILE).unlink(missing_ok=True)
     remove_memory_cgroup(Path(record.payload["cgroup"]))

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,7 @@ from typing import Any
 from harness.errors import FaultError
 from harness.procs import alive
 
-__all__ = ["UNDOERS", "UndoRecord", "UndoStore", "register_undoer"]
-
-UNDOERS: dict[str, Callable[[UndoRecord], None]] = {}
-
-
-def register_undoer(kind: str) -> Callable[[Callable[[UndoRecord], None]], Callable[[UndoRecord], None]]:
-    def deco(fn: Callable[[UndoRecord], None]) -> Callable[[UndoRecord], None]:
-        UNDOERS[kind] = fn
-        return fn
-
-    return deco
+__all__ = ["UndoRecord", "UndoStore", "terminate"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +89,8 @@ class UndoStore:
 
     def undo(self, record: UndoRecord) -> None:
         """Undo one fault and drop its record; a record whose fault is already gone is just dropped."""
+        from harness.faults.undoers import UNDOERS  # the undoers import this module
+
         try:
             undoer = UNDOERS[record.kind]
         except KeyError:
@@ -124,13 +115,6 @@ class UndoStore:
         """Records whose owner died or whose deadline passed."""
         now = time.time_ns()
         return [r for r in self.records() if not alive(r.owner_pid) or now > r.deadline_ns]
-
-
-def load_undoers() -> None:
-    """Import every module that registers an undoer (the watchdog and cleanup run in fresh processes)."""
-    import harness.faults.hog
-    import harness.faults.nft
-    import harness.faults.overrides  # noqa: F401
 
 
 def terminate(pid: int, timeout_s: float = 5.0) -> None:

@@ -12,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from harness.faults.undo import UndoRecord, UndoStore, load_undoers
+from harness.faults.undo import UndoRecord, UndoStore
 from harness.procs import alive
 
 
 def main(argv: list[str] | None = None) -> int:
     path = Path((sys.argv[1:] if argv is None else argv)[0])
-    load_undoers()
     store = UndoStore(path.parent)
     while path.exists():
         try:

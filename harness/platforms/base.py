@@ -37,6 +37,7 @@ class ReplicaStatus:
     http: str = ""
     grpc: str = ""
     metrics: str = ""
+    uid: str = ""  # the pod uid on Kubernetes; "" locally (the pid tells a new process there)
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,12 @@ class FaultTarget(Protocol):
         self, name: str, model: str = ..., parameters: Mapping[str, str] | None = None, timeout_s: float = ...
     ) -> tuple[bool, str]:
         """Unload-and-load the model on one replica; (ok, why not)."""
+
+    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
+        """Open a TCP connection to the replica's serving port as its clients would (bypassing the front and
+        any probe exemption): True connected, False refused or timed out, None cannot be checked from here.
+        How a network block proves that it landed, and that it was lifted."""
+
+    def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+        """What each hog of a memory-pressure record last reported (``free_mb``, ``held_mb``, ``ts``,
+        ``state``), by target; None for a hog that reported nothing. How memory pressure proves it held."""

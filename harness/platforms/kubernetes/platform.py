@@ -577,6 +577,18 @@ class KubernetesPlatform:
             "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
         }
 
+    def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+        """Each pod's hog status file, read through exec (None where it cannot be read)."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for name in dict(record.get("pods") or {}):
+            try:
+                text = faults.exec_in_pod(self.api, self.namespace, name, ["cat", str(record["status_file"])])
+                data = json.loads(text)
+            except (FaultError, ValueError, KeyError):
+                data = None
+            out[str(name)] = data if isinstance(data, dict) else None
+        return out
+
     def release_memory(self, record: Mapping[str, Any]) -> None:
         """Stop the hogs; a pod that is gone took its hog with it."""
         self._checked(record)

@@ -40,6 +40,11 @@ def free():
             sys.exit("hog: the container has no memory limit; set resources.limits.memory")
         return int(limit) - max(usage, held())
     sys.exit("hog: no cgroup memory files under " + root)
+def report(state):
+    with open(status + ".tmp", "w") as fh:
+        json.dump({"held_mb": held() / 2**20, "free_mb": free() / 2**20, "pid": os.getpid(),
+                   "target": "container", "state": state, "ts": time.time()}, fh)
+    os.replace(status + ".tmp", status)
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 end, last = time.monotonic() + duration, 0.0
@@ -55,11 +60,9 @@ while not stop and time.monotonic() < end:
             chunk //= 2
     if time.monotonic() - last > 0.5:
         last = time.monotonic()
-        with open(status + ".tmp", "w") as fh:
-            json.dump({"held_mb": held() / 2**20, "free_mb": free() / 2**20, "pid": os.getpid(),
-                       "target": "container"}, fh)
-        os.replace(status + ".tmp", status)
+        report("holding")
     time.sleep(0.1)
+report("released-on-signal" if stop else "released-at-deadline")
 """
 
 # argv: model, JSON parameters ("{}" for a plain reload), timeout_s. A config override replaces the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +91,16 @@ class LocalFaultOps:
     def unblock_network(self, record: Mapping[str, Any]) -> None:
         self._undo_id(str(record["id"]))
 
+    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
+        """A plain TCP connect to the replica's HTTP port, without the probes' socket mark, so an nftables
+        block applies to it exactly as to the service's clients."""
+        address = self._replica(name).address
+        try:
+            with socket.create_connection((address, int(self.ports["http"])), timeout=timeout_s):
+                return True
+        except OSError:
+            return False
+
     def _undo_id(self, record_id: str) -> None:
         for rec in self.store.records():
             if rec.id == record_id:
@@ -157,7 +168,8 @@ class LocalFaultOps:
         if has_gpu():
             status = hogs_dir / f"{run_id}-gpu.json"
             rec = self._start_hog(["--target", "gpu"], leave_free_mb, duration_s, status, run_id, max_s, "GPU")
-            return {"target": "gpu", "analogue": "", "ids": [rec.id], "status_files": [str(status)]}
+            return {"target": "gpu", "analogue": "", "ids": [rec.id], "status_files": [str(status)],
+                    "targets": ["gpu"]}
         if not memory_cgroups_available():
             raise FaultError("GPU memory pressure needs a GPU, or root with a cgroup-v1 memory controller for "
                              "its host-memory analogue; neither is available here")
@@ -183,7 +195,7 @@ class LocalFaultOps:
             ids.append(hog.id)
             files.append(str(status))
         return {"target": "host", "analogue": "host-memory analogue in a per-replica memory cgroup (no GPU)",
-                "ids": ids, "status_files": files}
+                "ids": ids, "status_files": files, "targets": list(names)}
 
     def _start_hog(self, target: list[str], leave_free_mb: float, duration_s: float, status: Path, run_id: str,
                    max_s: float, what: str) -> UndoRecord:
@@ -196,6 +208,17 @@ class LocalFaultOps:
             start_new_session=True,  # exits by its own deadline even if the harness dies
         )
         return record
+
+    def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+        """Each hog's last status file (written every 0.5 s while it holds, and once when it lets go)."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for target, path in zip(record.get("targets") or ["gpu"], record.get("status_files") or [], strict=False):
+            try:
+                data = json.loads(Path(path).read_text())
+            except (OSError, ValueError):
+                data = None
+            out[str(target)] = data if isinstance(data, dict) else None
+        return out
 
     def release_memory(self, record: Mapping[str, Any]) -> None:
         for rid in reversed(list(record.get("ids", []))):

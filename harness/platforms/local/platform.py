@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.deployment import load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
-from harness.faults.undo import UndoStore, load_undoers
+from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.local.faults import LocalFaultOps
 from harness.platforms.local.procs import (
@@ -233,7 +233,6 @@ class LocalPlatform:
         return LocalFaultOps(self.state, self.status().replicas, ports)
 
     def fault_store(self) -> UndoStore:
-        load_undoers()
         return UndoStore(self.state / "faults")
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:

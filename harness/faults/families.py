@@ -1,0 +1,20 @@
+"""The fault families the harness can inject: one explicit mapping, nothing registered at import time.
+
+Adding a fault means adding one family module (argument model, inject, verify, undo) and one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from harness.faults import memory_pressure, network_block, pod_kill, slow_load
+from harness.faults.family import FamilySpec
+
+__all__ = ["BY_ACTION", "FAMILIES", "FAULT_ACTIONS"]
+
+FAMILIES: Mapping[str, FamilySpec] = {
+    spec.name: spec for spec in (pod_kill.FAMILY, network_block.FAMILY, slow_load.FAMILY, memory_pressure.FAMILY)
+}
+BY_ACTION: Mapping[str, FamilySpec] = {spec.action: spec for spec in FAMILIES.values()}
+# Activities whose start is the fault start t0 (DESIGN.md): the first of these in a run's method.
+FAULT_ACTIONS: tuple[str, ...] = tuple(BY_ACTION)

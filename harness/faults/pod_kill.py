@@ -1,0 +1,97 @@
+"""Pod kill: SIGKILL the selected replicas (or SIGTERM with a grace period, as deleting a pod does).
+
+Landed when every target was replaced: the killed process or pod is gone and a new one runs in its place
+(a new pid or pod uid, or the restart count went up). A kill that hit nothing (a replica already gone, a
+signal the process survived) is not a pod kill, and the repetition that relied on it measured nothing.
+Nothing needs undoing: the supervisor (or the Deployment) brings the replica back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from harness.faults.family import FamilySpec, FaultScope, Landing, Targeting, replica_identity, wait_for
+
+__all__ = ["FAMILY", "Args", "Killed", "inject", "verify"]
+
+NAME = "pod-kill"
+
+
+class Args(Targeting):
+    signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL"
+    grace_s: float | None = Field(default=None, ge=0, le=300)
+    verify_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _grace_needs_sigterm(self) -> Args:
+        if self.signal == "SIGKILL" and self.grace_s:
+            raise ValueError(f"grace_s {self.grace_s:g} is ignored with signal SIGKILL (it kills at once); "
+                             "use signal: SIGTERM for a graceful kill, or set grace_s to 0")
+        return self
+
+    @property
+    def grace(self) -> float:
+        """The grace the platform gets: 0 kills at once; SIGTERM always gets a (tiny) grace period."""
+        return 0.0 if self.signal == "SIGKILL" else (self.grace_s or 0.001)
+
+
+FAMILY = FamilySpec(name=NAME, action="kill_replicas", args=Args,
+                    summary="kill replicas; landed when each was replaced (new pid or pod, restarts +1)")
+
+
+@dataclass(frozen=True)
+class Killed:
+    """What the replicas were before the kill, so ``verify`` can tell a replacement from the original."""
+
+    before: dict[str, tuple[str, int]]  # target -> (identity, restarts)
+    names: frozenset[str]  # every replica then, so a new pod name is recognised
+
+
+def inject(scope: FaultScope, targets: list[str], args: Args) -> Killed:
+    """Kill the targets (a target the platform cannot kill raises FaultError: the action failed)."""
+    replicas = scope.replicas()
+    killed = Killed({n: (replica_identity(r), r.restarts) for n, r in replicas.items() if n in targets},
+                    frozenset(replicas))
+    for name in targets:
+        scope.ops.kill_replica(name, args.grace)
+    return killed
+
+
+def verify(scope: FaultScope, targets: list[str], killed: Killed, args: Args) -> Landing:
+    """Wait until each target was replaced; a target that never was means the kill did not land."""
+    started = time.monotonic()
+    before, known = killed.before, killed.names
+
+    def replaced() -> dict[str, str] | None:
+        now = scope.replicas()
+        newcomers = sorted(set(now) - known)
+        out: dict[str, str] = {}
+        for name, (identity, restarts) in before.items():
+            current = now.get(name)
+            if current is None:  # a deleted pod: its Deployment made a new one under another name
+                if not newcomers:
+                    return None
+                out[name] = f"replaced by {newcomers.pop(0)}"
+            elif current.restarts > restarts:
+                out[name] = f"restarted (restarts {restarts} -> {current.restarts})"
+            elif replica_identity(current) not in ("None", "", identity):
+                out[name] = f"new process ({identity} -> {replica_identity(current)})"
+            else:
+                return None
+        return out
+
+    result = wait_for(replaced, args.verify_timeout_s, 0.05)
+    waited = round(time.monotonic() - started, 3)
+    missing = sorted(set(targets) - set(before))
+    if result is None or missing:
+        why = (f"{', '.join(missing)} did not exist when the kill was sent" if missing else
+               f"no replacement seen within {args.verify_timeout_s:g}s (the process or pod was not killed, "
+               "or nothing restarted it)")
+        return Landing(NAME, tuple(targets), "each target replaced (new pid or pod uid, or restarts +1)", False,
+                       why, {"waited_s": waited})
+    return Landing(NAME, tuple(targets), "each target replaced (new pid or pod uid, or restarts +1)", True,
+                   "; ".join(f"{k}: {v}" for k, v in sorted(result.items())), {"waited_s": waited, **result})

@@ -1,0 +1,21 @@
+"""How each kind of undo record is undone: one explicit mapping, nothing registered at import time.
+
+The watchdog and ``harness cleanup`` run in fresh processes and find every undoer here; a kind that is
+missing is an error that names the record, never a fault silently left in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from harness.faults import hog, nft, overrides
+from harness.faults.undo import UndoRecord
+
+__all__ = ["UNDOERS"]
+
+UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
+    "nft": nft.undo,  # a network block's nftables table
+    "hog": hog.undo,  # a memory hog process (GPU or host analogue)
+    "env": overrides.undo_env,  # a slow-load env override of one replica
+    "cgroup": overrides.undo_cgroup,  # the memory cgroup confining a replica
+}

@@ -1,0 +1,153 @@
+"""Reading experiment documents safely, and checking the run settings an experiment carries.
+
+Both run before anything starts: a malformed file of any depth or size is a ConfigError naming the file
+(never a traceback), and every ``harness_*`` setting, the steady-state objective and the load profile are
+checked with one typed model, so a typo is reported at once instead of when the load starts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import ConfigError
+from harness.faults.family import describe_validation_error
+
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "RunSettings", "check_run_settings", "load_document", "safe_yaml_value"]
+
+MAX_FILE_BYTES = 16 << 20  # an experiment is a few KB; 16 MiB is certainly a mistake
+MAX_DEPTH = 64  # Chaos Toolkit's own code recurses through the document
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed without recursion (the document may be nested deeper than the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        if isinstance(item, Mapping):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _parse(text: str, json_first: bool) -> Any:
+    if json_first:
+        return json.loads(text)
+    return yaml.safe_load(text)
+
+
+def load_document(path: Path, what: str = "experiment") -> Any:
+    """A YAML or JSON document, or a ConfigError that says what is wrong with the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: {size} bytes is far too large for an {what} file "
+                              f"(limit {MAX_FILE_BYTES >> 20} MiB); give the right file")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); give an {what} file path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8 expected); give an {what} file (YAML or JSON)") from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        doc = _parse(text, kind == "JSON")
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be an {what} (more than {MAX_DEPTH} levels)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise ConfigError(f"{path}: nested too deeply to be an {what} (more than {MAX_DEPTH} levels)")
+    return doc
+
+
+def safe_yaml_value(text: str) -> Any:
+    """A ``--var`` value read as a YAML scalar; anything that does not parse (or nests absurdly) stays a string."""
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        return text
+    return text if _depth(value) > MAX_DEPTH else value
+
+
+class RunSettings(BaseModel):
+    """The ``harness_*`` settings and the steady-state objective of an experiment's configuration."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    harness_profile: str = "loadprofiles/steady.py"
+    harness_protocol: Literal["http", "grpc"] = "http"
+    harness_users: int = Field(default=8, ge=1, le=100_000, strict=True)
+    harness_rate: float = Field(default=0.0, ge=0, le=1_000_000)
+    harness_workers: int = Field(default=0, ge=0, le=256, strict=True)
+    harness_warmup_s: float = Field(default=5.0, ge=0, le=3600)
+    harness_observation_s: float = Field(default=20.0, ge=0, le=86_400)
+    harness_load: bool | Literal["true", "false", "0", "1", "no", "yes", "off", "on"] = True
+    max_error_ratio: float | None = Field(default=None, ge=0, le=1)
+    max_p99_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+
+    @property
+    def load_enabled(self) -> bool:
+        return str(self.harness_load).lower() not in ("false", "0", "no", "off")
+
+
+KNOWN_KEYS = frozenset(RunSettings.model_fields) | {
+    "harness_platform", "harness_state_dir", "harness_namespace", "harness_kube_context", "harness_fault",
+    "harness_required_tier", "harness_run_id", "harness_run_dir", "harness_experiment_name",
+    "harness_experiment_file", "harness_load_context",
+}
+
+
+def _profile_imports(profile: Path) -> str | None:
+    """Import the profile in a child process (importing Locust here would monkey-patch this process)."""
+    code = ("import sys; from pathlib import Path; from harness.load.profile import load_profile; "
+            "load_profile(Path(sys.argv[1]))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(profile)], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return f"load profile {profile} did not finish importing within 60 s"
+    if proc.returncode == 0:
+        return None
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else f"exit code {proc.returncode}").removeprefix("harness.errors.ConfigError: ")
+
+
+def check_run_settings(config: Mapping[str, Any], where: str, imported: dict[Path, str | None]) -> list[str]:
+    """Every problem of an experiment's run settings; ``imported`` caches profile import checks per run."""
+    from harness.load.profile import check_profile_file
+
+    problems = [f"{where}: configuration {key!r} is not a harness setting (known: "
+                f"{', '.join(sorted(k for k in KNOWN_KEYS if k.startswith('harness_')))})"
+                for key in config if str(key).startswith("harness_") and key not in KNOWN_KEYS]
+    try:
+        settings: RunSettings | None = RunSettings.model_validate({k: v for k, v in config.items() if v is not None})
+    except ValidationError as exc:
+        settings = None
+        problems += [f"{where}: configuration {line}" for line in describe_validation_error(exc)]
+    enabled = settings.load_enabled if settings else str(config.get("harness_load", "true")).lower() not in (
+        "false", "0", "no", "off")
+    if enabled:
+        profile = Path(str(settings.harness_profile if settings else config.get("harness_profile")
+                           or RunSettings().harness_profile))
+        try:
+            check_profile_file(profile)
+        except ConfigError as exc:
+            return [*problems, f"{where}: harness_profile: {exc}"]
+        key = profile.absolute()
+        if key not in imported:
+            imported[key] = _profile_imports(profile)
+        if imported[key]:
+            problems.append(f"{where}: harness_profile: {imported[key]}")
+    return problems
