@@ -59,9 +59,11 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_plans([path], _options(), REPLICAS)
     text = str(err.value)
-    for fragment in ("mode must be one of", "count 5 is more than the 2 replicas", "match no replica",
-                     "max_duration_s must be", "duration_s must be", "bogus", "does_not_exist",
-                     "nothing was injected"):
+    for fragment in ("mode: Input should be 'one', 'count', 'percent' or 'all' (got 'several')",
+                     "count 5 is more than the 2 replicas", "match no replica",
+                     "max_duration_s: Input should be greater than 0 (got -1)",
+                     "duration_s: Input should be a valid number (got 'long')", "bogus: unknown argument",
+                     "does_not_exist", "nothing was injected"):
         assert fragment in text, fragment
 
 
