@@ -577,6 +577,11 @@ class KubernetesPlatform:
             "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
         }
 
+    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
+        """Pod addresses are not reachable from where the harness runs in general: None (not verifiable),
+        so a NetworkPolicy is never reported as a block without proof."""
+        return None
+
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """Each pod's hog status file, read through exec (None where it cannot be read)."""
         out: dict[str, dict[str, Any] | None] = {}
