@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from harness.chaos import interrupts
 from harness.chaos.context import new_run_id
 from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.faults.families import BY_ACTION, FAULT_ACTIONS
@@ -344,7 +345,10 @@ class RunSession:
         print(f"== {name} repetition {rep}/{self.options.repeat}: {plan.experiment.get('title', '')}", flush=True)
         # Chaos Toolkit's experiment_vars only override keys the experiment declares, so the run's
         # values go into the experiment's configuration itself.
-        journal = run_experiment({**plan.experiment, "configuration": config}, settings=settings)
+        try:
+            journal = run_experiment({**plan.experiment, "configuration": config}, settings=settings)
+        finally:
+            interrupts.disarm()
         info_path = rep_dir / "experiment.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         if journal.get("status") == "interrupted" or info.get("status") == "interrupted":
@@ -386,7 +390,7 @@ def run_experiments(platform: Platform, plans: Sequence[ExperimentPlan], options
     session = RunSession(platform, options, platform_args,
                          slug or (plans[0].name if len(plans) == 1 else "suite"),
                          "run" if len(plans) == 1 else "suite", [p.name for p in plans])
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = interrupts.install()
     interrupted = False
     try:
         for plan in plans:
@@ -395,6 +399,6 @@ def run_experiments(platform: Platform, plans: Sequence[ExperimentPlan], options
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        interrupts.restore(previous)
         session.close(interrupted)
     return session.outcome

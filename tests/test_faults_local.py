@@ -133,12 +133,12 @@ def test_network_block_of_one_replica_is_partial(make_platform, tmp_path) -> Non
 def test_slow_model_load_by_restart_takes_the_replica_out_for_the_delay(make_platform, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with up(make_platform, replicas=2) as platform:
         config = _config(platform, tmp_path)
-        actions.slow_model_load(names=["triton-1"], delay_s=4, configuration=config)
         started = time.monotonic()
-        wait_for(lambda: _replica(platform, "triton-1").restarts == 1, 10, "the restart")
-        assert not _replica(platform, "triton-1").ready
+        result = actions.slow_model_load(names=["triton-1"], delay_s=4, configuration=config)
+        assert "not ready for triton-1" in result["landing"]  # the action proved the slow load itself
+        assert _replica(platform, "triton-1").restarts == 1
         wait_for(lambda: _replica(platform, "triton-1").ready, 60, "the slow load to finish")
-        assert time.monotonic() - started >= 3.5
+        assert time.monotonic() - started >= 4
         rollbacks.restore_model_load(configuration=config)
         assert not (platform.state / "replicas" / "triton-1" / "env-override.json").exists()
     _no_faults_left(platform)

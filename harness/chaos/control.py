@@ -23,9 +23,9 @@ import time
 from collections.abc import MutableMapping
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from harness.chaos import interrupts
 from harness.chaos.actions import FAULT_ACTIONS
 from harness.chaos.context import RunContext
 from harness.errors import ConfigError
@@ -44,10 +44,6 @@ __all__ = [
 Configuration = MutableMapping[str, Any]
 
 
-def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
 def configure_control(configuration: Configuration | None = None, **_: Any) -> None:
     """Nothing to set up at load time; present so Chaos Toolkit sees a complete control."""
 
@@ -64,7 +60,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     from chaoslib.exceptions import InterruptExecution
 
     configuration = configuration if configuration is not None else {}
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    interrupts.push()  # SIGTERM interrupts like SIGINT, and an interrupted activity's pause is skipped
     ctx = RunContext.from_configuration(configuration, slug=str(context.get("title", "chaos"))[:30])
     platform = ctx.platform()
     try:
@@ -243,7 +239,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
             rollback_all(configuration)  # the runner owns cleanup, whatever Chaos Toolkit did
         finally:
             _stop_load(ctx.run_dir / "load.pid")
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            interrupts.pop()
     info_path = ctx.run_dir / "experiment.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     if info.get("status") == "interrupted":  # interrupted during the warm-up: already recorded
