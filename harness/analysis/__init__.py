@@ -27,7 +27,9 @@ from harness.analysis._settings import (
     Settings,
     Tier,
     load_settings,
+    parse_evidence,
 )
+from harness.analysis._windows import effective_starts
 
 __all__ = [
     "DEFAULT_TIERS_FILE",
@@ -49,11 +51,13 @@ __all__ = [
     "analyse_repetition",
     "analyse_run",
     "confidence",
+    "effective_starts",
     "figure_stats",
     "format_duration",
     "iso_utc",
     "judge_tiers",
     "load_settings",
+    "parse_evidence",
     "read_run_json",
     "repetitions_needed",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from harness.analysis._aggregate import FigureStats, TierVerdict, figure_stats, judge_tiers
 from harness.analysis._repetition import RepetitionResult, analyse_repetition, read_experiment
 from harness.analysis._server import compare_with_client, find_prometheus_url, server_figures
-from harness.analysis._settings import AnalysisSettings, Gate, Settings, check_analysis
+from harness.analysis._settings import AnalysisSettings, Evidence, Gate, Settings, check_analysis
 from harness.errors import ConfigError
 
 __all__ = ["ExperimentAnalysis", "RunAnalysis", "analyse_run", "read_run_json"]
@@ -29,7 +29,11 @@ class ExperimentAnalysis:
     analysis: AnalysisSettings
     notes: list[str] = field(default_factory=list)
 
-    gate: Gate = "indicative"
+    evidence: Evidence = field(default_factory=Evidence)
+
+    @property
+    def gate(self) -> Gate:
+        return self.evidence.gate
 
     @property
     def required_failed(self) -> bool:
@@ -208,7 +212,7 @@ def analyse_run(
             name=name, title=first.title, fault=first.fault, reps=reps, stats=stats,
             tiers=judge_tiers(first.fault, reps, settings, required), required_tier=required,
             incidents_per_month=settings.incidents_for(first.fault), analysis=analysis, notes=exp_notes,
-            gate=settings.evidence.gate,
+            evidence=settings.evidence,
         ))
     status = str(run.get("status") or "unknown")
     if status != "completed":

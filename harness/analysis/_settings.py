@@ -110,10 +110,9 @@ class Settings:
         check_analysis(analysis, "command line")
         return replace(self, analysis=analysis)
 
-    def with_evidence(self, **changes: Any) -> Settings:
-        """A copy with some evidence values replaced (a suite file's), validated again."""
-        evidence = replace(self.evidence, **changes)
-        problems = _evidence_problems(evidence)
+    def with_evidence(self, raw: Mapping[str, Any], where: str = "evidence override") -> Settings:
+        """A copy with some evidence values ({quantile, confidence, gate}, a suite file's) replaced."""
+        evidence, problems = parse_evidence(dict(raw), where, self.evidence)
         if problems:
             raise ConfigError("invalid evidence settings:\n  - " + "\n  - ".join(problems))
         return replace(self, evidence=evidence)
