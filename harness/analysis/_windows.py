@@ -182,7 +182,9 @@ def recovery(
     observed_after = max(0, observation_end_ns - t0_ns)
     after_fault_end = max(0, observation_end_ns - max(t0_ns, fault_end_ns))
     if len(bad_idx) == 0:
-        state: RecoveryState = "no-impact" if after_fault_end >= settings.stability_ns else "inconclusive"
+        # Unclamped: a fault still going on at the end of observation was never observed after it ended.
+        enough = observation_end_ns - max(t0_ns, fault_end_ns) >= settings.stability_ns
+        state: RecoveryState = "no-impact" if enough else "inconclusive"
         return Recovery(state, None, None, 0, None, None, observed_after, after_fault_end)
     limit = settings.objective.p99_latency_s
     first, last = int(bad_idx[0]), int(bad_idx[-1])
