@@ -9,10 +9,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from analysis_reference import Answer, Request, reference, sample_percentile_bounds
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from analysis_reference import Answer, Request, reference, sample_percentile_bounds
 
 from harness.analysis import figure_stats
 from harness.analysis._aggregate import censored_percentile, nearest_rank
