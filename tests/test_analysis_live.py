@@ -104,9 +104,9 @@ def test_real_dropped_packets_recover_when_served_again(make_platform, tmp_path:
     run = tmp_path / "reports" / "20261128T020000Z-livedrop"
     rep = run / "experiments" / "block-all" / "1"
     rep.mkdir(parents=True)
-    tables_before = set(harness_tables())
     prober_ttr = run_repetition(platform, "block-all", rep, run.name, rate=100.0, hold_s=3.0, stability_s=3.0)
-    assert set(harness_tables()) == tables_before, "the block's nftables table was left behind"
+    # Our block's table is named after the run ("harness_livedrop_..."); others' tests may hold their own.
+    assert not [t for t in harness_tables() if "livedrop" in t], "the block's nftables table was left behind"
     write_run(run, ["block-all"], settings={"time_scale": 0.2})
     result = build_report(run, query_server=False, record_history=False)
     r = result.analysis.experiments[0].reps[0]

@@ -287,59 +287,58 @@ def _judge_one(tier: Tier, reps: Sequence[RepetitionResult], evidence: Evidence,
     # Best case for the undecided ones: they are within. If even that is not supported, it is decided.
     conf = confidence(n, len(exceeded), q)
     bound = format_duration(max_s)
-    passes: list[str] = []
-    reasons: list[str] = []
     measured = [r.time_to_recover_s or 0.0 for r in within]
+    worst_within = f" (worst {max(measured):.3f} s)" if measured else ""
+    # The TTR evidence: against when repetitions over the bound leave too little confidence.
+    ttr_against = bool(exceeded) and conf < level
     if exceeded:
         worst = max(exceeded, key=lambda r: r.time_to_recover_s or r.ttr_lower_bound_s or 0.0)
-        value = worst.ttr_display()
-        text = (f"TTR exceeded {bound} in {len(exceeded)} of {n} repetition(s) (worst: rep {worst.repetition} "
-                f"{value})")
-        (passes if conf >= level else reasons).append(
-            f"{text}; {_pct(q)} within {bound} with {conf * 100:.0f}% confidence")
+        ttr_text = (f"TTR exceeded {bound} in {len(exceeded)} of {n} repetition(s) (worst: rep "
+                    f"{worst.repetition} {worst.ttr_display()}); {_pct(q)} within {bound} with "
+                    f"{conf * 100:.0f}% confidence")
+    elif undecided:
+        ttr_text = (f"{len(within)} of {n} repetition(s) recovered within {bound}{worst_within}, "
+                    f"{len(undecided)} undecided")
     else:
-        worst_s = max(measured, default=0.0)
-        passes.append(f"{len(within)} of {n} repetition(s) recovered within {bound}"
-                      + (f" (worst {worst_s:.3f} s)" if measured else "")
-                      + f": TTR {_pct(q)} <= {bound} with {conf * 100:.0f}% confidence (1 - {q:g}^{n})")
+        ttr_text = (f"{n} of {n} repetition(s) recovered within {bound}{worst_within}: TTR {_pct(q)} <= "
+                    f"{bound} with {conf * 100:.0f}% confidence (1 - {q:g}^{n})")
+    budget_against = False
     budget_upper_ok = True
+    budget_text = ""
     if budget is not None:
-        fits = budget.monthly_s <= tier.budget_per_30d_s
+        budget_against = budget.monthly_s > tier.budget_per_30d_s
         budget_upper_ok = budget.monthly_upper_s is not None and budget.monthly_upper_s <= tier.budget_per_30d_s
-        text = f"{budget.describe()} vs the {format_duration(tier.budget_per_30d_s)} monthly budget"
-        if not fits:
-            reasons.append(f"{text}: over by {format_duration(budget.monthly_s - tier.budget_per_30d_s)}")
-        else:
-            passes.append(f"{text}: fits" + ("" if budget_upper_ok else ", but not its upper bound"))
-    more = None
-    if reasons:
+        budget_text = f"{budget.describe()} vs the {format_duration(tier.budget_per_30d_s)} monthly budget: " + (
+            f"over by {format_duration(budget.monthly_s - tier.budget_per_30d_s)}" if budget_against
+            else "fits" + ("" if budget_upper_ok else ", but its upper bound does not"))
+    texts = [ttr_text] + ([budget_text] if budget_text else [])
+    more = deciding = None
+    lower_only = budget is not None and budget.lower_only
+    if ttr_against or budget_against:
         outcome: Outcome = "not supported"
-    elif conf >= level and budget_upper_ok:
+        # Lead with what decided it.
+        texts = [t for t, against in ((ttr_text, ttr_against), (budget_text, budget_against)) if against] + [
+            t for t, against in ((ttr_text, ttr_against), (budget_text, budget_against)) if t and not against]
+    elif undecided or lower_only:
+        outcome = "inconclusive"
+        deciding = max((d for _, d in undecided if d is not None), default=None)
+        which = ", ".join(f"rep {r.repetition} {r.ttr_display()}" for r, _ in undecided)
+        texts.insert(0, f"{which or 'a repetition that did not recover'}: neither for nor against a {bound} "
+                        "maximum" + (f"; observing {format_duration(deciding)} after the fault start would "
+                                     "decide" if deciding is not None else ""))
+    elif conf >= level and budget_upper_ok and not voids:
         outcome = "supported"
     else:
         outcome = "indicative"
-        if not exceeded and conf < level:
+        if conf < level and not exceeded:
             more = max(0, repetitions_needed(q, level) - n)
-            passes.append(f"{level * 100:g}% confidence needs {repetitions_needed(q, level)} repetitions "
-                          f"all within: {more} more")
-    deciding = None
-    lower_only = budget is not None and budget.lower_only
-    if outcome != "not supported" and (undecided or lower_only):
-        outcome = "inconclusive"
-        more = None
-        deciding = max((d for _, d in undecided if d is not None), default=None)
-        which = ", ".join(f"rep {r.repetition} {r.ttr_display()}" for r, _ in undecided)
-        reasons = [f"{which or 'a censored repetition'}: neither for nor against a {bound} maximum"
-                   + (f"; observing {format_duration(deciding)} after the fault start would decide"
-                      if deciding is not None else "")]
-    if outcome == "supported" and voids:
-        outcome = "indicative"
-        reasons = []
-        passes.append(f"{voids} void repetition(s): the fault did not land every time, so this is at most "
-                      "indicative")
-    why = "; ".join(reasons + passes) if outcome in ("not supported", "inconclusive") else "; ".join(passes)
-    return TierVerdict(tier, outcome, why, required, q, level, n, len(within), len(exceeded), len(undecided),
-                       conf if n else None, more, deciding, budget)
+            texts.append(f"{level * 100:g}% confidence needs {repetitions_needed(q, level)} repetitions all "
+                         f"within: {more} more")
+        if voids:
+            texts.append(f"{voids} void repetition(s): the fault did not land every time, so this is at most "
+                         "indicative")
+    return TierVerdict(tier, outcome, "; ".join(texts), required, q, level, n, len(within), len(exceeded),
+                       len(undecided), conf if n and not undecided else None, more, deciding, budget)
 
 
 def judge_tiers(
