@@ -6,6 +6,7 @@ name: nightly
 load: {harness_profile: loadprofiles/steady.py, harness_users: 8}
 repeat: 3
 regression: {threshold: 20%, baseline: median}    # last | median of earlier completed runs
+evidence: {quantile: 0.90, confidence: 0.90, gate: indicative}   # overrides the tiers file's
 experiments:
   - file: experiments/pod-kill.yaml
     required_tier: multi-active
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
+from harness.analysis import parse_evidence
 from harness.errors import ConfigError
 from harness.report import parse_threshold
 
@@ -46,6 +48,7 @@ class Suite:
     entries: tuple[SuiteEntry, ...]
     threshold: float | None
     baseline: Literal["last", "median"]
+    evidence: Mapping[str, Any] = field(default_factory=dict)  # {quantile, confidence, gate}, checked
 
 
 def find_suite(name_or_path: str) -> Path:
@@ -67,7 +70,8 @@ def load_suite(path: Path, tier_names: set[str]) -> Suite:
     if not isinstance(raw, dict):
         raise ConfigError(f"suite {path}: expected a mapping with name and experiments")
     problems: list[str] = []
-    unknown = sorted(set(raw) - {"name", "description", "load", "repeat", "regression", "experiments"})
+    unknown = sorted(set(raw) - {"name", "description", "load", "repeat", "regression", "evidence",
+                                 "experiments"})
     if unknown:
         problems.append(f"unknown keys {unknown}")
     repeat = raw.get("repeat", 1)
@@ -92,6 +96,8 @@ def load_suite(path: Path, tier_names: set[str]) -> Suite:
         baseline = str(regression.get("baseline", "median"))
         if baseline not in ("last", "median"):
             problems.append(f"regression.baseline must be last or median, got {baseline!r}")
+    evidence = raw.get("evidence") or {}
+    problems += parse_evidence(evidence, "evidence")[1]
     entries = []
     items = raw.get("experiments")
     if not isinstance(items, list) or not items:
@@ -118,4 +124,5 @@ def load_suite(path: Path, tier_names: set[str]) -> Suite:
         raise ConfigError(f"suite {path} is not valid; nothing was run:\n  - " + "\n  - ".join(problems))
     return Suite(path=path, name=str(raw.get("name") or path.stem), load=dict(load), repeat=int(repeat),
                  entries=tuple(entries), threshold=threshold,
-                 baseline="last" if baseline == "last" else "median")
+                 baseline="last" if baseline == "last" else "median",
+                 evidence=dict(evidence) if isinstance(evidence, dict) else {})

@@ -61,6 +61,8 @@ def write_repetition(
     analogue: str = "",
     configuration: dict[str, Any] | None = None,
     chunk: int = 1000,
+    void: str | None = None,
+    landings: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
     rep_dir = run_dir / "experiments" / name / rep
     writer = TimelineWriter(rep_dir / "timeline", worker="0", flush_interval_s=1e9, max_buffered=chunk)
@@ -94,6 +96,9 @@ def write_repetition(
     }
     if required_tier is not None:
         info["required_tier"] = required_tier
+    if void is not None or landings is not None:  # written by the control's fault verification
+        info["void"] = void
+        info["landings"] = list(landings or [])
     (rep_dir / "experiment.json").write_text(json.dumps(info, indent=2))
     lines = [Event(ns(t), kind, replica).to_json() for t, kind, replica in events]
     (rep_dir / "events.jsonl").write_text("".join(line + "\n" for line in lines))

@@ -101,14 +101,14 @@ def test_results_json_follows_the_documented_schema(tmp_path: Path) -> None:
     run = make_run(tmp_path, "20261128T010000Z-a")
     result = build_report(run, query_server=False)
     doc = json.loads(result.results_json.read_text())
-    assert doc["schema_version"] == "1.0"
+    assert doc["schema_version"] == "2.0"
     kill, block = doc["experiments"]
     assert {"name", "fault", "runs", "tiers"} <= set(kill)
     assert kill["name"] == "pod-kill" and kill["fault"] == "pod-kill"
     for entry in kill["runs"]:
         assert set(entry) >= RUN_FIELDS
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["fault_start"])
-        assert entry["time_to_recover_s"] == pytest.approx(12.48 + 0.002 - 9.7)  # 50 req/s
+        assert entry["time_to_recover_s"] == pytest.approx(12.5 - 9.7)  # first good request at 12.5
         assert entry["recovered"] is True
         assert entry["capacity_recovery_s"] == pytest.approx(2.3)
     censored = block["runs"][0]
@@ -117,6 +117,13 @@ def test_results_json_follows_the_documented_schema(tmp_path: Path) -> None:
     for tier in ("single-point", "active-standby", "99.9", "multi-active"):
         assert isinstance(kill["tiers"][tier]["supported"], bool) and kill["tiers"][tier]["why"]
         assert block["tiers"][tier]["supported"] is False
+        assert kill["tiers"][tier]["outcome"] == "indicative"  # two repetitions: never "supported"
+        assert kill["tiers"][tier]["repetitions"] == 2
+        assert kill["tiers"][tier]["confidence"] == pytest.approx(1 - 0.9**2)
+    # "> 30.3 s" exceeds 30 s but is neither for nor against the longer tiers.
+    assert block["tiers"]["multi-active"]["outcome"] == "not supported"
+    assert block["tiers"]["99.9"]["outcome"] == "inconclusive"
+    assert block["tiers"]["99.9"]["deciding_observation_s"] == pytest.approx(310.0)
     assert any("analogue" in n for n in block["notes"])
     assert any("scaled by 0.2" in n for n in kill["notes"])
     manifest = json.loads(result.manifest_json.read_text())

@@ -10,18 +10,33 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from harness.analysis._replicas import CapacityRecovery, Interval, capacity_recovery, replica_lanes
 from harness.analysis._settings import AnalysisSettings
-from harness.analysis._windows import FloatArray, make_windows, phase_percentiles, recovery, window_series
+from harness.analysis._windows import (
+    FloatArray,
+    effective_starts,
+    make_windows,
+    phase_percentiles,
+    recovery,
+    window_series,
+)
 from harness.errors import ConfigError
 from harness.events import Event, read_events
 from harness.timeline import read_timeline
 
-__all__ = ["ExperimentInfo", "RepetitionResult", "analyse_repetition", "iso_utc", "read_experiment"]
+__all__ = [
+    "ExperimentInfo",
+    "RepetitionResult",
+    "TtrState",
+    "analyse_repetition",
+    "iso_utc",
+    "read_experiment",
+    "void_repetition",
+]
 
 
 def iso_utc(ns: int | None) -> str | None:
@@ -62,6 +77,10 @@ class ExperimentInfo:
     observation_end_ns: int | None
     load_end_ns: int | None
     configuration: dict[str, Any] = field(default_factory=dict)
+    # Written by the Chaos Toolkit control (fault verification): a one-line reason when the fault did not
+    # land or a method action failed (the repetition is void: no figures), and each injection's check.
+    void: str | None = None
+    landings: tuple[dict[str, Any], ...] = ()
 
 
 def read_experiment(rep_dir: Path) -> ExperimentInfo:
@@ -94,6 +113,14 @@ def read_experiment(rep_dir: Path) -> ExperimentInfo:
         problems.append(f"required_tier must be a tier name or null, got {required!r}")
         required = None
     config = raw.get("configuration") or {}
+    void = raw.get("void")
+    if void is not None and (not isinstance(void, str) or not void.strip()):
+        problems.append(f"void must be null or a one-line reason, got {void!r}")
+        void = "void (no reason given)"
+    landings = raw.get("landings") or []
+    if not isinstance(landings, list) or not all(isinstance(x, dict) for x in landings):
+        problems.append("landings must be a list of objects {fault, targets, check, landed, ...}")
+        landings = []
     if problems:
         raise ConfigError(f"invalid {path}:\n  - " + "\n  - ".join(problems)
                           + "\n  (the run layout contract lists the fields experiment.json must have)")
@@ -103,7 +130,8 @@ def read_experiment(rep_dir: Path) -> ExperimentInfo:
         analogue=str(raw.get("analogue") or ""), time_scale=float(scale),
         retries=bool(raw.get("retries", False)),
         replicas=tuple(str(r) for r in replicas), required_tier=required or None,
-        configuration=config if isinstance(config, dict) else {}, **ints,
+        configuration=config if isinstance(config, dict) else {},
+        void=" ".join(str(void).split()) if void is not None else None, landings=tuple(landings), **ints,
     )
 
 
@@ -124,6 +152,10 @@ def _journal_fault_start(rep_dir: Path) -> int | None:
     return None
 
 
+# What a repetition says about recovery: the states of ``Recovery`` plus the two without figures.
+TtrState = Literal["no-impact", "recovered", "censored", "inconclusive", "no-fault", "void"]
+
+
 @dataclass
 class RepetitionResult:
     """The figures of one repetition, plus what plots need (series, lanes), kept out of results.json."""
@@ -133,8 +165,8 @@ class RepetitionResult:
     directory: Path
     t0_ns: int | None
     time_to_impact_s: float | None
-    time_to_recover_s: float | None  # None when censored or when no fault was injected
-    recovered: bool
+    time_to_recover_s: float | None  # None when censored, inconclusive, void or when no fault was injected
+    recovered: bool  # recovered or no impact (then TTR 0)
     ttr_lower_bound_s: float | None  # set when censored: TTR is more than this
     bad_time_s: float
     capacity: CapacityRecovery | None
@@ -155,22 +187,80 @@ class RepetitionResult:
     events: list[Event]
     notes: list[str] = field(default_factory=list)
     server: dict[str, Any] | None = None
+    state: TtrState = "recovered"
+    # Observation after the fault end (s), and the stability period it had to reach for a conclusion.
+    observation_after_fault_end_s: float | None = None
+    stability_period_s: float = 0.0
 
     @property
     def complete(self) -> bool:
         return self.info.status == "completed"
 
+    @property
+    def void(self) -> str | None:
+        """Why the repetition is void (its fault did not land, or a method action failed), else None."""
+        return self.info.void
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.state == "inconclusive"
+
+    @property
+    def counts(self) -> bool:
+        """Whether the repetition is evidence at all: not void, and a fault was injected."""
+        return self.void is None and self.t0_ns is not None
+
+    def ttr_value(self) -> tuple[float, bool] | None:
+        """TTR for statistics: ``(value, censored)``; a censored value is a lower bound. Inconclusive
+        counts as censored at 0 (TTR is 0 or more: nothing after the fault was seen long enough)."""
+        if not self.counts:
+            return None
+        if self.state in ("recovered", "no-impact"):
+            return float(self.time_to_recover_s or 0.0), False
+        if self.state == "censored":
+            return float(self.ttr_lower_bound_s or 0.0), True
+        return 0.0, True
+
     def ttr_display(self) -> str:
+        if self.void is not None:
+            return "void"
         if self.t0_ns is None:
             return "n/a"
+        if self.state == "inconclusive":
+            return "inconclusive"
         if not self.recovered:
             return f"> {self.ttr_lower_bound_s:.3f} s"
         return f"{self.time_to_recover_s:.3f} s"
 
+    def deciding_observation_s(self) -> float | None:
+        """For an inconclusive repetition: the observation after the fault start that would decide it."""
+        if self.state != "inconclusive" or self.t0_ns is None:
+            return None
+        fault_end = self.info.fault_end_ns if self.info.fault_end_ns is not None else self.t0_ns
+        return max(0.0, (fault_end - self.t0_ns) / 1e9) + self.stability_period_s
+
+
+def void_repetition(rep_dir: Path, info: ExperimentInfo) -> RepetitionResult:
+    """A void repetition: its fault did not land (or a method action failed), so nothing is measured.
+
+    The timeline is not even read: whatever it shows was not caused by the fault under test."""
+    return RepetitionResult(
+        info=info, repetition=rep_dir.name, directory=rep_dir, t0_ns=None, time_to_impact_s=None,
+        time_to_recover_s=None, recovered=False, ttr_lower_bound_s=None, bad_time_s=0.0, capacity=None,
+        requests_total=0, requests_failed=0, availability_time=None, availability_requests=None,
+        observed_s=0.0, observation_after_fault_s=None, errors_by_class={}, errors_after_fault_by_class={},
+        latency={}, impact_ns=None, recovery_ns=None, span=(0, 0), series={}, lanes=[], events=[],
+        notes=[f"void: {info.void}; this repetition yields no figures"], state="void",
+    )
+
 
 def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionResult:
-    """All figures of one repetition; bad input (missing experiment.json fields) raises ConfigError."""
+    """All figures of one repetition; bad input (missing experiment.json fields) raises ConfigError.
+
+    A void repetition (experiment.json ``void``: the fault did not land) yields no figures."""
     info = read_experiment(rep_dir)
+    if info.void is not None:
+        return void_repetition(rep_dir, info)
     notes: list[str] = []
     frame = read_timeline(rep_dir / "timeline")
     start = frame["start_ns"].to_numpy(dtype=np.int64)
@@ -214,6 +304,14 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
         notes.append("the fault started outside the observed load period; impact and recovery cannot be "
                      "measured")
         t0 = None
+    # Requests in flight at t0 that failed count at their failure (``effective_starts``); re-sort by it.
+    instants, order = effective_starts(start, latency, ok, t0)
+    moved = int(np.count_nonzero(instants != start))
+    if moved:
+        start, latency, ok = instants[order], latency[order], ok[order]
+        frame = frame.iloc[order].reset_index(drop=True)
+        notes.append(f"{moved} request(s) in flight at the fault start failed after it: they count as impact "
+                     "at the time they failed")
     anchor = t0 if t0 is not None else span_start
     w = make_windows(start, latency, ok, anchor_ns=anchor, span=(span_start, span_end),
                      cuts=[obs_end], settings=settings)
@@ -230,27 +328,35 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     fault_end = info.fault_end_ns if info.fault_end_ns is not None else obs_end
     errors = frame["error_class"].iloc[in_span][~ok[in_span]].value_counts()
     errors_by_class = {str(k) or "unclassified": int(v) for k, v in errors.items()}
-    tti = ttr = lower = None
+    tti = ttr = lower = after_end_s = None
     recovered, bad_s, impact_ns, recovery_ns = True, 0.0, None, None
+    state: TtrState = "no-fault"
     capacity: CapacityRecovery | None = None
     errors_after: dict[str, int] = {}
     after_s = None
     if t0 is not None:
-        rec = recovery(w, start, latency, ok, t0_ns=t0, observation_end_ns=obs_end, settings=settings)
+        rec = recovery(w, start, latency, ok, t0_ns=t0, observation_end_ns=obs_end, settings=settings,
+                       fault_end_ns=info.fault_end_ns if info.fault_end_ns is not None else t0)
         after_s = rec.observed_after_ns / 1e9
+        after_end_s = rec.observed_after_fault_end_ns / 1e9
         bad_s = rec.bad_ns / 1e9
+        state = rec.state
         recovered = rec.recovered
         impact_ns = rec.impact_ns
         recovery_ns = rec.recovery_ns
         if rec.impact_ns is not None:
             tti = (rec.impact_ns - t0) / 1e9
-        if rec.recovery_ns is None:
+        if rec.state == "no-impact":
             ttr = 0.0
-        elif rec.recovered:
+        elif rec.state == "recovered" and rec.recovery_ns is not None:
             ttr = (rec.recovery_ns - t0) / 1e9
-        else:
+        elif rec.state == "censored" and rec.recovery_ns is not None:
             lower = (rec.recovery_ns - t0) / 1e9
-        if after_s < settings.stability_period_s:
+        if rec.state == "inconclusive":
+            notes.append(f"inconclusive: no bad window, but only {after_end_s:.1f} s were observed after the "
+                         f"fault ended, less than the stability period ({settings.stability_period_s:g} s); "
+                         "this is not evidence of no impact")
+        elif after_s < settings.stability_period_s:
             notes.append(f"observation after the fault ({after_s:.1f} s) is shorter than the stability "
                          f"period ({settings.stability_period_s:g} s)")
         capacity = capacity_recovery(events, info.replicas, t0, obs_end)
@@ -277,5 +383,6 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
         impact_ns=impact_ns, recovery_ns=recovery_ns, span=(span_start, span_end),
         series=window_series(w, latency, ok),
         lanes=replica_lanes(events, info.replicas, (span_start, span_end)),
-        events=events, notes=notes,
+        events=events, notes=notes, state=state, observation_after_fault_end_s=after_end_s,
+        stability_period_s=settings.stability_period_s,
     )

@@ -10,7 +10,7 @@ from typing import Any
 from harness.analysis._aggregate import FigureStats, TierVerdict, figure_stats, judge_tiers
 from harness.analysis._repetition import RepetitionResult, analyse_repetition, read_experiment
 from harness.analysis._server import compare_with_client, find_prometheus_url, server_figures
-from harness.analysis._settings import AnalysisSettings, Settings, check_analysis
+from harness.analysis._settings import AnalysisSettings, Evidence, Gate, Settings, check_analysis
 from harness.errors import ConfigError
 
 __all__ = ["ExperimentAnalysis", "RunAnalysis", "analyse_run", "read_run_json"]
@@ -29,15 +29,28 @@ class ExperimentAnalysis:
     analysis: AnalysisSettings
     notes: list[str] = field(default_factory=list)
 
+    evidence: Evidence = field(default_factory=Evidence)
+
+    @property
+    def gate(self) -> Gate:
+        return self.evidence.gate
+
     @property
     def required_failed(self) -> bool:
-        return self.required_tier is not None and not self.tiers[self.required_tier].supported
+        """The required tier's verdict does not pass the gate (supported, or also indicative)."""
+        return self.required_tier is not None and not self.tiers[self.required_tier].passes(self.gate)
 
     @property
     def failed_repetitions(self) -> list[str]:
-        """Repetitions that did not complete, or whose steady-state hypothesis deviated after the fault."""
+        """Repetitions that did not complete, or whose steady-state hypothesis deviated after the fault
+        (void ones are listed by ``void_repetitions`` instead)."""
         return [f"{r.repetition}: {r.info.status}" + (", deviated" if r.info.deviated else "")
-                for r in self.reps if not r.complete or r.info.deviated]
+                for r in self.reps if r.void is None and (not r.complete or r.info.deviated)]
+
+    @property
+    def void_repetitions(self) -> list[str]:
+        """``"<experiment> #<rep>: <reason>"`` for each void repetition (its fault did not land)."""
+        return [f"{self.name} #{r.repetition}: {r.void}" for r in self.reps if r.void is not None]
 
 
 @dataclass
@@ -52,10 +65,15 @@ class RunAnalysis:
 
     @property
     def passed(self) -> bool:
-        """A run passes only when it completed, every repetition completed without its hypothesis deviating,
-        and every required tier is supported."""
+        """A run passes only when it completed, no repetition is void, every repetition completed without
+        its hypothesis deviating, and every required tier passes the evidence gate."""
         return self.status == "completed" and not any(
-            e.required_failed or e.failed_repetitions for e in self.experiments)
+            e.required_failed or e.failed_repetitions or e.void_repetitions for e in self.experiments)
+
+    @property
+    def void_repetitions(self) -> list[str]:
+        """``"<experiment> #<rep>: <reason>"`` for every void repetition of the run."""
+        return [v for e in self.experiments for v in e.void_repetitions]
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:
@@ -100,6 +118,25 @@ def _experiment_settings(
                           "and analysis.objective {success_ratio, p99_latency_s}") from exc
 
 
+def _figures(reps: list[RepetitionResult]) -> dict[str, FigureStats]:
+    """Each figure over the (non-void) repetitions; a censored value counts as "more than" its bound."""
+    ttr = [r.ttr_value() for r in reps]
+    return {
+        "time_to_impact_s": figure_stats([r.time_to_impact_s for r in reps]),
+        "time_to_recover_s": figure_stats([None if t is None else t[0] for t in ttr],
+                                          [t is not None and t[1] for t in ttr]),
+        # Bad time of a repetition that did not recover is a lower bound: the outage went on.
+        "bad_time_s": figure_stats([r.bad_time_s if r.t0_ns is not None else None for r in reps],
+                                   [r.state in ("censored", "inconclusive") for r in reps]),
+        "capacity_recovery_s": figure_stats(
+            [None if r.capacity is None else (r.capacity.seconds if r.capacity.recovered
+                                              else r.capacity.lower_bound_s) for r in reps],
+            [r.capacity is not None and not r.capacity.recovered for r in reps]),
+        "availability_time": figure_stats([r.availability_time for r in reps]),
+        "availability_requests": figure_stats([r.availability_requests for r in reps]),
+    }
+
+
 def _rep_dirs(exp_dir: Path) -> list[Path]:
     reps = [p for p in exp_dir.iterdir() if p.is_dir() and (p / "experiment.json").exists()]
     return sorted(reps, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
@@ -141,7 +178,7 @@ def analyse_run(
         check_analysis(analysis, str(first.path))
         reps = [analyse_repetition(d, analysis) for d in reps_dirs]
         for r in reps:
-            if query_server:
+            if query_server and r.void is None:
                 rep_url = url
                 for record in ("experiment.json", "settings.json"):  # the repetition's own record
                     if rep_url is None and (r.directory / record).exists():
@@ -166,23 +203,16 @@ def analyse_run(
             exp_notes.append(f"probe periods and back-off were scaled by {first.time_scale:g}")
         if first.retries:
             exp_notes.append("the front retried failed requests (like a mesh); a plain Service does not")
-        stats = {
-            "time_to_impact_s": figure_stats([r.time_to_impact_s for r in reps]),
-            "time_to_recover_s": figure_stats(
-                [r.time_to_recover_s if r.recovered else r.ttr_lower_bound_s for r in reps],
-                [not r.recovered for r in reps]),
-            "bad_time_s": figure_stats([r.bad_time_s if r.t0_ns is not None else None for r in reps]),
-            "capacity_recovery_s": figure_stats(
-                [None if r.capacity is None else (r.capacity.seconds if r.capacity.recovered
-                                                  else r.capacity.lower_bound_s) for r in reps],
-                [r.capacity is not None and not r.capacity.recovered for r in reps]),
-            "availability_time": figure_stats([r.availability_time for r in reps]),
-            "availability_requests": figure_stats([r.availability_requests for r in reps]),
-        }
+        voids = sum(1 for r in reps if r.void is not None)
+        if voids:
+            exp_notes.append(f"{voids} of {len(reps)} repetition(s) void (the fault did not land): left out of "
+                             "every figure and verdict")
+        stats = _figures([r for r in reps if r.void is None])
         experiments.append(ExperimentAnalysis(
             name=name, title=first.title, fault=first.fault, reps=reps, stats=stats,
             tiers=judge_tiers(first.fault, reps, settings, required), required_tier=required,
             incidents_per_month=settings.incidents_for(first.fault), analysis=analysis, notes=exp_notes,
+            evidence=settings.evidence,
         ))
     status = str(run.get("status") or "unknown")
     if status != "completed":

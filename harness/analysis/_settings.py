@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -19,11 +19,14 @@ from harness.errors import ConfigError
 __all__ = [
     "DEFAULT_TIERS_FILE",
     "AnalysisSettings",
+    "Evidence",
+    "Gate",
     "Objective",
     "Settings",
     "Tier",
     "check_analysis",
     "load_settings",
+    "parse_evidence",
 ]
 
 DEFAULT_TIERS_FILE = Path(__file__).resolve().parent.parent / "reference" / "tiers.yaml"
@@ -53,6 +56,24 @@ class AnalysisSettings:
         return round(self.stability_period_s * 1e9)
 
 
+Gate = Literal["supported", "indicative"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How strong a tier verdict's evidence must be, and what a required tier must reach to pass.
+
+    ``quantile``: the TTR quantile a tier's maximum is about (0.90: nine incidents in ten recover within
+    it). ``confidence``: the distribution-free confidence a verdict needs to be *supported* (0.90 on p90
+    needs 22 repetitions all within). ``gate``: a required tier passes on ``supported`` only, or also on
+    ``indicative`` (every repetition within, too few of them), which suits a nightly of three repetitions.
+    """
+
+    quantile: float = 0.9
+    confidence: float = 0.9
+    gate: Gate = "indicative"
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
@@ -67,6 +88,7 @@ class Settings:
     tiers: tuple[Tier, ...]
     incidents_per_month: Mapping[str, float]
     sources: tuple[str, ...] = ()
+    evidence: Evidence = field(default_factory=Evidence)
 
     def incidents_for(self, fault: str) -> float:
         return float(self.incidents_per_month.get(fault, self.incidents_per_month.get("default", 1.0)))
@@ -88,6 +110,13 @@ class Settings:
         check_analysis(analysis, "command line")
         return replace(self, analysis=analysis)
 
+    def with_evidence(self, raw: Mapping[str, Any], where: str = "evidence override") -> Settings:
+        """A copy with some evidence values ({quantile, confidence, gate}, a suite file's) replaced."""
+        evidence, problems = parse_evidence(dict(raw), where, self.evidence)
+        if problems:
+            raise ConfigError("invalid evidence settings:\n  - " + "\n  - ".join(problems))
+        return replace(self, evidence=evidence)
+
     def to_json(self) -> dict[str, Any]:
         a = self.analysis
         return {
@@ -101,6 +130,8 @@ class Settings:
                 for t in self.tiers
             ],
             "incidents_per_month": dict(self.incidents_per_month),
+            "evidence": {"quantile": self.evidence.quantile, "confidence": self.evidence.confidence,
+                         "gate": self.evidence.gate},
             "sources": list(self.sources),
         }
 
@@ -160,6 +191,39 @@ def _analysis_problems(a: AnalysisSettings) -> list[str]:
     return problems
 
 
+def _evidence_problems(e: Evidence) -> list[str]:
+    problems = []
+    if not 0 < e.quantile < 1:
+        problems.append(f"evidence.quantile must be within (0, 1), got {e.quantile}")
+    if not 0 < e.confidence < 1:
+        problems.append(f"evidence.confidence must be within (0, 1), got {e.confidence}")
+    if e.gate not in ("supported", "indicative"):
+        problems.append(f"evidence.gate must be supported or indicative, got {e.gate!r}")
+    return problems
+
+
+def parse_evidence(raw: Any, where: str, base: Evidence | None = None) -> tuple[Evidence, list[str]]:
+    """An ``evidence`` mapping ({quantile, confidence, gate}) over ``base``; the problems found."""
+    base = base or Evidence()
+    if raw is None:
+        return base, []
+    if not isinstance(raw, dict):
+        return base, [f"{where}: evidence must be a mapping {{quantile, confidence, gate}}"]
+    problems = []
+    unknown = sorted(set(raw) - {"quantile", "confidence", "gate"})
+    if unknown:
+        problems.append(f"{where}: unknown evidence keys {unknown} (expected quantile, confidence, gate)")
+    values: dict[str, Any] = {}
+    for key in ("quantile", "confidence"):
+        if key in raw:
+            values[key] = _number(raw, key, "evidence", problems)
+    if "gate" in raw:
+        values["gate"] = str(raw["gate"])
+    evidence = replace(base, **values)
+    problems += [f"{where}: {p}" for p in _evidence_problems(evidence)]
+    return evidence, problems
+
+
 def check_analysis(a: AnalysisSettings, where: str) -> None:
     problems = _analysis_problems(a)
     if problems:
@@ -169,10 +233,12 @@ def check_analysis(a: AnalysisSettings, where: str) -> None:
 def _parse(raw: dict[str, Any], sources: tuple[str, ...]) -> Settings:
     where = " + ".join(sources)
     problems: list[str] = []
-    unknown = set(raw) - {"schema", "analysis", "tiers", "incidents_per_month"}
+    unknown = set(raw) - {"schema", "analysis", "tiers", "incidents_per_month", "evidence"}
     if unknown:
         problems.append(f"unknown top-level keys {sorted(unknown)} "
-                        "(expected analysis, tiers, incidents_per_month)")
+                        "(expected analysis, tiers, incidents_per_month, evidence)")
+    evidence, evidence_problems = parse_evidence(raw.get("evidence"), where)
+    problems += evidence_problems
     a_raw = raw.get("analysis") or {}
     o_raw = a_raw.get("objective") or {} if isinstance(a_raw, dict) else {}
     if not isinstance(a_raw, dict) or not isinstance(o_raw, dict):
@@ -219,7 +285,7 @@ def _parse(raw: dict[str, Any], sources: tuple[str, ...]) -> Settings:
     if problems:
         raise ConfigError(f"invalid tiers settings ({where}):\n  - " + "\n  - ".join(problems)
                           + "\n  (see harness/reference/tiers.yaml for the expected shape)")
-    return Settings(analysis, tuple(tiers), incidents, sources)
+    return Settings(analysis, tuple(tiers), incidents, sources, evidence)
 
 
 def load_settings(override: Path | None = None) -> Settings:

@@ -20,13 +20,23 @@ Conventions (docs/measurement.md repeats them with a worked example):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from harness.analysis._settings import AnalysisSettings
 
-__all__ = ["Recovery", "Windows", "make_windows", "phase_percentiles", "recovery", "window_series"]
+__all__ = [
+    "Recovery",
+    "RecoveryState",
+    "Windows",
+    "effective_starts",
+    "make_windows",
+    "phase_percentiles",
+    "recovery",
+    "window_series",
+]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -98,17 +108,52 @@ def make_windows(
     return Windows(bounds[:-1], bounds[1:], lo, hi, requests, failed, slow, good)
 
 
+RecoveryState = Literal["no-impact", "recovered", "censored", "inconclusive"]
+
+
+def effective_starts(
+    start_ns: IntArray, latency_s: FloatArray, ok: BoolArray, t0_ns: int | None
+) -> tuple[IntArray, IntArray]:
+    """The instant each request counts at, and the order that sorts the timeline by it.
+
+    A request counts at its start, except one that was in flight at the fault start ``t0`` and failed:
+    users saw that failure when it happened, after ``t0``, so it counts at its end (DESIGN.md). Without
+    this, requests cut off by a pod kill (or hanging on a dropped connection) count "before the fault".
+    Returns ``(instants, order)``: ``instants[order]`` is sorted (stable, so ties keep the start order).
+    """
+    if t0_ns is None or not len(start_ns):
+        return start_ns, np.arange(len(start_ns), dtype=np.int64)
+    end_ns = start_ns + np.rint(latency_s * 1e9).astype(np.int64)
+    moved = (~ok) & (start_ns < t0_ns) & (end_ns >= t0_ns)
+    if not moved.any():
+        return start_ns, np.arange(len(start_ns), dtype=np.int64)
+    instants = np.where(moved, end_ns, start_ns)
+    order = np.argsort(instants, kind="stable").astype(np.int64)
+    return instants, order
+
+
 @dataclass(frozen=True)
 class Recovery:
-    """Impact and recovery after ``t0`` (all instants in wall-clock ns)."""
+    """Impact and recovery after ``t0`` (all instants in wall-clock ns).
 
+    ``state``: ``no-impact`` (no bad window, and at least a stability period observed after the fault
+    ended), ``recovered``, ``censored`` (fewer than a stability period of good windows after the last bad
+    one: ``recovery_ns`` is then the instant the true recovery is at least), or ``inconclusive`` (no bad
+    window, but less than a stability period observed after the fault ended: nothing can be concluded).
+    """
+
+    state: RecoveryState
     impact_ns: int | None  # None: no bad window after t0
     recovery_ns: int | None  # the recovery instant (also the censored lower bound's instant)
-    recovered: bool
     bad_ns: int  # total duration of bad windows in [t0, observation end)
     first_bad: int | None  # window indices, for plots
     last_bad: int | None
     observed_after_ns: int  # observation end - t0
+    observed_after_fault_end_ns: int  # observation end - fault end
+
+    @property
+    def recovered(self) -> bool:
+        return self.state in ("no-impact", "recovered")
 
 
 def recovery(
@@ -118,17 +163,29 @@ def recovery(
     ok: BoolArray,
     *,
     t0_ns: int,
+    fault_end_ns: int,
     observation_end_ns: int,
     settings: AnalysisSettings,
 ) -> Recovery:
-    """Time to impact, recovery instant and bad time after ``t0`` (DESIGN.md's definitions)."""
+    """Time to impact, recovery instant and bad time after ``t0`` (DESIGN.md's definitions).
+
+    ``start_ns`` are the instants requests count at (``effective_starts``), sorted, and ``w`` was built
+    from them. Windows decide *whether* the service recovered; requests decide *when*: the recovery
+    instant is the start of the first good request after the last offending request of the last bad
+    window. Not the end of that offending request: a request whose packets were dropped hangs until its
+    client timeout while requests sent after the fault was lifted already succeed.
+    """
     after = (w.start_ns >= t0_ns) & (w.end_ns <= observation_end_ns)
     idx = np.flatnonzero(after)
     bad_idx = idx[~w.good[idx]]
     bad_ns = int(w.duration_ns[bad_idx].sum())
     observed_after = max(0, observation_end_ns - t0_ns)
+    after_fault_end = max(0, observation_end_ns - max(t0_ns, fault_end_ns))
     if len(bad_idx) == 0:
-        return Recovery(None, None, True, 0, None, None, observed_after)
+        # Unclamped: a fault still going on at the end of observation was never observed after it ended.
+        enough = observation_end_ns - max(t0_ns, fault_end_ns) >= settings.stability_ns
+        state: RecoveryState = "no-impact" if enough else "inconclusive"
+        return Recovery(state, None, None, 0, None, None, observed_after, after_fault_end)
     limit = settings.objective.p99_latency_s
     first, last = int(bad_idx[0]), int(bad_idx[-1])
     lo, hi = int(w.lo[first]), int(w.hi[first])
@@ -138,15 +195,17 @@ def recovery(
     else:
         impact_ns = int(w.start_ns[first])
     lo, hi = int(w.lo[last]), int(w.hi[last])
+    recovery_ns = int(w.end_ns[last])
     if hi > lo:
         offending = (~ok[lo:hi]) | (latency_s[lo:hi] > limit)
-        ends = start_ns[lo:hi][offending] + np.rint(latency_s[lo:hi][offending] * 1e9).astype(np.int64)
-        recovery_ns = int(ends.max())
-    else:
-        recovery_ns = int(w.end_ns[last])
+        last_offending = lo + len(offending) - 1 - int(np.argmax(offending[::-1]))
+        end = int(np.searchsorted(start_ns, observation_end_ns, side="left"))
+        good = ok[last_offending + 1:end] & (latency_s[last_offending + 1:end] <= limit)
+        if good.any():
+            recovery_ns = int(start_ns[last_offending + 1 + int(np.argmax(good))])
     stable_ns = observation_end_ns - int(w.end_ns[last])
-    recovered = stable_ns >= settings.stability_ns
-    return Recovery(impact_ns, recovery_ns, recovered, bad_ns, first, last, observed_after)
+    state = "recovered" if stable_ns >= settings.stability_ns else "censored"
+    return Recovery(state, impact_ns, recovery_ns, bad_ns, first, last, observed_after, after_fault_end)
 
 
 def _nearest_rank(values: FloatArray, q: float) -> float:

@@ -17,7 +17,11 @@ __all__ = ["measured_figures", "register"]
 
 
 def measured_figures(rep: Any) -> dict[str, float | None]:
-    """The figures a runbook step can bound (``expect_max``), from one analysed repetition."""
+    """The figures a runbook step can bound (``expect_max``), from one analysed repetition; none from a
+    void one (its fault did not land), so no expectation can be met by it."""
+    if getattr(rep, "void", None) is not None:
+        return dict.fromkeys(("time_to_impact_s", "time_to_recover_s", "bad_time_s", "capacity_recovery_s",
+                              "error_ratio", "p99_ms"))
     during = (rep.latency or {}).get("during") or {}
     p99 = during.get("p99_s")
     return {

@@ -58,7 +58,8 @@ def _cmd_trend(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="(re)build the report of a run: index.html, results.json, junit.xml",
                        description="Analyse reports/<run_id> and write its evidence bundle; exit 1 when the "
-                                   "run did not complete or a required tier is not supported.")
+                                   "run did not complete, a repetition is void, or a required tier does not pass "
+                                   "the evidence gate (tiers file: evidence.gate).")
     p.add_argument("run_dir", help="the run directory, reports/<run_id>")
     p.add_argument("--tiers", help="YAML file overriding harness/reference/tiers.yaml (also $HARNESS_TIERS)")
     p.add_argument("--required-tier", help="tier every experiment must support (overrides experiment.json)")

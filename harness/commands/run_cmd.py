@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from harness.analysis import effective_starts
 from harness.errors import FaultError, PlatformError
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
@@ -20,7 +24,10 @@ VOID_EXIT = FaultError.exit_code  # 5: a fault did not land; the run is evidence
 
 
 def phase_counts(rep_dir: Path) -> dict[str, dict[str, Any]]:
-    """Requests and failures (by class) before, during and after the fault window."""
+    """Requests and failures (by class) before, during and after the fault window.
+
+    A request counts at the instant the analysis counts it (``effective_starts``): its start, except one
+    in flight at the fault start that failed, which counts when it failed (after the fault start)."""
     info = json.loads((rep_dir / "experiment.json").read_text())
     frame = read_timeline(rep_dir / "timeline")
     t0 = info.get("fault_start_ns")
@@ -28,7 +35,11 @@ def phase_counts(rep_dir: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if frame.empty:
         return out
-    starts = frame["start_ns"]
+    ok = (frame["outcome"] == "ok").to_numpy(dtype=bool)
+    instants, _ = effective_starts(frame["start_ns"].to_numpy(dtype=np.int64),
+                                   frame["latency_s"].to_numpy(dtype=np.float64), ok,
+                                   int(t0) if t0 is not None else None)
+    starts = pd.Series(instants, index=frame.index)
     phases = {"before": starts < (t0 or 2**62), "during": (starts >= (t0 or 2**62)) & (starts <= (t1 or 0)),
               "after": starts > (t1 or 2**62)}
     for name, mask in phases.items():

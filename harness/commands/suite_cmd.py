@@ -1,8 +1,9 @@
 """``harness suite NAME``: a suite of experiments with required tiers and a regression gate.
 
 It always writes the report, the JUnit file and the trend page; it exits non-zero only when a required
-tier is not supported, a figure regressed beyond the suite's rule, or the run did not complete (an
-interrupted or crashed run is recorded as such in history, never as a pass).
+tier's verdict does not pass the evidence gate (``evidence.gate``: supported, or also indicative), a
+repetition is void (its fault did not land), a figure regressed beyond the suite's rule, or the run did
+not complete (an interrupted or crashed run is recorded as such in history, never as a pass).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
     """
     settings = load_settings(tiers)
     suite = load_suite(suite_file, {t.name for t in settings.tiers})
+    settings.with_evidence(suite.evidence, f"suite {suite_file}")  # checked before anything runs
     replicas = [r.name for r in platform.status().replicas]
     repeat = repeat or suite.repeat
     threshold = parse_threshold(fail_on_regression) if fail_on_regression else suite.threshold
@@ -75,23 +77,25 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
         _print_outcome(outcome)
     if run_dir is None:
         raise crashed or HarnessError("the suite produced no run directory")
-    report = build_report(run_dir, tiers_file=tiers)
+    report = build_report(run_dir, tiers_file=tiers, evidence=suite.evidence)
     print(report.table)
     result = trend(reports_dir, threshold, suite.baseline)
     for reg in result.regressions:
         print(f"REGRESSION: {reg.message}")
-    missed = [f"{e.name}: required tier {e.required_tier} not supported" for e in report.analysis.experiments
-              if e.required_tier and not e.tiers[e.required_tier].supported]
+    missed = [f"{e.name}: required tier {e.required_tier} is {e.tiers[e.required_tier].outcome} (the gate "
+              f"needs {'supported or indicative' if e.gate == 'indicative' else 'supported'})"
+              for e in report.analysis.experiments if e.required_tier and e.required_failed]
     for line in missed:
         print(f"FAILED: {line}")
+    for line in report.void_repetitions:
+        print(f"VOID: {line}")
     print(f"report: {report.index_html}\njunit: {report.junit_xml}\ntrend: {result.page}")
     if crashed is not None:
         print(f"error: the suite crashed: {crashed}", file=sys.stderr)
         return crashed.exit_code
     if outcome is not None and outcome.interrupted:
         return 130
-    if outcome is not None and outcome.void:
-        print("VOID: " + "\nVOID: ".join(outcome.void), file=sys.stderr)
+    if report.void_repetitions:  # listed above with VOID:
         return VOID_EXIT
     return 1 if missed or result.regressions else 0
 

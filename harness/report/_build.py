@@ -7,8 +7,10 @@ manifest is written last so that it hashes every other file, the raw inputs incl
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.analysis import RunAnalysis, analyse_run, load_settings
 from harness.report._history import HISTORY_FILE, record_run
@@ -37,6 +39,11 @@ class ReportResult:
     def passed(self) -> bool:
         return self.analysis.passed
 
+    @property
+    def void_repetitions(self) -> list[str]:
+        """``"<experiment> #<rep>: <reason>"`` for every void repetition (its fault did not land)."""
+        return self.analysis.void_repetitions
+
 
 def build_report(
     run_dir: Path,
@@ -48,10 +55,14 @@ def build_report(
     record_history: bool = True,
     window_s: float | None = None,
     stability_period_s: float | None = None,
+    evidence: Mapping[str, Any] | None = None,
 ) -> ReportResult:
     """Analyse ``run_dir`` (reports/<run_id>) and write index.html, summary.md, results.json, junit.xml,
-    manifest.json; append the run to reports/history.sqlite. Bad input raises ConfigError."""
+    manifest.json; append the run to reports/history.sqlite. ``evidence`` ({quantile, confidence, gate},
+    a suite file's) overrides the tiers file's. Bad input raises ConfigError."""
     settings = load_settings(tiers_file)
+    if evidence:
+        settings = settings.with_evidence(evidence)
     changes = {k: v for k, v in (("window_s", window_s), ("stability_period_s", stability_period_s))
                if v is not None}
     if changes:

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.analysis import ExperimentAnalysis, RunAnalysis, format_duration
 from harness.report._plots import repetition_svg
+from harness.report._text import reps_cell
 
 __all__ = ["CSS", "page", "render_index"]
 
@@ -18,6 +19,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;c
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.yes{background:#e8f5e9}.no{background:#ffebee}.req{font-weight:bold}
+.ind{background:#f1f8e9}.inc{background:#fff8e1}.void{background:#eceff1}
 .note{color:#8a5a00}.plot svg{max-width:100%;height:auto}code{background:#f6f6f6;padding:0 3px}
 """
 
@@ -29,14 +31,18 @@ def page(title: str, body: str) -> str:
             f"<body>{body}</body></html>\n")
 
 
+_OUTCOME_CLASS = {"supported": "yes", "indicative": "ind", "not supported": "no", "inconclusive": "inc",
+                  "void": "void"}
+_OUTCOME_MARK = {"supported": "✔", "indicative": "◐", "not supported": "✘", "inconclusive": "?", "void": "∅"}
+
+
 def _tier_cells(e: ExperimentAnalysis) -> str:
     cells = []
     for v in e.tiers.values():
-        cls = "yes" if v.supported else "no"
-        mark = "✔ supported" if v.supported else "✘ not supported"
         req = " req" if v.required else ""
-        label = " (required)" if v.required else ""
-        cells.append(f"<td class=\"{cls}{req}\" title=\"{escape(v.why)}\">{mark}{label}</td>")
+        label = (" (required)" if v.passes(e.gate) else " (required, fails the gate)") if v.required else ""
+        cells.append(f"<td class=\"{_OUTCOME_CLASS[v.outcome]}{req}\" title=\"{escape(v.why)}\">"
+                     f"{_OUTCOME_MARK[v.outcome]} {escape(v.mark)}{label}</td>")
     return "".join(cells)
 
 
@@ -48,7 +54,7 @@ def _summary_table(a: RunAnalysis) -> str:
         avail = s["availability_requests"].p50
         rows.append(
             f"<tr><td><a href=\"#exp-{escape(e.name)}\">{escape(e.name)}</a></td><td>{escape(e.fault)}</td>"
-            f"<td>{len(e.reps)}</td><td>{escape(s['time_to_impact_s'].show('p50'))}</td>"
+            f"<td>{escape(reps_cell(e))}</td><td>{escape(s['time_to_impact_s'].show('p50'))}</td>"
             f"<td>{escape(s['time_to_recover_s'].show('p50'))}</td><td>{escape(s['time_to_recover_s'].show('p95'))}"
             f"</td><td>{escape(s['bad_time_s'].show('p95'))}</td><td>{escape(s['capacity_recovery_s'].show('p95'))}"
             f"</td><td>{'n/a' if avail is None else f'{avail * 100:.3f}%'}</td>{_tier_cells(e)}</tr>")
@@ -80,6 +86,11 @@ def _stats_table(e: ExperimentAnalysis) -> str:
 def _rep_table(e: ExperimentAnalysis) -> str:
     rows = []
     for r in e.reps:
+        if r.void is not None:
+            rows.append(f"<tr class=\"void\"><td>{escape(r.repetition)}</td><td>{escape(r.info.status)}</td>"
+                        f"<td colspan=\"13\">VOID: {escape(r.void)} (no figures)"
+                        f"{_landings(r.info.landings)}</td></tr>")
+            continue
         cap = "n/a" if r.capacity is None else (
             f"{r.capacity.seconds:.3f} s" if r.capacity.recovered else f"> {r.capacity.lower_bound_s:.3f} s")
         lat = r.latency
@@ -109,24 +120,39 @@ def _rep_table(e: ExperimentAnalysis) -> str:
             f"<th>server side (Prometheus)</th></tr>{''.join(rows)}</table>")
 
 
+def _landings(landings: Sequence[dict[str, Any]]) -> str:
+    """The fault-landing checks of a repetition, one line each."""
+    if not landings:
+        return ""
+    items = "".join(
+        f"<li>{escape(str(x.get('fault', '?')))} on {escape(', '.join(map(str, x.get('targets') or [])))}: "
+        f"{'landed' if x.get('landed') else 'DID NOT LAND'} ({escape(str(x.get('check', '')))}"
+        f"{': ' + escape(str(x.get('detail'))) if x.get('detail') else ''})</li>" for x in landings)
+    return f"<ul>{items}</ul>"
+
+
 def _experiment_section(e: ExperimentAnalysis, marks: Sequence[tuple[int, str]] = ()) -> str:
     tiers = "".join(
-        f"<li class=\"{'yes' if v.supported else 'no'}\"><b>{escape(name)}</b>"
-        f"{' (required)' if v.required else ''}: {'supported' if v.supported else 'not supported'} — "
+        f"<li class=\"{_OUTCOME_CLASS[v.outcome]}\"><b>{escape(name)}</b>"
+        f"{' (required)' if v.required else ''}: {escape(v.outcome)} — "
         f"{escape(v.why)}</li>" for name, v in e.tiers.items())
+    evidence = (f"Verdicts are about TTR p{e.evidence.quantile * 100:g}; <i>supported</i> needs "
+                f"{e.evidence.confidence * 100:g}% distribution-free confidence; a required tier passes on "
+                f"{'supported or indicative' if e.gate == 'indicative' else 'supported only'}.")
     notes = "".join(f"<li class=\"note\">{escape(n)}</li>" for n in e.notes)
     rep_notes = "".join(f"<li class=\"note\">rep {escape(r.repetition)}: {escape(n)}</li>"
                         for r in e.reps for n in r.notes)
     plots = "".join(
         f"<figure class=\"plot\" id=\"plot-{escape(e.name)}-{escape(r.repetition)}\">"
-        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}', marks)}</figure>" for r in e.reps)
+        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}', marks)}</figure>" for r in e.reps
+        if r.void is None)
     obj = e.analysis.objective
     return (f"<section id=\"exp-{escape(e.name)}\"><h2>{escape(e.title)} "
             f"<small>({escape(e.fault)})</small></h2>"
             f"<p>Window {e.analysis.window_s:g} s, stability period {e.analysis.stability_period_s:g} s, "
             f"objective: success ratio ≥ {obj.success_ratio:g} and p99 ≤ {obj.p99_latency_s:g} s; "
             f"assumed incidents per month: {e.incidents_per_month:g}.</p>"
-            f"<h3>SLA tiers</h3><ul>{tiers}</ul>{'<ul>' + notes + '</ul>' if notes else ''}"
+            f"<h3>SLA tiers</h3><p>{evidence}</p><ul>{tiers}</ul>{'<ul>' + notes + '</ul>' if notes else ''}"
             f"<h3>Figures over repetitions</h3>{_stats_table(e)}<h3>Repetitions</h3>{_rep_table(e)}"
             f"{'<ul>' + rep_notes + '</ul>' if rep_notes else ''}{plots}</section>")
 
@@ -136,9 +162,12 @@ def render_index(a: RunAnalysis) -> str:
     tiers = ", ".join(f"{t.name}: {t.availability * 100:g}% / TTR ≤ "
                       f"{format_duration(t.max_time_to_recover_s)}"
                       f" / {format_duration(t.budget_per_30d_s)} per 30 days" for t in a.settings.tiers)
+    voids = "".join(f"<li class=\"void\">VOID {escape(v)}: no figures, and the run does not pass</li>"
+                    for v in a.void_repetitions)
     body = (f"<h1>Resilience run {escape(a.run_id)}</h1>"
             f"<p>Status <b>{escape(a.status)}</b>: <b>{'passed' if a.passed else 'not passed'}</b>. "
-            f"Tiers: {escape(tiers)}.</p>{'<ul>' + notes + '</ul>' if notes else ''}"
+            f"Tiers: {escape(tiers)}.</p>{'<ul>' + voids + '</ul>' if voids else ''}"
+            f"{'<ul>' + notes + '</ul>' if notes else ''}"
             f"{_summary_table(a)}"
             "<p>TTR: time to recover (censored values show as “&gt; x”); bad time: total duration of bad "
             "windows after the fault start. Definitions: docs/measurement.md; figures: results.json; "

@@ -91,7 +91,10 @@ def repetition_svg(r: RepetitionResult, title: str, notes: Sequence[tuple[int, s
             if r.capacity is not None and r.capacity.recovered and r.capacity.instant_ns is not None:
                 ax.axvline((r.capacity.instant_ns - origin) / 1e9, color="#1565c0", ls=":", lw=1,
                            label=f"capacity +{r.capacity.seconds:.3f} s" if ax is axes[0] else None)
-        if not r.recovered:
+        if r.state == "inconclusive":
+            axes[0].text(0.99, 0.05, "INCONCLUSIVE (too little observed after the fault ended)",
+                         transform=axes[0].transAxes, ha="right", color="#8a5a00", fontsize=9)
+        elif not r.recovered:
             axes[0].text(0.99, 0.05, f"NOT RECOVERED (TTR {r.ttr_display()})", transform=axes[0].transAxes,
                          ha="right", color="#d32f2f", fontsize=9)
         axes[0].legend(loc="lower left", fontsize=7, ncol=4)

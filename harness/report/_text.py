@@ -4,25 +4,35 @@ from __future__ import annotations
 
 from harness.analysis import ExperimentAnalysis, RunAnalysis
 
-__all__ = ["render_summary_table", "summary_markdown"]
+__all__ = ["render_summary_table", "reps_cell", "summary_markdown"]
 
 
 def _row(e: ExperimentAnalysis) -> list[str]:
     s = e.stats
     avail = s["availability_requests"].p50
     cells = [
-        e.name, e.fault, str(len(e.reps)),
+        e.name, e.fault, reps_cell(e),
         s["time_to_impact_s"].show("p50"),
         s["time_to_recover_s"].show("p50"), s["time_to_recover_s"].show("p95"),
         s["bad_time_s"].show("p95"), s["capacity_recovery_s"].show("p95"),
         "n/a" if avail is None else f"{avail * 100:.3f}%",
     ]
     for verdict in e.tiers.values():
-        mark = "yes" if verdict.supported else "no"
+        mark = verdict.mark
         if verdict.required:
-            mark += " (required)" if verdict.supported else " (REQUIRED)"
+            mark += " (required)" if verdict.passes(e.gate) else " (REQUIRED, fails the gate)"
         cells.append(mark)
     return cells
+
+
+def reps_cell(e: ExperimentAnalysis) -> str:
+    """Repetitions, with how many were void (those count for nothing)."""
+    void = len(e.void_repetitions)
+    return f"{len(e.reps)} ({void} void)" if void else str(len(e.reps))
+
+
+def _void_lines(a: RunAnalysis) -> list[str]:
+    return [f"VOID {v} (no figures; the run does not pass)" for v in a.void_repetitions]
 
 
 def _header(a: RunAnalysis) -> list[str]:
@@ -37,9 +47,10 @@ def render_summary_table(a: RunAnalysis) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
+    lines.extend(_void_lines(a))
     lines.append(f"run {a.run_id}: status {a.status}; " + ("PASSED" if a.passed else "NOT PASSED")
-                 + " (passes only when every repetition completed, no hypothesis deviated and every required "
-                 "tier is supported)")
+                 + " (passes only when no repetition is void, every repetition completed, no hypothesis "
+                 "deviated and every required tier passes its evidence gate)")
     lines.extend(f"note: {n}" for n in a.notes)
     return "\n".join(lines)
 
@@ -51,12 +62,18 @@ def summary_markdown(a: RunAnalysis) -> str:
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(_row(e)) + " |" for e in a.experiments]
     out.append("")
+    out += [f"- {line}" for line in _void_lines(a)]
+    if a.void_repetitions:
+        out.append("")
     for e in a.experiments:
         out += [f"## {e.name} ({e.fault})", ""]
-        out += [f"- **{name}**: {'supported' if v.supported else 'not supported'}"
-                + (" (required)" if v.required else "") + f" — {v.why}" for name, v in e.tiers.items()]
+        out += [f"- **{name}**: {v.outcome}" + (" (required)" if v.required else "") + f" — {v.why}"
+                for name, v in e.tiers.items()]
         out += [f"- note: {n}" for n in e.notes]
         for r in e.reps:
+            if r.void is not None:
+                out += [f"- rep {r.repetition}: VOID ({r.void}); no figures"]
+                continue
             impact = "none" if r.time_to_impact_s is None else f"{r.time_to_impact_s:.3f} s"
             out += [f"- rep {r.repetition}: impact {impact}, TTR {r.ttr_display()}, "
                     f"bad time {r.bad_time_s:.3f} s, "
