@@ -169,8 +169,8 @@ class CgroupLayout:
     v2_mount_root: str = "/"
 
     def describe(self) -> str:
-        parts = {"v1": "cgroup v1", "v2": "cgroup v2 (unified)", "hybrid": "hybrid (cgroup v1 controllers plus "
-                 "an empty-ish cgroup2 mount)", "none": "no cgroup file system mounted"}
+        parts = {"v1": "cgroup v1", "v2": "cgroup v2 (unified)", "hybrid": "hybrid (controllers on cgroup v1, "
+                 "plus a cgroup2 mount)", "none": "no cgroup file system mounted"}
         text = parts[self.mode]
         if self.v1_memory is not None:
             text += f"; memory controller on v1 at {self.v1_memory}"
@@ -405,7 +405,8 @@ class MemoryGroup:
         if raw == "max":
             return None
         value = int(raw)
-        return None if value >= 1 << 62 else value  # v1 writes "no limit" as a huge page-aligned number
+        # v1 reads "no limit" back as a huge page-aligned number (-1 is what one writes)
+        return None if value < 0 or value >= 1 << 62 else value
 
     def usage_bytes(self) -> int:
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
