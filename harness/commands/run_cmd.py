@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.doctor import refuse_unrunnable_files
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
@@ -51,6 +52,7 @@ def _print_outcome(outcome: RunOutcome) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    refuse_unrunnable_files([Path(e) for e in args.experiments], args.platform)  # exit 3, as harness doctor says
     platform = platform_from_args(args)
     replicas = [r.name for r in platform.status().replicas]
     variables = parse_vars(args.var or [])
