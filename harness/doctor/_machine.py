@@ -172,7 +172,10 @@ def ports(state_dir: Path | None = None) -> Check:
     from harness.platforms.local.settings import LocalSettings, default_state_dir
 
     state = state_dir or default_state_dir()
-    settings = LocalSettings.load(state) if (state / "settings.json").exists() else LocalSettings(state_dir=state)
+    try:
+        settings = LocalSettings.load(state) if (state / "settings.json").exists() else LocalSettings(state_dir=state)
+    except OSError:  # a state directory this user may not read: the defaults are what it would get
+        settings = LocalSettings(state_dir=state)
     wanted = [("HTTP", settings.http_port), ("gRPC", settings.grpc_port), ("stats", settings.stats_port)]
     if settings.prometheus:
         wanted.append(("Prometheus", settings.prometheus_port))
