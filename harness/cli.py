@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "harness.commands.report_cmds",
     "harness.commands.bench_cmd",
     "harness.commands.doctor_cmd",
+    "harness.commands.rootless_cmd",
 )
 
 

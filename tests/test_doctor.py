@@ -79,7 +79,7 @@ def test_run_refuses_as_an_unprivileged_user_with_doctors_reason() -> None:
         block = _row(doctor, "network-policy-block")
         assert not block["ok"] and "uid 65534" in block["reason"] and "root" in block["fix"]
         if "unprivileged user+network namespaces work here" in block["reason"]:
-            assert "unshare -rn" in block["fix"]
+            assert "harness rootless demo" in block["fix"]
         proc = subprocess.run([*nobody, "run", "experiments/network-policy-block.yaml", "--state-dir",
                                str(tmp_path / "state")], capture_output=True, text=True, cwd=REPO, timeout=60)
         assert proc.returncode == 3, proc.stderr

@@ -189,9 +189,10 @@ def diagnose(host: HostPaths | None = None, state_dir: Path | None = None) -> Di
 
     host = host or HostPaths()
     try:
-        user = f"{pwd.getpwuid(host.euid).pw_name}, uid {host.euid}"
+        name = pwd.getpwuid(host.euid).pw_name
+        user = name if host.who() == name else f"{name}, {host.who()}"
     except KeyError:
-        user = f"uid {host.euid}"
+        user = host.who()
     faults = [fault_support(fault, platform, host) for platform in PLATFORMS for fault in FAULTS]
     local = [_machine.python(), _machine.tritonserver(),
              _machine.program("haproxy", "haproxy", "the service front, like a Kubernetes Service"),

@@ -139,8 +139,8 @@ def nftables(host: HostPaths | None = None) -> Check:
         return Check("nftables", False, detail + "; unprivileged user+network namespaces work here "
                      "(unshare -rn nft list tables succeeded)",
                      "run as root (sudo env PATH=$PATH harness ...), or run the whole job in a private user+network "
-                     "namespace, where you are root and nft works: unshare -rn sh -c 'ip link set lo up && "
-                     "harness demo' (the service then lives only inside that namespace)")
+                     "namespace, where you are root and nft works: harness rootless demo (the service then lives "
+                     "only inside that namespace)")
     return Check("nftables", False, detail + f"; unprivileged user namespaces are not available either ({out})",
                  "run as root (sudo), or let users create namespaces: sudo sysctl kernel.unprivileged_userns_clone=1 "
                  "(Debian), or kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04)")

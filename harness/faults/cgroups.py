@@ -68,6 +68,16 @@ class HostPaths:
         except (OSError, ValueError):
             return 65534
 
+    def who(self) -> str:
+        """"root", "root of a user namespace" (unshare -r: root only over what the user owns) or "uid N"."""
+        if self.euid != 0:
+            return f"uid {self.euid}"
+        try:
+            first = (self.proc / self.pid / "uid_map").read_text().split()
+        except OSError:
+            return "root"
+        return "root" if first[:3] == ["0", "0", "4294967295"] or not first else "root of a user namespace"
+
     def may_write(self, path: Path, read_only: bool = False) -> bool:
         """Write permission as the kernel decides it for this user (without asking the kernel, so a
         prepared tree answers for the user it was prepared for)."""
@@ -284,8 +294,7 @@ def _v1_controller(layout: CgroupLayout, host: HostPaths) -> MemoryController | 
                            "give the container a writable cgroup file system (e.g. docker run --privileged), "
                            f"{_NO_GPU_NOTE}")
     if not (host.may_write(base) and host.may_write(base / "cgroup.procs")):
-        who = "root" if host.euid == 0 else f"uid {host.euid}"
-        return Unavailable(f"the cgroup v1 memory hierarchy at {base} is not writable by {who} (cgroup v1 "
+        return Unavailable(f"the cgroup v1 memory hierarchy at {base} is not writable by {host.who()} (cgroup v1 "
                            "delegates nothing to unprivileged users)",
                            "run as root (sudo), or use a host booted with cgroup v2 (the default of Ubuntu 22.04+, "
                            "Debian 12+, Fedora), where systemd delegates a memory-controlled subtree to each user, "
