@@ -37,7 +37,7 @@ def _skip_what_cannot_run(experiment: Path) -> str:
     try:
         refuse_unrunnable_files([experiment], "local")
     except EnvironmentProblem as exc:
-        return str(exc).split("\n  - ", 1)[-1]
+        return str(exc).split(f"{experiment}: ", 1)[-1]
     return ""
 
 
