@@ -32,6 +32,8 @@ COMMAND_MODULES = (
     "harness.commands.suite_cmd",
     "harness.commands.report_cmds",
     "harness.commands.bench_cmd",
+    "harness.commands.doctor_cmd",
+    "harness.commands.rootless_cmd",
 )
 
 

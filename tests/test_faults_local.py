@@ -22,6 +22,7 @@ import yaml
 from harness.chaos import actions, rollbacks
 from harness.deployment import DEFAULT_MANIFEST
 from harness.events import EventKind
+from harness.faults.cgroups import MemoryController, find_memory_controller
 from harness.faults.nft import harness_tables
 from harness.platforms.local.platform import LocalPlatform
 from harness.triton.client import InferOutcome, infer_http, reference_input
@@ -70,7 +71,9 @@ def _no_faults_left(platform: LocalPlatform) -> None:
     assert platform.fault_store().records() == []
     assert harness_tables() == [] or all("harness_" not in t or "test" not in t for t in harness_tables())
     assert processes_mentioning("harness.faults.hog") == []
-    assert not list(Path("/sys/fs/cgroup/memory").glob("harness_*run*"))
+    controller = find_memory_controller()
+    if isinstance(controller, MemoryController):  # cgroup v1 or v2, wherever this host creates them
+        assert not list(controller.base.glob("harness_*run*"))
 
 
 @contextmanager

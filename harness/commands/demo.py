@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import time
 from pathlib import Path
 
 from harness.commands.suite_cmd import run_suite
+from harness.doctor import refuse_unrunnable_files
+from harness.errors import EnvironmentProblem
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.suite import find_suite
 from harness.triton.client import infer_grpc, infer_http, reference_input
 
 __all__ = ["register", "send_requests"]
-
-ROOT_ONLY = {"network-policy-block": "nftables needs root", "gpu-memory-pressure": "its memory cgroup needs root"}
 
 
 def send_requests(http_url: str, grpc_url: str, count: int) -> dict[str, collections.Counter[str]]:
@@ -33,10 +32,13 @@ def send_requests(http_url: str, grpc_url: str, count: int) -> dict[str, collect
     return results
 
 
-def _skip_without_root(experiment: Path) -> str:
-    if os.geteuid() == 0:
-        return ""
-    return ROOT_ONLY.get(experiment.stem, "")
+def _skip_what_cannot_run(experiment: Path) -> str:
+    """The demo leaves out what this machine cannot inject, with harness doctor's reason (a suite refuses)."""
+    try:
+        refuse_unrunnable_files([experiment], "local")
+    except EnvironmentProblem as exc:
+        return str(exc).split(f"{experiment}: ", 1)[-1]
+    return ""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -61,7 +63,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 0
         platform_args = platform_args_for_chaos(args)
         return run_suite(platform, find_suite(args.suite), Path(args.reports_dir), platform_args,
-                         skip=_skip_without_root)
+                         skip=_skip_what_cannot_run)
     finally:
         if started_here and not args.keep:
             print(f"stopping the service: {platform.down().describe()}")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.doctor import refuse_unrunnable_files
 from harness.gameday.runbook import load_runbook
 from harness.gameday.session import compare_expectations, print_steps, run_gameday
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
@@ -36,6 +37,7 @@ def measured_figures(rep: Any) -> dict[str, float | None]:
 
 def _cmd_gameday(args: argparse.Namespace) -> int:
     runbook = load_runbook(Path(args.runbook))
+    refuse_unrunnable_files([s.experiment for s in runbook.experiment_steps if s.experiment], args.platform)
     platform = platform_from_args(args)
     interactive = not args.yes and sys.stdin.isatty()
     if not args.yes and not interactive:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import effective_starts
+from harness.doctor import refuse_unrunnable_files
 from harness.errors import FaultError, PlatformError
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
@@ -65,6 +66,7 @@ def _print_outcome(outcome: RunOutcome) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    refuse_unrunnable_files([Path(e) for e in args.experiments], args.platform)  # exit 3, as harness doctor says
     platform = platform_from_args(args)
     # Bad input is reported before a platform problem: both stop the run, but only the files are the user's
     # to fix right now, and they are checked without touching anything.

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.analysis import load_settings
 from harness.commands.run_cmd import VOID_EXIT, _print_outcome
+from harness.doctor import refuse_unrunnable_files
 from harness.errors import ConfigError, HarnessError
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
@@ -35,11 +36,14 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
               skip: Callable[[Path], str] | None = None) -> int:
     """Run a suite end to end (experiments, report, trend) and return the exit code the CLI should use.
 
-    ``skip`` may name a reason to leave an experiment out (the demo skips root-only faults for non-root).
+    ``skip`` may name a reason to leave an experiment out (the demo skips what this machine cannot inject);
+    any other experiment this machine cannot inject stops the suite before anything starts (exit 3).
     """
     settings = load_settings(tiers)
     suite = load_suite(suite_file, {t.name for t in settings.tiers})
     settings.with_evidence(suite.evidence, f"suite {suite_file}")  # checked before anything runs
+    refuse_unrunnable_files([e.file for e in suite.entries if not (skip and skip(e.file))],
+                            platform_args["platform"])  # exit 3 before anything starts, as harness doctor says
     replicas = [r.name for r in platform.status().replicas]
     repeat = repeat or suite.repeat
     threshold = parse_threshold(fail_on_regression) if fail_on_regression else suite.threshold

@@ -2,7 +2,7 @@
 
 GPU mode talks to the CUDA driver API through ctypes (``libcuda.so.1``: cuMemGetInfo, cuMemAlloc),
 so it needs no framework and can run inside a Triton container. Host mode is the analogue for machines
-without a GPU: it joins a memory cgroup that confines one replica and holds that cgroup's free memory at
+without a GPU: it joins a memory cgroup (v1 or v2) that confines one replica and holds that cgroup's free memory at
 the target, so the replica (not the host) runs out of memory. Either way, memory that others release
 is taken again every ``interval``: a one-shot hog is not enough (DESIGN.md).
 
@@ -70,16 +70,16 @@ class _Gpu:
 
 class _HostCgroup:
     def __init__(self, cgroup: Path) -> None:
-        self.cgroup = cgroup
+        from harness.faults.cgroups import MemoryGroup  # host mode only: the GPU path stays standard-library
+
+        self.group = MemoryGroup(cgroup)
         # The replica, not the hog, must be what runs out of memory: its processes get oom_score_adj
         # 1000 when they join the group (lowering the hog's own needs a capability we may lack).
-        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        self.group.join(os.getpid())
         self.blocks: list[bytearray] = []
 
     def free_bytes(self) -> int:
-        limit = int((self.cgroup / "memory.limit_in_bytes").read_text())
-        usage = int((self.cgroup / "memory.usage_in_bytes").read_text())
-        return max(limit - usage, 0)
+        return self.group.free_bytes()  # limit - usage, on cgroup v1 or v2
 
     def take(self, size: int) -> bool:
         try:

@@ -3,24 +3,22 @@
 They play what a changed pod spec does on Kubernetes: an env override (the slow-model-load fault's
 "restart with a changed parameter") and a memory cgroup that confines the replica (the host-memory
 analogue of GPU memory pressure). Each is a file in the replica's work directory, written under an
-undo record, so a crash never leaves a replica permanently slowed or confined.
+undo record, so a crash never leaves a replica permanently slowed or confined. The cgroup itself, v1 or
+v2, is ``harness.faults.cgroups``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
-from harness.errors import FaultError
+from harness.faults.cgroups import remove_group
 from harness.faults.undo import UndoRecord
 
 __all__ = [
     "CGROUP_FILE",
     "ENV_FILE",
-    "MEMORY_CGROUP_ROOT",
-    "create_memory_cgroup",
     "move_to_cgroup",
     "prefer_oom_kill",
     "read_cgroup",
@@ -33,7 +31,6 @@ __all__ = [
 
 ENV_FILE = "env-override.json"
 CGROUP_FILE = "cgroup"
-MEMORY_CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 
 
 def write_env_override(workdir: Path, env: dict[str, str]) -> None:
@@ -55,22 +52,6 @@ def read_cgroup(workdir: Path) -> str:
         return ""
 
 
-def memory_cgroups_available() -> bool:
-    return (MEMORY_CGROUP_ROOT / "cgroup.procs").exists() and os.access(MEMORY_CGROUP_ROOT, os.W_OK)
-
-
-def create_memory_cgroup(name: str, limit_bytes: int) -> Path:
-    if not memory_cgroups_available():
-        raise FaultError(
-            "memory pressure without a GPU needs a writable cgroup-v1 memory controller at "
-            f"{MEMORY_CGROUP_ROOT} (run as root); no GPU was found either"
-        )
-    path = MEMORY_CGROUP_ROOT / name
-    path.mkdir(exist_ok=True)
-    (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
-    return path
-
-
 def prefer_oom_kill(pid: int | str) -> None:
     """Make ``pid`` the OOM killer's first choice in its group (raising needs no privilege)."""
     with contextlib.suppress(OSError):
@@ -85,24 +66,9 @@ def move_to_cgroup(path: Path, pids: list[int]) -> None:
             (path / "cgroup.procs").write_text(str(pid))
 
 
-def remove_memory_cgroup(path: Path) -> None:
-    """Move whatever still runs inside back to the root group, then remove the group."""
-    if not path.exists():
-        return
-    with contextlib.suppress(OSError):
-        (path / "memory.limit_in_bytes").write_text("-1")
-    for line in (path / "cgroup.procs").read_text().split() if (path / "cgroup.procs").exists() else ():
-        with contextlib.suppress(OSError):
-            (MEMORY_CGROUP_ROOT / "cgroup.procs").write_text(line)
-    for _ in range(50):
-        try:
-            path.rmdir()
-            return
-        except OSError:
-            import time
-
-            time.sleep(0.05)
-    raise FaultError(f"could not remove memory cgroup {path}")
+def remove_memory_cgroup(path: Path, home: str | None = None) -> None:
+    """Move whatever still runs inside back to ``home`` (where it came from), then remove the group."""
+    remove_group(path, Path(home) if home else None)
 
 
 def undo_env(record: UndoRecord) -> None:
@@ -114,4 +80,4 @@ def undo_cgroup(record: UndoRecord) -> None:
     """Undo kind ``cgroup`` (see ``harness.faults.undoers``)."""
     for workdir in record.payload.get("workdirs", []):
         (Path(workdir) / CGROUP_FILE).unlink(missing_ok=True)
-    remove_memory_cgroup(Path(record.payload["cgroup"]))
+    remove_memory_cgroup(Path(record.payload["cgroup"]), record.payload.get("home"))

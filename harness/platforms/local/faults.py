@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import FaultError
+from harness.faults.cgroups import memory_controller
 from harness.faults.hog import MB
 from harness.faults.nft import add_block, require_nft
-from harness.faults.overrides import (
-    CGROUP_FILE,
-    create_memory_cgroup,
-    memory_cgroups_available,
-    move_to_cgroup,
-    write_env_override,
-)
+from harness.faults.overrides import CGROUP_FILE, move_to_cgroup, write_env_override
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.procs import alive, group_members
@@ -159,8 +154,9 @@ class LocalFaultOps:
 
         Without a GPU this is the host-memory analogue: each target replica joins a memory cgroup limited to
         ``headroom_mb`` and a hog inside holds all but ``leave_free_mb`` of it. Memory the replica already
-        uses stays charged where it was (cgroup v1 moves no charges), so serving goes on, but whatever it
-        allocates next (a model load, a restart) must fit in ``leave_free_mb``: as on a GPU held by a hog.
+        uses stays charged where it was (cgroup v1 moves no charges, v2 never does), so serving goes on, but
+        whatever it allocates next (a model load, a restart) must fit in ``leave_free_mb``: as on a GPU held
+        by a hog. cgroup v1 or v2, root or a delegated subtree: ``harness.faults.cgroups`` decides.
         """
         hogs_dir = self.state / "faults" / "hogs"
         hogs_dir.mkdir(parents=True, exist_ok=True)
@@ -170,9 +166,7 @@ class LocalFaultOps:
             rec = self._start_hog(["--target", "gpu"], leave_free_mb, duration_s, status, run_id, max_s, "GPU")
             return {"target": "gpu", "analogue": "", "ids": [rec.id], "status_files": [str(status)],
                     "targets": ["gpu"]}
-        if not memory_cgroups_available():
-            raise FaultError("GPU memory pressure needs a GPU, or root with a cgroup-v1 memory controller for "
-                             "its host-memory analogue; neither is available here")
+        controller = memory_controller()  # FaultError with the reason and the fix (as `harness doctor` says)
         ids, files = [], []
         for name in names:
             pid = self._replica(name).pid
@@ -182,15 +176,17 @@ class LocalFaultOps:
             members = group_members(pid)
             cgroup_name = f"harness_{run_id[-8:]}_{name}_{os.getpid() % 10000}"
             workdir = self._workdir(name)
-            cg = Path("/sys/fs/cgroup/memory") / cgroup_name
-            rec = self._record("cgroup", run_id, max_s, {"cgroup": str(cg), "workdirs": [str(workdir)]},
-                               f"memory cgroup confining {name}")
+            cg = controller.group_path(cgroup_name)
+            home = controller.group_of(pid)  # where its processes go back when the fault is undone
+            rec = self._record("cgroup", run_id, max_s, {"cgroup": str(cg), "home": str(home),
+                                                         "workdirs": [str(workdir)]},
+                               f"memory cgroup confining {name} ({controller.describe()})")
             ids.append(rec.id)
-            cgroup = create_memory_cgroup(cgroup_name, int(headroom_mb * MB))
-            (workdir / CGROUP_FILE).write_text(str(cgroup))
-            move_to_cgroup(cgroup, [*members, *_shim_of(workdir)])
+            cgroup = controller.create(cgroup_name, int(headroom_mb * MB))
+            (workdir / CGROUP_FILE).write_text(str(cgroup.path))
+            move_to_cgroup(cgroup.path, [*members, *_shim_of(workdir)])
             status = hogs_dir / f"{run_id}-{name}.json"
-            hog = self._start_hog(["--target", "host", "--cgroup", str(cgroup)], leave_free_mb, duration_s,
+            hog = self._start_hog(["--target", "host", "--cgroup", str(cgroup.path)], leave_free_mb, duration_s,
                                   status, run_id, max_s, name)
             ids.append(hog.id)
             files.append(str(status))

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.faults.cgroups import MemoryGroup
 from harness.platforms.local.procs import kill_group, parent_death_signal, remove_orphaned_shm, wait_gone
 
 
@@ -26,12 +27,9 @@ def _oom_kills(cgroup: Path | None) -> int:
     if cgroup is None:
         return 0
     try:
-        for line in (cgroup / "memory.oom_control").read_text().splitlines():
-            if line.startswith("oom_kill "):
-                return int(line.split()[1])
+        return MemoryGroup(cgroup).oom_kills()  # memory.oom_control (v1) or memory.events (v2)
     except (OSError, ValueError):
-        pass
-    return 0
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
