@@ -27,15 +27,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
 from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.load.profile import check_profile_file
+from harness.load.requests import RequestOptions, plan_requests, write_plan
 from harness.load.settings import LoadSettings, Protocol
 from harness.platforms.local.procs import kill_group, parent_death_signal, wait_gone
+from harness.triton.metadata import TritonMetadata
 
-__all__ = ["LoadProcess", "check_endpoint"]
+__all__ = ["PLAN_FILE", "LoadProcess", "check_endpoint"]
+
+PLAN_FILE = "request-plan.json"  # beside the timeline: exactly what the users sent, and to which models
 
 
 def check_endpoint(settings: LoadSettings, timeout_s: float = 3.0) -> None:
@@ -61,10 +66,11 @@ class LoadProcess:
     """Handle on a running load process; see the module docstring."""
 
     def __init__(self, proc: subprocess.Popen[bytes], settings: LoadSettings,
-                 stats_path: Path | None) -> None:
+                 stats_path: Path | None, plan: dict[str, object] | None = None) -> None:
         self._proc = proc
         self.settings = settings
         self.stats_path = stats_path
+        self.plan = plan or {}
 
     @property
     def pid(self) -> int:
@@ -88,13 +94,17 @@ class LoadProcess:
         quiet: bool | None = None,
         extra_env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 90.0,
+        requests: RequestOptions | None = None,
     ) -> LoadProcess:
         """Check the input, start the load process, return once it sends load (or raise why it cannot).
 
         ``timeline_dir`` None records no timeline (benchmarks of the timeline's own cost).
         ``log_path`` receives the process's stdout and stderr (default: inherited, the live line shows).
         ``extra_env`` sets profile parameters such as ``HARNESS_STEP_S``.
-        Raises ``ConfigError`` (bad profile or settings) or ``PlatformError`` (endpoint unreachable).
+        ``requests``: models, shapes and sample data (default: ``HARNESS_MODEL`` & co. from this process's
+        environment). The server's metadata is read here, once, and the plan written beside the timeline
+        (``request-plan.json``), so a model or input the harness cannot serve fails before any load.
+        Raises ``ConfigError`` (bad profile, settings or request) or ``PlatformError`` (endpoint unreachable).
         """
         if workers < 0:
             raise ConfigError(f"workers is {workers}; it must be 0 (one process) or more")
@@ -103,8 +113,18 @@ class LoadProcess:
                                 timeline_dir=timeline_dir, timeout_s=timeout_s)
         profile = check_profile_file(profile)
         check_endpoint(settings)
+        options = requests if requests is not None else RequestOptions.from_env()
+        endpoint = settings.grpc if protocol == "grpc" else settings.http_url
+        plan = plan_requests(TritonMetadata(endpoint, protocol), options)
         if timeline_dir is not None:
             timeline_dir.mkdir(parents=True, exist_ok=True)
+            plan_path = write_plan(plan, timeline_dir.parent / PLAN_FILE)
+            temporary_plan = False
+        else:
+            with tempfile.NamedTemporaryFile(prefix="harness-plan-", suffix=".json", delete=False) as f:
+                plan_path = write_plan(plan, Path(f.name))
+            temporary_plan = True
+        settings = replace(settings, requests_file=plan_path)
         env = {**os.environ, **(extra_env or {}), **settings.to_env()}
         with tempfile.NamedTemporaryFile(prefix="harness-load-", suffix=".ready", delete=False) as f:
             ready = Path(f.name)
@@ -123,11 +143,13 @@ class LoadProcess:
         finally:
             if out is not None:
                 out.close()
-        load = cls(proc, settings, stats_path)
+        load = cls(proc, settings, stats_path, plan)
         try:
             load._handshake(ready, ready_timeout_s)
         finally:
             ready.unlink(missing_ok=True)
+            if temporary_plan:  # every process of the load read it before the handshake
+                plan_path.unlink(missing_ok=True)
         return load
 
     def _handshake(self, ready: Path, timeout_s: float) -> None:
