@@ -83,7 +83,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_down(args: argparse.Namespace) -> int:
     platform = platform_from_args(args)
     report = platform.down()
-    print(f"stopped; {report.describe()}")
+    print(f"{'detached' if platform.name == 'attached' else 'stopped'}; {report.describe()}")
     return 0
 
 

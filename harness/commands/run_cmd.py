@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.platforms.capabilities import refuse_unsupported
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
+from harness.service import describe_service, record_service
 from harness.timeline import read_timeline
 
 __all__ = ["phase_counts", "register"]
@@ -64,11 +66,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         var_files=[Path(f) for f in args.var_file or []], dry_run=args.dry_run, command=sys.argv,
     )
     plans = load_plans([Path(e) for e in args.experiments], options, replicas)
+    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans])
     if args.dry_run:
         print(describe_plan(plans, replicas, args.repeat))
         return 0
     platform_args = platform_args_for_chaos(args)
+    service = describe_service(platform)
     outcome = run_experiments(platform, plans, options, platform_args)
+    record_service(outcome.run_dir, service)
     _print_outcome(outcome)
     passed = not outcome.failed
     if outcome.repetitions:
