@@ -38,7 +38,8 @@ import numpy.typing as npt
 from harness.errors import ConfigError
 from harness.triton.metadata import DATATYPE_BYTES, ModelInfo, TensorInfo, TritonMetadata
 
-__all__ = ["ENV", "PLAN_SCHEMA", "RequestOptions", "encode_tensor", "plan_requests", "read_plan", "write_plan"]
+__all__ = ["ENV", "PLAN_SCHEMA", "RequestOptions", "encode_tensor", "plan_models", "plan_requests", "read_plan",
+           "write_plan"]
 
 PLAN_SCHEMA = 1
 ANY = "*"  # a --shape or --input-data that applies to every model
@@ -371,20 +372,26 @@ def plan_requests(metadata: TritonMetadata, options: RequestOptions) -> dict[str
                 "HARNESS_MODEL=a:3,b:1)"
             )
         models = [(ready[0], 1.0)]
-    infos = [metadata.model(name) for name, _ in models]
-    unknown = sorted(set(options.input_data) - {ANY} - {m for m, _ in models})
+    infos = [(metadata.model(name), weight) for name, weight in models]
+    return plan_models(infos, options, metadata.endpoint, metadata.protocol)
+
+
+def plan_models(models: Sequence[tuple[ModelInfo, float]], options: RequestOptions, endpoint: str = "",
+                protocol: str = "http") -> dict[str, Any]:
+    """The plan for these models (metadata already read) and their weights."""
+    unknown = sorted(set(options.input_data) - {ANY} - {m.name for m, _ in models})
     if unknown:
         raise ConfigError(f"--input-data names models {unknown} that the load does not send to "
-                          f"({[m for m, _ in models]})")
+                          f"({[m.name for m, _ in models]})")
     if ANY in options.input_data and len(models) > 1:
         raise ConfigError("with several models give each its sample file: --input-data MODEL=FILE")
     planned = []
-    for index, (info, (_, weight)) in enumerate(zip(infos, models, strict=True)):
+    for index, (info, weight) in enumerate(models):
         path = options.input_data.get(info.name) or options.input_data.get(ANY)
         samples = read_input_data(path, info) if path is not None else None
         planned.append(_plan_model(index, info, weight, options, samples, str(path) if path else ""))
-    return {"schema": PLAN_SCHEMA, "endpoint": metadata.endpoint, "protocol": metadata.protocol,
-            "options": options.to_json(), "models": planned}
+    return {"schema": PLAN_SCHEMA, "endpoint": endpoint, "protocol": protocol, "options": options.to_json(),
+            "models": planned}
 
 
 def write_plan(plan: Mapping[str, Any], path: Path) -> Path:
