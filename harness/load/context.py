@@ -42,11 +42,11 @@ class LoadContext:
     _failures: dict[str, Exception] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: LoadSettings) -> LoadContext:
+    def create(cls, settings: LoadSettings, plan: dict[str, Any] | None = None) -> LoadContext:
         import gevent
         import gevent.pool
 
-        requests = schedule(load_plan(settings))
+        requests = schedule(plan if plan is not None else load_plan(settings))
         writer = None
         if settings.timeline_dir is not None:
             writer = TimelineWriter(settings.timeline_dir, worker=settings.worker_id)
@@ -132,17 +132,24 @@ class LoadContext:
 
 
 def load_plan(settings: LoadSettings) -> dict[str, Any]:
-    """The caller's request plan, or (plain ``locust -f`` runs) one made here from ``HARNESS_MODEL`` & co.
+    """The run's request plan: read when ``requests_file`` exists (Locust workers read their master's),
+    else made here from the server's metadata and ``HARNESS_MODEL`` & co., and written there.
 
-    Either way the server's metadata is read once per process, never per request.
+    The load process (or its master) plans once, after the profile is loaded and before it says ready, so
+    a model or input it cannot build is a ``ConfigError`` in the handshake and no request is sent; the
+    metadata is never read per request.
     """
-    from harness.load.requests import RequestOptions, plan_requests, read_plan
+    from harness.load.requests import RequestOptions, plan_requests, read_plan, write_plan
     from harness.triton.metadata import TritonMetadata
 
-    if settings.requests_file is not None:
-        return read_plan(settings.requests_file)
+    path = settings.requests_file
+    if path is not None and path.exists():
+        return read_plan(path)
     endpoint = settings.grpc if settings.protocol == "grpc" else settings.http_url
-    return plan_requests(TritonMetadata(endpoint, settings.protocol), RequestOptions.from_env())
+    plan = plan_requests(TritonMetadata(endpoint, settings.protocol), RequestOptions.from_env())
+    if path is not None:
+        write_plan(plan, path)
+    return plan
 
 
 def _warm_up_arrow() -> None:

@@ -33,10 +33,9 @@ from types import TracebackType
 
 from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.load.profile import check_profile_file
-from harness.load.requests import RequestOptions, plan_requests, write_plan
+from harness.load.requests import RequestOptions, read_plan
 from harness.load.settings import LoadSettings, Protocol
 from harness.platforms.local.procs import kill_group, parent_death_signal, wait_gone
-from harness.triton.metadata import TritonMetadata
 
 __all__ = ["PLAN_FILE", "LoadProcess", "check_endpoint"]
 
@@ -66,11 +65,11 @@ class LoadProcess:
     """Handle on a running load process; see the module docstring."""
 
     def __init__(self, proc: subprocess.Popen[bytes], settings: LoadSettings,
-                 stats_path: Path | None, plan: dict[str, object] | None = None) -> None:
+                 stats_path: Path | None) -> None:
         self._proc = proc
         self.settings = settings
         self.stats_path = stats_path
-        self.plan = plan or {}
+        self.plan: dict[str, object] = {}
 
     @property
     def pid(self) -> int:
@@ -102,8 +101,9 @@ class LoadProcess:
         ``log_path`` receives the process's stdout and stderr (default: inherited, the live line shows).
         ``extra_env`` sets profile parameters such as ``HARNESS_STEP_S``.
         ``requests``: models, shapes and sample data (default: ``HARNESS_MODEL`` & co. from this process's
-        environment). The server's metadata is read here, once, and the plan written beside the timeline
-        (``request-plan.json``), so a model or input the harness cannot serve fails before any load.
+        environment). The load process reads the server's metadata once, before it says ready, and writes
+        the plan beside the timeline (``request-plan.json``; ``.plan`` here), so a model or input the
+        harness cannot build fails here, before any request.
         Raises ``ConfigError`` (bad profile, settings or request) or ``PlatformError`` (endpoint unreachable).
         """
         if workers < 0:
@@ -113,19 +113,16 @@ class LoadProcess:
                                 timeline_dir=timeline_dir, timeout_s=timeout_s)
         profile = check_profile_file(profile)
         check_endpoint(settings)
-        options = requests if requests is not None else RequestOptions.from_env()
-        endpoint = settings.grpc if protocol == "grpc" else settings.http_url
-        plan = plan_requests(TritonMetadata(endpoint, protocol), options)
         if timeline_dir is not None:
             timeline_dir.mkdir(parents=True, exist_ok=True)
-            plan_path = write_plan(plan, timeline_dir.parent / PLAN_FILE)
-            temporary_plan = False
+            plan_path = timeline_dir.parent / PLAN_FILE
         else:
             with tempfile.NamedTemporaryFile(prefix="harness-plan-", suffix=".json", delete=False) as f:
-                plan_path = write_plan(plan, Path(f.name))
-            temporary_plan = True
+                plan_path = Path(f.name)
+        plan_path.unlink(missing_ok=True)  # the load process writes it once it has read the metadata
         settings = replace(settings, requests_file=plan_path)
-        env = {**os.environ, **(extra_env or {}), **settings.to_env()}
+        env = {**os.environ, **(extra_env or {}), **(requests.to_env() if requests is not None else {}),
+               **settings.to_env()}
         with tempfile.NamedTemporaryFile(prefix="harness-load-", suffix=".ready", delete=False) as f:
             ready = Path(f.name)
         ready.unlink()
@@ -143,12 +140,13 @@ class LoadProcess:
         finally:
             if out is not None:
                 out.close()
-        load = cls(proc, settings, stats_path, plan)
+        load = cls(proc, settings, stats_path)
         try:
             load._handshake(ready, ready_timeout_s)
+            load.plan = read_plan(plan_path)
         finally:
             ready.unlink(missing_ok=True)
-            if temporary_plan:  # every process of the load read it before the handshake
+            if timeline_dir is None:  # every process of the load read it before the handshake
                 plan_path.unlink(missing_ok=True)
         return load
 

@@ -100,7 +100,7 @@ def _parse_data(item: str) -> tuple[str, Path]:
     model, sep, path = item.partition("=")
     if not sep:
         model, path = ANY, item
-    return model.strip() or ANY, Path(path.strip())
+    return model.strip() or ANY, Path(path.strip()).absolute()
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,17 @@ class RequestOptions:
             shapes=[env.get(ENV["shapes"], "")], input_data=[env.get(ENV["input_data"], "")],
             variable_dim=number("variable_dim", 0), seed=number("seed", 0),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The ``HARNESS_*`` variables that ``from_env`` reads back into these options."""
+        return {
+            ENV["models"]: ",".join(f"{n}:{w:g}" for n, w in self.models),
+            ENV["batch"]: str(self.batch),
+            ENV["shapes"]: ";".join(f"{m}:{t}={'x'.join(map(str, d))}" for (m, t), d in self.shapes.items()),
+            ENV["input_data"]: ";".join(f"{m}={p}" for m, p in self.input_data.items()),
+            ENV["variable_dim"]: str(self.variable_dim),
+            ENV["seed"]: str(self.seed),
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {"models": [{"name": n, "weight": w} for n, w in self.models], "batch": self.batch,
