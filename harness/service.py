@@ -23,6 +23,7 @@ own assumptions. A platform adds what only it knows through an optional ``servic
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from harness.errors import HarnessError
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 
-__all__ = ["SERVICE_SCHEMA", "describe_endpoint", "describe_service", "record_service"]
+__all__ = ["SERVICE_SCHEMA", "describe_endpoint", "describe_service", "record_service", "service_summary"]
 
 SERVICE_SCHEMA = 1
 
@@ -89,3 +90,22 @@ def record_service(run_dir: Path, service: dict[str, Any]) -> None:
         return
     data["service"] = service
     write_json_atomic(path, data)
+
+
+def service_summary(service: Mapping[str, Any] | None) -> str:
+    """One line for a report: which server, where, serving which models (empty when unknown)."""
+    if not service:
+        return ""
+    server = service.get("server") or {}
+    models = ", ".join(f"{m.get('name')} v{m.get('version') or '?'} ({m.get('state') or 'not loaded'})"
+                       for m in service.get("models") or ())
+    where = service.get("endpoint") or service.get("grpc") or ""
+    parts = [f"{server.get('name') or 'Triton'} {server.get('version') or ''}".strip(),
+             f"on the {service.get('platform')} platform" if service.get("platform") else "",
+             f"at {where}" if where else "",
+             f"deployment {service['deployment']}" if service.get("deployment") else "",
+             f"image {service['image']}" if service.get("image") else "",
+             f"repository {service['model_repository']}" if service.get("model_repository") else "",
+             f"serving {models}" if models else "",
+             f"(metadata unavailable: {service['error']})" if service.get("error") else ""]
+    return "Service under test: " + ", ".join(p for p in parts if p)
