@@ -131,7 +131,11 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str]) -> in
 def _cmd_load(args: argparse.Namespace) -> int:
     params = _params(args.param or [])
     if args.platform == "kubernetes":
-        return _cmd_load_kubernetes(args, params)
+        requests = request_options(args)
+        if requests.input_data:
+            raise ConfigError("--input-data: sample files are not shipped to the load pods; give variable "
+                              "dimensions with --shape or --variable-dim on Kubernetes")
+        return _cmd_load_kubernetes(args, {**params, **requests.to_env()})
     duration = args.duration if args.duration and args.duration > 0 else None
     profile = check_profile_file(Path(args.profile))
     if args.workers < 0:
