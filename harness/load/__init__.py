@@ -31,8 +31,9 @@ group and receives SIGTERM when the thread that started it dies, so it never out
 
 Modules: ``settings`` (``LoadSettings``, the ``HARNESS_*`` variables), ``shapes`` (``HarnessShape``, base
 of ``loadprofiles/*``), ``users`` (``TritonUser``), ``requests`` (the request plan, from the server's model
-metadata: ``RequestOptions``, sample data files), ``prepared`` (the plan as bytes, and the response check),
-``clients`` (HTTP and gRPC transports, error classes), ``context`` (per-process state owned by the Locust Environment), ``process`` (``LoadProcess``),
+metadata: ``RequestOptions``), ``inputdata`` (sample data files), ``tensors`` (Triton's binary layout),
+``prepared`` (the plan as bytes, and the response check), ``clients`` (HTTP and gRPC transports, error
+classes), ``context`` (per-process state owned by the Locust Environment), ``process`` (``LoadProcess``),
 ``profile`` (finding a profile's shape), ``rundir`` (``reports/<run_id>/run.json``).
 """
 

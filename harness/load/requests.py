@@ -3,21 +3,13 @@
 ``plan_requests`` asks the server (once) for each model's inputs, outputs and batching, resolves every
 shape (a user's ``--shape``, a sample file, or ``--variable-dim``), makes the data (a deterministic seed,
 valid for each datatype) or reads it from the user's sample file, and writes the exact bytes of every
-request variant into a JSON plan. The load process only decodes that plan (``harness.load.prepared``),
-so it never fetches metadata per request, and every worker sends the same bytes. An input the harness
-cannot build (a variable dimension nobody gave, a sample that does not fit) is a ``ConfigError`` naming
-the model, the input and the fix, raised in the process that asked for load.
+request variant into a JSON plan. The load process (or its Locust master) plans once, before it says
+ready; its users and workers only decode that plan (``harness.load.prepared``), so metadata is never read
+per request and every worker sends the same bytes. An input the harness cannot build (a variable
+dimension nobody gave, a sample that does not fit) is a ``ConfigError`` naming the model, the input and
+the fix, raised before any request.
 
-Sample data file (one JSON format, in the spirit of perf_analyzer's ``--input-data``; docs/load.md):
-
-    {"data": [
-        {"TEXT": ["hello world"], "WEIGHTS": {"content": [0.5, 1.0, 2.0], "shape": [3]}},
-        {"TEXT": {"b64": "...", "shape": [1]}}
-    ]}
-
-Each entry of ``data`` is one request variant; the load cycles through them. Values are one batch
-element (shape without the batch dimension); the harness repeats them ``batch`` times. Inputs an entry
-leaves out are generated; optional inputs are sent only when the file gives them.
+The sample data file format is ``harness.load.inputdata``'s.
 """
 
 from __future__ import annotations
@@ -26,19 +18,19 @@ import base64
 import json
 import math
 import os
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from harness.errors import ConfigError
+from harness.load.inputdata import Sample, read_input_data
+from harness.load.tensors import SUPPORTED, encode_tensor, generate
 from harness.triton.metadata import DATATYPE_BYTES, ModelInfo, TensorInfo, TritonMetadata
 
-__all__ = ["ENV", "PLAN_SCHEMA", "RequestOptions", "encode_tensor", "plan_models", "plan_requests", "read_plan",
+__all__ = ["ENV", "PLAN_SCHEMA", "RequestOptions", "plan_models", "plan_requests", "read_plan",
            "write_plan"]
 
 PLAN_SCHEMA = 1
@@ -53,14 +45,6 @@ ENV = {
     "variable_dim": "HARNESS_VARIABLE_DIM",
     "seed": "HARNESS_SEED",
 }
-
-_NUMPY: Mapping[str, Any] = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
-    "FP32": np.float32, "FP64": np.float64,
-}
-_STRING_LENGTH = 16
-
 
 # -- options ---------------------------------------------------------------------------------------------
 def _split(raw: str) -> list[str]:
@@ -179,117 +163,9 @@ class RequestOptions:
                 "variable_dim": self.variable_dim, "seed": self.seed}
 
 
-# -- data ------------------------------------------------------------------------------------------------
-def encode_tensor(values: npt.NDArray[Any], datatype: str) -> bytes:
-    """Triton's raw binary form of a tensor: little-endian elements, BYTES as 4-byte length + bytes."""
-    if datatype == "BYTES":
-        out = bytearray()
-        for item in values.reshape(-1):
-            raw = item if isinstance(item, bytes) else str(item).encode()
-            out += struct.pack("<I", len(raw)) + raw
-        return bytes(out)
-    if datatype == "BF16":  # the upper half of each float32
-        as_f32 = np.ascontiguousarray(values, dtype="<f4")
-        return (as_f32.view("<u4") >> 16).astype("<u2").tobytes()
-    return np.ascontiguousarray(values, dtype=np.dtype(_NUMPY[datatype]).newbyteorder("<")).tobytes()
-
-
-def _generate(datatype: str, shape: tuple[int, ...], rng: np.random.Generator) -> npt.NDArray[Any]:
-    """Values every model accepts for the datatype: small non-negative integers, normal floats, ASCII."""
-    if datatype == "BYTES":
-        letters = rng.integers(97, 123, size=(*shape, _STRING_LENGTH), dtype=np.uint8)
-        flat = [bytes(row) for row in letters.reshape(-1, _STRING_LENGTH)]
-        return np.array(flat, dtype=np.object_).reshape(shape)
-    if datatype == "BOOL":
-        return rng.integers(0, 2, size=shape).astype(np.bool_)
-    if datatype in ("FP16", "BF16", "FP32", "FP64"):
-        return rng.standard_normal(shape).astype(np.float32 if datatype == "BF16" else _NUMPY[datatype])
-    return rng.integers(0, 100, size=shape).astype(_NUMPY[datatype])
-
-
-def _from_values(values: Any, datatype: str) -> npt.NDArray[Any]:
-    if datatype == "BYTES":
-        flat = np.array(values, dtype=np.object_).reshape(-1)
-        return np.array([v if isinstance(v, bytes) else str(v).encode() for v in flat], dtype=np.object_)
-    dtype = np.float32 if datatype == "BF16" else _NUMPY[datatype]
-    return np.array(values, dtype=dtype).reshape(-1)
-
-
-def _decode_raw(raw: bytes, datatype: str) -> npt.NDArray[Any]:
-    if datatype == "BYTES":
-        items, i = [], 0
-        while i < len(raw):
-            (n,) = struct.unpack_from("<I", raw, i)
-            items.append(raw[i + 4:i + 4 + n])
-            i += 4 + n
-        return np.array(items, dtype=np.object_)
-    if datatype == "BF16":
-        return (np.frombuffer(raw, dtype="<u2").astype("<u4") << 16).view("<f4")
-    return np.frombuffer(raw, dtype=np.dtype(_NUMPY[datatype]).newbyteorder("<"))
-
-
-@dataclass(frozen=True)
-class _Sample:
-    """One input of one entry of a sample file: flat values, and the shape when the file says."""
-
-    values: npt.NDArray[Any]
-    shape: tuple[int, ...] | None
-
-
-def read_input_data(path: Path, model: ModelInfo) -> list[dict[str, _Sample]]:
-    """Parse a sample file against the model's inputs; every problem in one ``ConfigError``."""
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"input data file {path}: cannot read it ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ConfigError(f"input data file {path}: not valid JSON: {exc}") from None
-    entries = raw.get("data") if isinstance(raw, dict) else None
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError(f"input data file {path}: expected {{\"data\": [{{INPUT: values, ...}}, ...]}} with at "
-                          "least one entry (docs/load.md)")
-    inputs = {t.name: t for t in model.inputs}
-    problems: list[str] = []
-    out: list[dict[str, _Sample]] = []
-    for i, entry in enumerate(entries):
-        samples: dict[str, _Sample] = {}
-        for name, value in entry.items():
-            where = f"{path} data[{i}].{name}"
-            tensor = inputs.get(name)
-            if tensor is None:
-                problems.append(f"{where}: model {model.name!r} has no input {name!r} (inputs: {sorted(inputs)})")
-                continue
-            try:
-                samples[name] = _sample(value, tensor)
-            except (ValueError, TypeError, KeyError, OverflowError) as exc:
-                problems.append(f"{where}: {exc}")
-        out.append(samples)
-    if problems:
-        raise ConfigError("the input data does not fit the model:\n  - " + "\n  - ".join(problems))
-    return out
-
-
-def _sample(value: Any, tensor: TensorInfo) -> _Sample:
-    if isinstance(value, list):
-        return _Sample(_from_values(value, tensor.datatype), None)
-    if not isinstance(value, dict):
-        raise ValueError("give a list of values, {\"content\": [...], \"shape\": [...]} or {\"b64\": ..., \"shape\": "
-                         "[...]}")
-    shape = value.get("shape")
-    if shape is not None and (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)):
-        raise ValueError(f"shape {shape!r} must be a list of whole numbers")
-    if "b64" in value:
-        values = _decode_raw(base64.b64decode(value["b64"]), tensor.datatype)
-    elif "content" in value:
-        values = _from_values(value["content"], tensor.datatype)
-    else:
-        raise ValueError("an object needs \"content\" or \"b64\"")
-    return _Sample(values, tuple(shape) if shape is not None else None)
-
-
 # -- planning --------------------------------------------------------------------------------------------
 def _resolve_shape(model: ModelInfo, tensor: TensorInfo, options: RequestOptions,
-                   sample: _Sample | None) -> tuple[int, ...]:
+                   sample: Sample | None) -> tuple[int, ...]:
     """The shape of one batch element: the file's, the user's, or the model's with variable dims filled."""
     dims = tensor.dims
     fixed = [d for d in dims if d >= 0]
@@ -330,14 +206,14 @@ def _output_bytes(model: ModelInfo, tensor: TensorInfo, batch: int) -> int:
 
 
 def _plan_model(index: int, model: ModelInfo, weight: float, options: RequestOptions,
-                samples: list[dict[str, _Sample]] | None, source: str) -> dict[str, Any]:
+                samples: list[dict[str, Sample]] | None, source: str) -> dict[str, Any]:
     batching = model.max_batch_size > 0
     if not batching and options.batch > 1:
         raise ConfigError(f"model {model.name!r} does not batch (max_batch_size 0): use --batch 1 for it")
     if batching and options.batch > model.max_batch_size:
         raise ConfigError(f"--batch {options.batch} is more than model {model.name!r} takes "
                           f"(max_batch_size {model.max_batch_size})")
-    unsupported = [t.name for t in model.inputs if t.datatype not in _NUMPY and t.datatype not in ("BYTES", "BF16")]
+    unsupported = [t.name for t in model.inputs if t.datatype not in SUPPORTED]
     if unsupported:
         raise ConfigError(f"model {model.name!r}: the harness cannot build inputs {unsupported} (datatypes "
                           f"{[t.datatype for t in model.inputs if t.name in unsupported]})")
@@ -352,7 +228,7 @@ def _plan_model(index: int, model: ModelInfo, weight: float, options: RequestOpt
             full = (options.batch, *shape) if batching else shape
             if sample is None:
                 rng = np.random.default_rng([options.seed, index, step, k])
-                values = _generate(tensor.datatype, full, rng)
+                values = generate(tensor.datatype, full, rng)
             else:
                 one = sample.values.reshape(shape)
                 values = np.stack([one] * options.batch) if batching else one
