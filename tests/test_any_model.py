@@ -175,3 +175,16 @@ def test_a_response_without_an_expected_output_is_not_ok(server: OutsideTriton) 
     with grpc.insecure_channel(server.grpc) as channel:
         assert GrpcInfer(channel, [request], 2.0)()[:2] == (True, NONE)
         assert GrpcInfer(channel, [lost], 2.0)()[:2] == (False, BAD_RESPONSE)
+
+
+def test_batching_models_get_the_batch_dimension(server: OutsideTriton) -> None:
+    import grpc
+
+    plan = plan_requests(TritonMetadata(server.grpc, "grpc"), RequestOptions.parse(models=["mlp"], batch=4))
+    (request,) = schedule(plan)
+    assert request.inputs[0][2] == (4, 16) and request.output_bytes == 4 * 8 * 4
+    assert HttpInfer(server.http, [request], 2.0)()[:2] == (True, NONE)
+    with grpc.insecure_channel(server.grpc) as channel:
+        assert GrpcInfer(channel, [request], 2.0)()[:2] == (True, NONE)
+    with pytest.raises(ConfigError, match=r"--batch 64 is more than model 'mlp' takes \(max_batch_size 32\)"):
+        plan_requests(TritonMetadata(server.http), RequestOptions(models=(("mlp", 1.0),), batch=64))

@@ -9,6 +9,7 @@ every recorded fault, then forget the service, which is never stopped or changed
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def attach(state_dir: Path, http: str, grpc: str = "") -> AttachedSettings:
         raise PlatformError(f"the harness's own local service runs in {state_dir}; run 'harness down' first, "
                             "or attach with another --state-dir")
     settings = AttachedSettings(state_dir=state_dir, http=http.rstrip("/"), grpc=grpc, attached_ns=time.time_ns())
-    settings = AttachedSettings(**{**settings.__dict__, "snapshot": _snapshot(settings)})
+    settings = replace(settings, snapshot=_snapshot(settings))
     if not settings.snapshot["models"]:
         raise ConfigError(f"{http} answers but lists no models (the repository extension is off?); the "
                           "harness needs the server's model metadata to build its requests")
