@@ -25,6 +25,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 # Each module defines register(subparsers); a command's handler returns its exit code.
 COMMAND_MODULES = (
     "harness.commands.platform_cmds",
+    "harness.commands.attach_cmd",
     "harness.commands.demo",
     "harness.commands.load_cmd",
     "harness.commands.run_cmd",

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from harness.analysis import parse_evidence
 from harness.errors import ConfigError
 from harness.report import parse_threshold
+from harness.run_settings import load_document
 
 __all__ = ["Suite", "SuiteEntry", "find_suite", "load_suite"]
 
@@ -63,10 +62,7 @@ def find_suite(name_or_path: str) -> Path:
 
 
 def load_suite(path: Path, tier_names: set[str]) -> Suite:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read suite {path}: {exc}") from exc
+    raw = load_document(path, "suite")  # any depth or size: one clear line
     if not isinstance(raw, dict):
         raise ConfigError(f"suite {path}: expected a mapping with name and experiments")
     problems: list[str] = []

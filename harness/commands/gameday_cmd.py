@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.doctor import refuse_unrunnable_files
+from harness.errors import ConfigError
 from harness.gameday.runbook import load_runbook
 from harness.gameday.session import compare_expectations, print_steps, run_gameday
+from harness.platforms.capabilities import refuse_unsupported
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
+from harness.run_settings import load_document
 from harness.runner import RunOptions
+from harness.service import describe_service, record_service
 
 __all__ = ["measured_figures", "register"]
 
@@ -35,6 +39,14 @@ def measured_figures(rep: Any) -> dict[str, float | None]:
     }
 
 
+def _experiment(path: Path) -> dict[str, Any]:
+    try:
+        data = load_document(path)
+    except ConfigError:
+        return {}  # load_plans reports it, with every other problem
+    return data if isinstance(data, dict) else {}
+
+
 def _cmd_gameday(args: argparse.Namespace) -> int:
     runbook = load_runbook(Path(args.runbook))
     refuse_unrunnable_files([s.experiment for s in runbook.experiment_steps if s.experiment], args.platform)
@@ -44,9 +56,13 @@ def _cmd_gameday(args: argparse.Namespace) -> int:
         print("error: the game day needs a terminal for its gates and keys; use --yes to take every gate "
               "(rehearsals, CI)", file=sys.stderr)
         return 2
+    refuse_unsupported(platform, [(step.experiment, _experiment(step.experiment))
+                                  for step in runbook.experiment_steps if step.experiment is not None])
+    service = describe_service(platform)
     options = RunOptions(reports_dir=Path(args.reports_dir), command=sys.argv)
     platform_args = platform_args_for_chaos(args)
     result = run_gameday(platform, runbook, options, platform_args, args.yes, interactive)
+    record_service(result.run_dir, service)
     passed = not result.aborted
     measured: dict[str, dict[str, float | None]] = {}
     if any(s.get("dir") for s in result.steps):

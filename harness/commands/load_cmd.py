@@ -12,9 +12,11 @@ from typing import Any
 from harness.errors import ConfigError, HarnessError
 from harness.load.process import LoadProcess, check_endpoint
 from harness.load.profile import check_profile_file
+from harness.load.requests import RequestOptions
 from harness.load.rundir import RunDir
 from harness.load.settings import LoadSettings
 from harness.platforms.registry import add_platform_arguments, platform_from_args
+from harness.service import describe_endpoint, describe_service
 
 __all__ = ["register", "summarize"]
 
@@ -31,21 +33,52 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _endpoints(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
-    """(http URL, gRPC target, platform settings) from --endpoint or from the running platform."""
+def _endpoints(args: argparse.Namespace) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """(http URL, gRPC target, platform settings, service under test) from --endpoint or the platform."""
     if args.endpoint:
         ep = args.endpoint.rstrip("/")
         if args.protocol == "grpc":
             target = ep.removeprefix("grpc://")
             if target.startswith("http://"):
                 raise ConfigError(f"--endpoint {ep} is an HTTP URL; with --protocol grpc give HOST:PORT")
-            return f"http://{target.rsplit(':', 1)[0]}:8000", target, {}
+            return (f"http://{target.rsplit(':', 1)[0]}:8000", target, {},
+                    describe_endpoint("", target, protocol="grpc"))
         if not ep.startswith("http://"):
             raise ConfigError(f"--endpoint {ep!r} must look like http://HOST:PORT (or use --protocol grpc)")
-        return ep, args.grpc_endpoint or "", {}
-    status = platform_from_args(args).status()
+        return ep, args.grpc_endpoint or "", {}, describe_endpoint(ep, args.grpc_endpoint or "")
+
+    platform = platform_from_args(args)
+    status = platform.status()
     details = {k: v for k, v in status.details.items() if k in ("time_scale", "retries", "gpu")}
-    return status.endpoints.http, status.endpoints.grpc, details
+    return status.endpoints.http, status.endpoints.grpc, details, describe_service(platform)
+
+
+def request_options(args: argparse.Namespace) -> RequestOptions:
+    """--model/--batch/--shape/--input-data/--variable-dim/--seed; unset ones fall back to HARNESS_*."""
+    env = RequestOptions.from_env()
+    return RequestOptions.parse(
+        models=args.model or [f"{n}:{w:g}" for n, w in env.models],
+        batch=args.batch if args.batch is not None else env.batch,
+        shapes=args.shape or [";".join(f"{m}:{t}={'x'.join(map(str, d))}" for (m, t), d in env.shapes.items())],
+        input_data=args.input_data or [";".join(f"{m}={p}" for m, p in env.input_data.items())],
+        variable_dim=args.variable_dim if args.variable_dim is not None else env.variable_dim,
+        seed=args.seed if args.seed is not None else env.seed,
+    )
+
+
+def add_request_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("requests (built from the server's model metadata; docs/load.md)")
+    g.add_argument("--model", action="append", metavar="NAME[:WEIGHT]",
+                   help="model to load, repeatable with weights (--model a:3 --model b:1); default: the only "
+                        "ready model of the server ($HARNESS_MODEL)")
+    g.add_argument("--batch", type=int, help="batch size for models that batch (1)")
+    g.add_argument("--shape", action="append", metavar="[MODEL:]INPUT=DIMS",
+                   help="dims of an input with variable dimensions, without the batch dim (e.g. TEXT=1, "
+                        "image:PIXELS=3x224x224)")
+    g.add_argument("--input-data", action="append", metavar="[MODEL=]FILE",
+                   help="sample data file ({\"data\": [{INPUT: values}, ...]}); entries are sent in turn")
+    g.add_argument("--variable-dim", type=int, help="size for every variable dimension nobody gave (none)")
+    g.add_argument("--seed", type=int, help="seed of the generated data (0)")
 
 
 def summarize(timeline_dir: Path) -> dict[str, Any]:
@@ -98,30 +131,39 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str]) -> in
 def _cmd_load(args: argparse.Namespace) -> int:
     params = _params(args.param or [])
     if args.platform == "kubernetes":
-        return _cmd_load_kubernetes(args, params)
+        requests = request_options(args)
+        if requests.input_data:
+            raise ConfigError("--input-data: sample files are not shipped to the load pods; give variable "
+                              "dimensions with --shape or --variable-dim on Kubernetes")
+        return _cmd_load_kubernetes(args, {**params, **requests.to_env()})
     duration = args.duration if args.duration and args.duration > 0 else None
     profile = check_profile_file(Path(args.profile))
     if args.workers < 0:
         raise ConfigError(f"--workers is {args.workers}; it must be 0 (one process) or more")
-    http, grpc, platform_settings = _endpoints(args)
+    requests = request_options(args)
+    http, grpc, platform_settings, service = _endpoints(args)
     settings = LoadSettings(http_url=http, grpc_target=grpc, protocol=args.protocol, users=args.users,
                             rate=args.rate, duration_s=duration, timeout_s=args.timeout)
     check_endpoint(settings)
     load_settings = {"profile": str(profile), "protocol": args.protocol, "users": args.users,
                      "rate": args.rate, "duration_s": duration, "workers": args.workers,
                      "timeout_s": args.timeout,
-                     "endpoint": http if args.protocol == "http" else settings.grpc, "params": params}
+                     "endpoint": http if args.protocol == "http" else settings.grpc, "params": params,
+                     "requests": requests.to_json()}
     run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
                         {**platform_settings, "load": load_settings},
                         path=Path(args.run_dir).absolute() if args.run_dir else None)
     mode = f"open loop {args.rate:g} req/s" if args.rate > 0 else "closed loop"
-    print(f"load {profile.name}: {args.users} users, {mode}, {args.protocol} -> {load_settings['endpoint']}, "
+    models = ", ".join(f"{n}:{w:g}" for n, w in requests.models) or "the server's only model"
+    print(f"load {profile.name}: {args.users} users, {mode}, {args.protocol} -> {load_settings['endpoint']} "
+          f"({models}), "
           f"{'until Ctrl-C' if duration is None else f'{duration:g}s'}"
           + (f", {args.workers} workers" if args.workers else ""), flush=True)
     try:
         load = LoadProcess.start(http, grpc, profile, run.timeline_dir, protocol=args.protocol,
                                  users=args.users, rate=args.rate, duration_s=duration, workers=args.workers,
-                                 timeout_s=args.timeout, stats_path=run.path / "load.jsonl", extra_env=params)
+                                 timeout_s=args.timeout, stats_path=run.path / "load.jsonl", extra_env=params,
+                                 requests=requests)
     except HarnessError:
         shutil.rmtree(run.path, ignore_errors=True)  # nothing was sent: leave no empty run behind
         raise
@@ -139,7 +181,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if code not in (0, None) and status == "completed":
         status = "crashed"
     summary = summarize(run.timeline_dir)
-    run.write(status, summary=summary)
+    run.write(status, summary=summary, service=service)
     errors = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors"].items())) or "none"
     print(f"{summary['requests']} requests ({summary['rps']} req/s), {summary['ok']} ok, errors: {errors}; "
           f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms")
@@ -171,6 +213,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--endpoint", help="http://HOST:PORT (or HOST:PORT with --protocol grpc); "
                                       "default: the running platform's front")
     p.add_argument("--grpc-endpoint", help=argparse.SUPPRESS)
+    add_request_arguments(p)
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a profile parameter, e.g. --param STEP_S=5 (sets HARNESS_STEP_S)")
     p.add_argument("--run-dir", help="write the run here instead of reports/<run_id>")

@@ -16,6 +16,10 @@ __all__ = ["format_status", "register"]
 def _up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replicas", type=int, help="replica count (default: the Deployment's spec.replicas)")
     p.add_argument("--manifest", help="Kubernetes manifest with the Deployment to play (default: the reference)")
+    p.add_argument("--model-repository", metavar="DIR",
+                   help="local: serve your own Triton model repository (every model in it) instead of the "
+                        "reference model; refused, naming model and backend, when the bundled tritonserver "
+                        "lacks a backend it needs (it ships python)")
     p.add_argument("--front-address", help="loopback address HAProxy and Prometheus listen on (127.0.0.1)")
     p.add_argument("--replica-address-base", help="first replica's address; the next get .+1 (127.0.0.2)")
     p.add_argument("--http-port", type=int, help="front HTTP port (8000)")
@@ -45,6 +49,8 @@ def format_status(status: PlatformStatus) -> str:
         lines.append(f"  time scale  {scale} (probe periods and back-off are scaled)")
     if status.details.get("retries"):
         lines.append("  retries     on (the front retries failed requests, like a mesh)")
+    if status.details.get("model_repository"):
+        lines.append(f"  models      {status.details['model_repository']} (the user's repository)")
     lines.append("")
     lines.append(f"  {'NAME':<12} {'ADDRESS':<12} {'PID':>7} {'READY':<6} {'RESTARTS':>8} {'AGE':>7}  REASON")
     for r in status.replicas:
@@ -83,7 +89,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_down(args: argparse.Namespace) -> int:
     platform = platform_from_args(args)
     report = platform.down()
-    print(f"stopped; {report.describe()}")
+    print(f"{'detached' if platform.name == 'attached' else 'stopped'}; {report.describe()}")
     return 0
 
 

@@ -14,9 +14,11 @@ import pandas as pd
 from harness.analysis import effective_starts
 from harness.doctor import refuse_unrunnable_files
 from harness.errors import FaultError, PlatformError
+from harness.platforms.capabilities import refuse_unsupported
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
+from harness.service import describe_service, record_service
 from harness.timeline import read_timeline
 
 __all__ = ["VOID_EXIT", "phase_counts", "register"]
@@ -88,11 +90,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plans = load_plans([Path(e) for e in args.experiments], options, replicas)
     if platform_problem is not None:
         raise platform_problem
+    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans])
     if args.dry_run:
         print(describe_plan(plans, replicas, args.repeat))
         return 0
     platform_args = platform_args_for_chaos(args)
+    service = describe_service(platform)
     outcome = run_experiments(platform, plans, options, platform_args)
+    record_service(outcome.run_dir, service)
     _print_outcome(outcome)
     passed = not outcome.failed
     if outcome.repetitions:

@@ -22,9 +22,11 @@ from harness.doctor import refuse_unrunnable_files
 from harness.errors import ConfigError, HarnessError
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
+from harness.platforms.capabilities import refuse_unsupported
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report, parse_threshold, trend
 from harness.runner import RunOptions, RunOutcome, load_plans, parse_vars, run_experiments
+from harness.service import describe_service, record_service
 from harness.suite import find_suite, load_suite
 
 __all__ = ["register", "run_suite"]
@@ -67,6 +69,8 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
         per_plan[plan.name] = entry_vars
     if problems:
         raise ConfigError(f"the suite {suite_file} is not valid; nothing was injected:\n" + "\n".join(problems))
+    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans])
+    service = describe_service(platform)
     options = RunOptions(reports_dir=reports_dir, repeat=repeat, command=sys.argv)
     crashed: HarnessError | None = None
     outcome: RunOutcome | None = None
@@ -75,6 +79,8 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
     except HarnessError as exc:  # recorded as crashed below, never as a pass
         crashed = exc
     run_dir = outcome.run_dir if outcome else _latest_run(reports_dir)
+    if run_dir is not None and outcome is not None:
+        record_service(run_dir, service)
     if crashed is not None and run_dir is not None:
         _mark(run_dir, "crashed", str(crashed))
     if outcome is not None:

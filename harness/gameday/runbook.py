@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import ConfigError
+from harness.run_settings import load_document
 
 __all__ = ["EXPECTABLE", "Runbook", "Step", "load_runbook"]
 
@@ -58,12 +57,7 @@ class Runbook:
 
 
 def load_runbook(path: Path) -> Runbook:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read runbook {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"runbook {path} is not valid YAML: {exc}") from exc
+    raw = load_document(path, "runbook")  # any depth or size: one clear line
     if not isinstance(raw, dict):
         raise ConfigError(f"runbook {path}: expected a mapping with title and steps")
     problems: list[str] = []

@@ -18,7 +18,8 @@ CLI and the Chaos Toolkit runner included, drive load through ``harness.load.pro
         timeout_s=2.0,                               # per request
         stats_path=rep_dir / "load.jsonl",           # optional: users, rps, errors, p50/p99 each second
         log_path=rep_dir / "load.log",               # optional: the process's output (else inherited)
-        extra_env={"HARNESS_STEP_S": "5"})           # optional: profile parameters
+        extra_env={"HARNESS_STEP_S": "5"},           # optional: profile parameters
+        requests=RequestOptions.parse(models=["mlp"]))  # optional: models, shapes, sample data
     load.pid, load.alive()
     load.stop()        # graceful: users finish in-flight requests, chunks are flushed; returns the exit code
     load.wait(10)      # exit code, or None while it runs
@@ -29,7 +30,9 @@ or ``PlatformError`` (endpoint unreachable) before any request. The load process
 group and receives SIGTERM when the thread that started it dies, so it never outlives the harness.
 
 Modules: ``settings`` (``LoadSettings``, the ``HARNESS_*`` variables), ``shapes`` (``HarnessShape``, base
-of ``loadprofiles/*``), ``users`` (``TritonUser``), ``clients`` (HTTP and gRPC transports, error
+of ``loadprofiles/*``), ``users`` (``TritonUser``), ``requests`` (the request plan, from the server's model
+metadata: ``RequestOptions``), ``inputdata`` (sample data files), ``tensors`` (Triton's binary layout),
+``prepared`` (the plan as bytes, and the response check), ``clients`` (HTTP and gRPC transports, error
 classes), ``context`` (per-process state owned by the Locust Environment), ``process`` (``LoadProcess``),
 ``profile`` (finding a profile's shape), ``rundir`` (``reports/<run_id>/run.json``).
 """

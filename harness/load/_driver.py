@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import ConfigError, PlatformError
-from harness.load.context import LoadContext, attach
+from harness.load.context import LoadContext, attach, load_plan
 from harness.load.profile import load_profile
 from harness.load.settings import LoadSettings
 from harness.platforms.local.procs import parent_death_signal
@@ -119,10 +119,11 @@ def run_master_or_local(args: argparse.Namespace, ready: Path | None) -> int:
     if args.workers < 0:
         raise ConfigError(f"--workers is {args.workers}; it must be 0 (one process) or more")
     env = _environment(args.profile, settings, with_shape=True)
+    plan = load_plan(settings)  # once, before any worker starts: they read it from settings.requests_file
     workers: list[subprocess.Popen[bytes]] = []
     ctx: LoadContext | None = None
     if args.workers == 0:
-        ctx = LoadContext.create(settings)
+        ctx = LoadContext.create(settings, plan)
         attach(env, ctx)
         runner = env.create_local_runner()
     else:

@@ -1,11 +1,12 @@
 """The two ways a load user reaches Triton, each one call returning what the timeline needs.
 
-Both build the request once (a real ``mlp`` payload: ``INPUT`` FP32 [batch, 16]) and, per request, only
-send it, check the answer's size and classify failures, because at thousands of requests a second every
-microsecond here is a microsecond the harness takes from the service it measures.
+Both take their requests prepared once from the run's request plan (``harness.load.prepared``: bytes
+built from the server's own model metadata) and, per request, only send the next one, check that the
+answer carries every expected output and classify failures, because at thousands of requests a second
+every microsecond here is a microsecond the harness takes from the service it measures.
 
-HTTP speaks Triton's binary tensor extension; the body is made by
-``tritonclient.http.InferenceServerClient.generate_request_body``. It is sent over plain keep-alive
+HTTP speaks Triton's binary tensor extension (a test checks the body is byte for byte what
+``tritonclient.http.InferenceServerClient.generate_request_body`` makes). It is sent over plain keep-alive
 gevent sockets (``HttpInfer``) because tritonclient's own transport, ``geventhttpclient``
 (``GeventHttpInfer``, still selectable), costs about three times the CPU per request, and on a machine
 shared with the service that CPU is taken from the service being measured. tritonclient's ``infer()``
@@ -30,13 +31,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from harness.load.prepared import PreparedRequest, cycle
 from harness.timeline import ErrorClass
 
 __all__ = ["GRPC_CHANNEL_OPTIONS", "GeventHttpInfer", "GrpcInfer", "HttpInfer", "Result", "binary_request",
            "classify_exception", "payload_array"]
 
 REPLICA_HEADER = "x-triton-replica"
-OUTPUT_WIDTH = 8  # PROBS is FP32 [batch, 8]
 
 # Plain str values, not the enum members: pyarrow converts a list of StrEnum members about a
 # thousand times slower (measured 32 us vs 0.03 us per value), which made the timeline's flush
@@ -52,8 +53,8 @@ NONE = ErrorClass.NONE.value
 OTHER = ErrorClass.OTHER.value
 TIMEOUT = ErrorClass.TIMEOUT.value
 
-# outcome ok?, error class, status (HTTP / gRPC code, -1 none), replica, bytes received
-Result = tuple[bool, str, int, str, int]
+# outcome ok?, error class, status (HTTP / gRPC code, -1 none), replica, bytes received, model
+Result = tuple[bool, str, int, str, int, str]
 
 GRPC_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -113,12 +114,8 @@ def classify_exception(exc: BaseException) -> str:
     return OTHER
 
 
-def _payload(batch: int) -> npt.NDArray[np.float32]:
-    return payload_array(batch)
-
-
 def payload_array(batch: int) -> npt.NDArray[np.float32]:
-    """The input every user sends: fixed, so two runs (and wrk in the benchmark) send the same bytes."""
+    """The reference model's input for tools outside the load process (the benchmark's ``wrk``)."""
     return np.random.default_rng(0).standard_normal((batch, 16)).astype(np.float32)
 
 
@@ -146,30 +143,24 @@ class GeventHttpInfer:
     machine shared with the service halves the load one process can offer; kept as a cross-check.
     """
 
-    def __init__(self, url: str, model: str, batch: int, timeout_s: float, concurrency: int = 1) -> None:
-        import tritonclient.http as httpclient
+    def __init__(self, url: str, requests: list[PreparedRequest], timeout_s: float, concurrency: int = 1) -> None:
         from geventhttpclient import HTTPClient
 
-        data = _payload(batch)
-        inp = httpclient.InferInput("INPUT", list(data.shape), "FP32")
-        inp.set_data_from_numpy(data, binary_data=True)
-        out = httpclient.InferRequestedOutput("PROBS", binary_data=True)
-        body, json_size = httpclient.InferenceServerClient.generate_request_body([inp], outputs=[out])
-        self.body: bytes = body
-        self.headers = {"Content-Type": "application/octet-stream"}
-        if json_size is not None:
-            self.headers["Inference-Header-Content-Length"] = str(json_size)
-        self.path = f"/v2/models/{model}/infer"
-        self.output_bytes = batch * OUTPUT_WIDTH * 4
+        self._next = cycle([
+            (f"/v2/models/{r.model}/infer", r.http_body,
+             {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(r.http_json_size)},
+             r, r.needles) for r in requests
+        ]).__next__
         self._client = HTTPClient.from_url(url, concurrency=concurrency, connection_timeout=timeout_s,
                                            network_timeout=timeout_s)
 
     def __call__(self) -> Result:
+        path, body, headers, request, needles = self._next()
         try:
-            response = self._client.post(self.path, body=self.body, headers=self.headers)
+            response = self._client.post(path, body=body, headers=headers)
             payload = response.read()
         except Exception as exc:  # noqa: BLE001 - every failure is a timeline record, never a crash
-            return False, classify_exception(exc), -1, "", 0
+            return False, classify_exception(exc), -1, "", 0, request.model
         status = response.status_code
         replica = response.get(REPLICA_HEADER) or ""
         if not isinstance(replica, str):
@@ -177,11 +168,11 @@ class GeventHttpInfer:
         if status != 200:
             text = payload[:300].decode(errors="replace")
             cls = MODEL_UNAVAILABLE if _model_unavailable(text) else HTTP_STATUS
-            return False, cls, status, replica, len(payload)
+            return False, cls, status, replica, len(payload), request.model
         header_len = response.get("Inference-Header-Content-Length")
-        if header_len is None or len(payload) != int(str(header_len)) + self.output_bytes:
-            return False, BAD_RESPONSE, status, replica, len(payload)
-        return True, NONE, status, replica, len(payload)
+        if header_len is None or not request.http_ok(int(str(header_len)), payload, needles):
+            return False, BAD_RESPONSE, status, replica, len(payload), request.model
+        return True, NONE, status, replica, len(payload), request.model
 
     def close(self) -> None:
         self._client.close()
@@ -190,32 +181,28 @@ class GeventHttpInfer:
 class HttpInfer:
     """Triton's binary-tensor HTTP request over plain keep-alive sockets (gevent-patched).
 
-    The request is built once, by tritonclient, into the exact bytes to send; a response is parsed only
-    as far as the timeline needs (status, length, replica header). ``pooled``: one instance shared by
-    every open-loop request of the process, holding as many idle connections as were ever in flight;
-    otherwise one connection, for one closed-loop user. A connection idle for more than
-    ``IDLE_RECONNECT_S`` is replaced before use, so a server's keep-alive expiry is never recorded as a
-    failure of the service.
+    Each request is built once into the exact bytes to send; a response is parsed only as far as the
+    timeline needs (status, length, replica header) and the outputs are checked by name in its JSON
+    header. ``pooled``: one instance shared by every open-loop request of the process, holding as many
+    idle connections as were ever in flight; otherwise one connection, for one closed-loop user. A
+    connection idle for more than ``IDLE_RECONNECT_S`` is replaced before use, so a server's keep-alive
+    expiry is never recorded as a failure of the service.
     """
 
     IDLE_RECONNECT_S = 5.0
 
-    def __init__(self, url: str, model: str, batch: int, timeout_s: float, pooled: bool = False) -> None:
-        import tritonclient.http as httpclient
-
-        data = _payload(batch)
-        inp = httpclient.InferInput("INPUT", list(data.shape), "FP32")
-        inp.set_data_from_numpy(data, binary_data=True)
-        out = httpclient.InferRequestedOutput("PROBS", binary_data=True)
-        body, json_size = httpclient.InferenceServerClient.generate_request_body([inp], outputs=[out])
+    def __init__(self, url: str, requests: list[PreparedRequest], timeout_s: float, pooled: bool = False) -> None:
         hostport = url.removeprefix("http://").split("/", 1)[0]
         host, _, port = hostport.rpartition(":")
         self.address = (host.strip("[]"), int(port))
-        head = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {hostport}\r\n"
-                "Content-Type: application/octet-stream\r\n"
-                f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n")
-        self.request = head.encode() + body
-        self.output_bytes = batch * OUTPUT_WIDTH * 4
+        wire = []
+        for r in requests:
+            head = (f"POST /v2/models/{r.model}/infer HTTP/1.1\r\nHost: {hostport}\r\n"
+                    "Content-Type: application/octet-stream\r\n"
+                    f"Inference-Header-Content-Length: {r.http_json_size}\r\n"
+                    f"Content-Length: {len(r.http_body)}\r\n\r\n")
+            wire.append((head.encode() + r.http_body, r, r.needles))
+        self._next = cycle(wire).__next__
         self.timeout_s = timeout_s
         self.pooled = pooled
         self._idle: list[tuple[socket.socket, float]] = []
@@ -234,15 +221,16 @@ class HttpInfer:
         return self._connect()
 
     def __call__(self) -> Result:
+        data, request, needles = self._next()
         sock = None
         try:
             sock = self._checkout(time.monotonic())
-            sock.sendall(self.request)
+            sock.sendall(data)
             status, replica, header_len, keep, payload = _read_response(sock)
         except Exception as exc:  # noqa: BLE001 - every failure is a timeline record, never a crash
             if sock is not None:
                 sock.close()
-            return False, classify_exception(exc), -1, "", 0
+            return False, classify_exception(exc), -1, "", 0, request.model
         if keep:
             self._idle.append((sock, time.monotonic()))
         else:
@@ -250,10 +238,10 @@ class HttpInfer:
         if status != 200:
             text = payload[:300].decode(errors="replace")
             cls = MODEL_UNAVAILABLE if _model_unavailable(text) else HTTP_STATUS
-            return False, cls, status, replica, len(payload)
-        if header_len < 0 or len(payload) != header_len + self.output_bytes:
-            return False, BAD_RESPONSE, status, replica, len(payload)
-        return True, NONE, status, replica, len(payload)
+            return False, cls, status, replica, len(payload), request.model
+        if not request.http_ok(header_len, payload, needles):
+            return False, BAD_RESPONSE, status, replica, len(payload), request.model
+        return True, NONE, status, replica, len(payload), request.model
 
     def close(self) -> None:
         for sock, _ in self._idle:
@@ -347,20 +335,22 @@ def grpc_channel(target: str) -> Any:
 class GrpcInfer:
     """Unary ``ModelInfer`` calls over one shared channel (HTTP/2 multiplexes users' requests)."""
 
-    def __init__(self, channel: Any, model: str, batch: int, timeout_s: float) -> None:
+    def __init__(self, channel: Any, requests: list[PreparedRequest], timeout_s: float) -> None:
         import grpc
         from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-        data = _payload(batch)
-        request = service_pb2.ModelInferRequest(model_name=model)
-        tensor = request.inputs.add()
-        tensor.name = "INPUT"
-        tensor.datatype = "FP32"
-        tensor.shape.extend(data.shape)
-        request.raw_input_contents.append(data.tobytes())
-        self.request = request
+        wire = []
+        for r in requests:
+            request = service_pb2.ModelInferRequest(model_name=r.model)
+            for name, datatype, shape, raw in r.inputs:
+                tensor = request.inputs.add()
+                tensor.name = name
+                tensor.datatype = datatype
+                tensor.shape.extend(shape)
+                request.raw_input_contents.append(raw)
+            wire.append((request, r))
+        self._next = cycle(wire).__next__
         self.timeout_s = timeout_s
-        self.output_bytes = batch * OUTPUT_WIDTH * 4
         self._call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer.with_call
         self._rpc_error = grpc.RpcError
         self._deadline = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -374,20 +364,20 @@ class GrpcInfer:
         return ""
 
     def __call__(self) -> Result:
+        message, request = self._next()
         try:
-            response, call = self._call(self.request, timeout=self.timeout_s)
+            response, call = self._call(message, timeout=self.timeout_s)
         except self._rpc_error as exc:
-            return self._failure(exc)
+            return (*self._failure(exc), request.model)
         except Exception as exc:  # noqa: BLE001 - every failure is a timeline record, never a crash
-            return False, classify_exception(exc), -1, "", 0
+            return False, classify_exception(exc), -1, "", 0, request.model
         replica = self._replica(call.initial_metadata())
-        raw = response.raw_output_contents
-        size = len(raw[0]) if raw else 0
-        if size != self.output_bytes:
-            return False, BAD_RESPONSE, 0, replica, size
-        return True, NONE, 0, replica, size
+        size = sum(len(r) for r in response.raw_output_contents)
+        if not request.grpc_ok(response):
+            return False, BAD_RESPONSE, 0, replica, size, request.model
+        return True, NONE, 0, replica, size, request.model
 
-    def _failure(self, exc: Any) -> Result:
+    def _failure(self, exc: Any) -> tuple[bool, str, int, str, int]:
         code = exc.code()
         status = int(code.value[0])
         details = str(exc.details() or "")

@@ -1,7 +1,8 @@
 """Per-process state of a load run, owned by the Locust ``Environment`` it belongs to.
 
-One ``LoadContext`` per load process holds the settings, the timeline writer, the shared transports and
-the open-loop request pool. It hangs off the Environment (Locust's own "one object owns the run" idea)
+One ``LoadContext`` per load process holds the settings, the requests (prepared once from the run's
+request plan), the timeline writer, the shared transports and the open-loop request pool. It hangs off
+the Locust ``Environment`` (Locust's own "one object owns the run" idea)
 instead of module globals, so two environments in one process never share anything.
 Plain ``locust -f loadprofiles/...`` runs get one lazily, from ``HARNESS_*`` variables.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.load.clients import GeventHttpInfer, GrpcInfer, HttpInfer, Result, grpc_channel
+from harness.load.prepared import PreparedRequest, schedule
 from harness.load.settings import LoadSettings
 from harness.timeline import TimelineWriter
 
@@ -29,6 +31,7 @@ class RequestFailed(Exception):
 @dataclass
 class LoadContext:
     settings: LoadSettings
+    requests: list[PreparedRequest] = field(default_factory=list)
     writer: TimelineWriter | None = None
     dropped: int = 0  # open loop: scheduled requests not sent because the client was saturated
     _pool: Any = None
@@ -39,15 +42,16 @@ class LoadContext:
     _failures: dict[str, Exception] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: LoadSettings) -> LoadContext:
+    def create(cls, settings: LoadSettings, plan: dict[str, Any] | None = None) -> LoadContext:
         import gevent
         import gevent.pool
 
+        requests = schedule(plan if plan is not None else load_plan(settings))
         writer = None
         if settings.timeline_dir is not None:
             writer = TimelineWriter(settings.timeline_dir, worker=settings.worker_id)
             _warm_up_arrow()
-        ctx = cls(settings=settings, writer=writer)
+        ctx = cls(settings=settings, requests=requests, writer=writer)
         ctx._pool = gevent.pool.Pool(settings.inflight_cap())
         if writer is not None:
             ctx._flusher = gevent.spawn(ctx._flush_forever)
@@ -69,21 +73,21 @@ class LoadContext:
         if s.protocol == "grpc":
             if self._channel is None:
                 self._channel = grpc_channel(s.grpc)
-            return GrpcInfer(self._channel, s.model, s.batch, s.timeout_s)
+            return GrpcInfer(self._channel, self.requests, s.timeout_s)
         if s.open_loop:
             if self._shared_http is None:
                 if s.http_client == "geventhttpclient":
-                    self._shared_http = GeventHttpInfer(s.http_url, s.model, s.batch, s.timeout_s,
+                    self._shared_http = GeventHttpInfer(s.http_url, self.requests, s.timeout_s,
                                                         concurrency=s.inflight_cap())
                 else:
-                    self._shared_http = HttpInfer(s.http_url, s.model, s.batch, s.timeout_s, pooled=True)
+                    self._shared_http = HttpInfer(s.http_url, self.requests, s.timeout_s, pooled=True)
                 self._transports.append(self._shared_http)
             return self._shared_http
         infer: Any
         if s.http_client == "geventhttpclient":
-            infer = GeventHttpInfer(s.http_url, s.model, s.batch, s.timeout_s)
+            infer = GeventHttpInfer(s.http_url, self.requests, s.timeout_s)
         else:
-            infer = HttpInfer(s.http_url, s.model, s.batch, s.timeout_s)
+            infer = HttpInfer(s.http_url, self.requests, s.timeout_s)
         self._transports.append(infer)
         return infer
 
@@ -97,7 +101,7 @@ class LoadContext:
 
     def record(self, start_ns: int, latency_s: float, result: Result) -> None:
         if self.writer is not None:
-            ok, error_class, status, replica, _ = result
+            ok, error_class, status, replica, _, _ = result
             self.writer.record(start_ns, latency_s, "ok" if ok else "error", error_class, status, replica,
                                self.settings.protocol)
 
@@ -125,6 +129,27 @@ class LoadContext:
             transport.close()
         if self._channel is not None:
             self._channel.close()
+
+
+def load_plan(settings: LoadSettings) -> dict[str, Any]:
+    """The run's request plan: read when ``requests_file`` exists (Locust workers read their master's),
+    else made here from the server's metadata and ``HARNESS_MODEL`` & co., and written there.
+
+    The load process (or its master) plans once, after the profile is loaded and before it says ready, so
+    a model or input it cannot build is a ``ConfigError`` in the handshake and no request is sent; the
+    metadata is never read per request.
+    """
+    from harness.load.requests import RequestOptions, plan_requests, read_plan, write_plan
+    from harness.triton.metadata import TritonMetadata
+
+    path = settings.requests_file
+    if path is not None and path.exists():
+        return read_plan(path)
+    endpoint = settings.grpc if settings.protocol == "grpc" else settings.http_url
+    plan = plan_requests(TritonMetadata(endpoint, settings.protocol), RequestOptions.from_env())
+    if path is not None:
+        write_plan(plan, path)
+    return plan
 
 
 def _warm_up_arrow() -> None:

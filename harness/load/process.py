@@ -27,15 +27,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
 from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.load.profile import check_profile_file
+from harness.load.requests import RequestOptions, read_plan
 from harness.load.settings import LoadSettings, Protocol
 from harness.platforms.local.procs import kill_group, parent_death_signal, wait_gone
 
-__all__ = ["LoadProcess", "check_endpoint"]
+__all__ = ["PLAN_FILE", "LoadProcess", "check_endpoint"]
+
+PLAN_FILE = "request-plan.json"  # beside the timeline: exactly what the users sent, and to which models
 
 
 def check_endpoint(settings: LoadSettings, timeout_s: float = 3.0) -> None:
@@ -65,6 +69,7 @@ class LoadProcess:
         self._proc = proc
         self.settings = settings
         self.stats_path = stats_path
+        self.plan: dict[str, object] = {}
 
     @property
     def pid(self) -> int:
@@ -88,13 +93,18 @@ class LoadProcess:
         quiet: bool | None = None,
         extra_env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 90.0,
+        requests: RequestOptions | None = None,
     ) -> LoadProcess:
         """Check the input, start the load process, return once it sends load (or raise why it cannot).
 
         ``timeline_dir`` None records no timeline (benchmarks of the timeline's own cost).
         ``log_path`` receives the process's stdout and stderr (default: inherited, the live line shows).
         ``extra_env`` sets profile parameters such as ``HARNESS_STEP_S``.
-        Raises ``ConfigError`` (bad profile or settings) or ``PlatformError`` (endpoint unreachable).
+        ``requests``: models, shapes and sample data (default: ``HARNESS_MODEL`` & co. from this process's
+        environment). The load process reads the server's metadata once, before it says ready, and writes
+        the plan beside the timeline (``request-plan.json``; ``.plan`` here), so a model or input the
+        harness cannot build fails here, before any request.
+        Raises ``ConfigError`` (bad profile, settings or request) or ``PlatformError`` (endpoint unreachable).
         """
         if workers < 0:
             raise ConfigError(f"workers is {workers}; it must be 0 (one process) or more")
@@ -105,7 +115,14 @@ class LoadProcess:
         check_endpoint(settings)
         if timeline_dir is not None:
             timeline_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **(extra_env or {}), **settings.to_env()}
+            plan_path = timeline_dir.parent / PLAN_FILE
+        else:
+            with tempfile.NamedTemporaryFile(prefix="harness-plan-", suffix=".json", delete=False) as f:
+                plan_path = Path(f.name)
+        plan_path.unlink(missing_ok=True)  # the load process writes it once it has read the metadata
+        settings = replace(settings, requests_file=plan_path)
+        env = {**os.environ, **(extra_env or {}), **(requests.to_env() if requests is not None else {}),
+               **settings.to_env()}
         with tempfile.NamedTemporaryFile(prefix="harness-load-", suffix=".ready", delete=False) as f:
             ready = Path(f.name)
         ready.unlink()
@@ -126,8 +143,11 @@ class LoadProcess:
         load = cls(proc, settings, stats_path)
         try:
             load._handshake(ready, ready_timeout_s)
+            load.plan = read_plan(plan_path)
         finally:
             ready.unlink(missing_ok=True)
+            if timeline_dir is None:  # every process of the load read it before the handshake
+                plan_path.unlink(missing_ok=True)
         return load
 
     def _handshake(self, ready: Path, timeout_s: float) -> None:

@@ -25,8 +25,6 @@ ENV = {
     "http_url": "HARNESS_HTTP_URL",
     "grpc_target": "HARNESS_GRPC_TARGET",
     "protocol": "HARNESS_PROTOCOL",
-    "model": "HARNESS_MODEL",
-    "batch": "HARNESS_BATCH",
     "timeout_s": "HARNESS_TIMEOUT_S",
     "users": "HARNESS_USERS",
     "rate": "HARNESS_RATE",
@@ -35,6 +33,7 @@ ENV = {
     "worker_id": "HARNESS_WORKER_ID",
     "max_inflight": "HARNESS_MAX_INFLIGHT",
     "http_client": "HARNESS_HTTP_CLIENT",
+    "requests_file": "HARNESS_REQUESTS",
 }
 
 
@@ -46,13 +45,13 @@ class LoadSettings:
     fixed schedule whatever the latency, so the total follows the profile's user count (``rate`` at
     ``users``). ``rate`` = 0 is the closed loop: each user sends its next request when the last returned.
     ``duration_s`` None runs until stopped. ``timeline_dir`` None records no timeline (benchmarks only).
+    ``requests_file``: the request plan (``harness.load.requests``) the caller made from the server's model
+    metadata; None (plain ``locust -f`` runs) plans in this process from ``HARNESS_MODEL`` and friends.
     """
 
     http_url: str = "http://127.0.0.1:8000"
     grpc_target: str = ""  # HOST:PORT; "" derives HOST:8001 from http_url
     protocol: Protocol = "http"
-    model: str = "mlp"
-    batch: int = 1
     timeout_s: float = 2.0
     users: int = 10
     rate: float = 0.0
@@ -61,6 +60,7 @@ class LoadSettings:
     worker_id: str = "0"
     max_inflight: int = 0  # open loop: cap on requests in flight per process; 0 = derived from rate
     http_client: HttpClient = "sockets"  # geventhttpclient: tritonclient's transport, 3x the CPU per request
+    requests_file: Path | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -76,8 +76,6 @@ class LoadSettings:
             problems.append(f"rate is {self.rate:g} requests/s; it must be 0 (closed loop) or more")
         if self.timeout_s <= 0:
             problems.append(f"request timeout is {self.timeout_s:g}s; it must be more than 0")
-        if self.batch < 1:
-            problems.append(f"batch is {self.batch}; it must be 1 or more")
         if self.duration_s is not None and self.duration_s <= 0:
             problems.append(f"duration is {self.duration_s:g}s; it must be more than 0 "
                             "(or unset: run until stopped)")
@@ -126,8 +124,7 @@ class LoadSettings:
         """Settings from ``HARNESS_*`` variables (unset ones keep their defaults); ``overrides`` win."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
-        converters: dict[str, type] = {"batch": int, "timeout_s": float, "users": int, "rate": float,
-                                       "max_inflight": int}
+        converters: dict[str, type] = {"timeout_s": float, "users": int, "rate": float, "max_inflight": int}
         for name, var in ENV.items():
             raw = env.get(var)
             if raw is None:
@@ -136,7 +133,7 @@ class LoadSettings:
             try:
                 if name == "duration_s":
                     values[name] = float(raw) if raw and float(raw) > 0 else None
-                elif name == "timeline_dir":
+                elif name in ("timeline_dir", "requests_file"):
                     values[name] = Path(raw) if raw else None
                 elif name in converters:
                     values[name] = converters[name](raw)

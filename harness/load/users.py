@@ -38,7 +38,7 @@ class TritonUser(User):
         self._ctx: LoadContext = context_for(environment)
         self._infer = self._ctx.new_infer()
         s = self._ctx.settings
-        self._name = f"{s.protocol} infer {s.model}"
+        self._names = {r.model: f"{s.protocol} infer {r.model}" for r in self._ctx.requests}
         self._fire = environment.events.request.fire
         self._protocol = s.protocol
         self._open = s.open_loop
@@ -77,8 +77,8 @@ class TritonUser(User):
         result: Result = self._infer()
         latency = time.perf_counter() - t0
         self._ctx.record(start_ns, latency, result)
-        ok, error_class, status, _, size = result
-        self._fire(request_type=self._protocol, name=self._name, response_time=latency * 1000.0,
+        ok, error_class, status, _, size, model = result
+        self._fire(request_type=self._protocol, name=self._names[model], response_time=latency * 1000.0,
                    response_length=size, exception=None if ok else self._ctx.failure(error_class, status),
                    context={})
         return ok

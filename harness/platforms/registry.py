@@ -7,25 +7,48 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, PlatformError
 from harness.platforms.base import Platform
 
 __all__ = ["PLATFORMS", "add_dry_run_argument", "add_platform_arguments", "platform_from_args"]
 
 
-def _local(args: argparse.Namespace, for_up: bool) -> Platform:
-    from harness.platforms.local.platform import LocalPlatform
-    from harness.platforms.local.settings import LocalSettings, default_state_dir
+def _state_dir(args: argparse.Namespace) -> Path:
+    from harness.platforms.local.settings import default_state_dir
 
-    state_dir = Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
+    state_dir = getattr(args, "state_dir", None)
+    return Path(state_dir).absolute() if state_dir else default_state_dir()
+
+
+def _attached(args: argparse.Namespace, for_up: bool) -> Platform:
+    """A service started outside the harness, recorded by ``harness attach`` in the local state directory."""
+    from harness.platforms.attached.platform import AttachedPlatform
+    from harness.platforms.attached.settings import ATTACHED_FILE, AttachedSettings
+
+    state_dir = _state_dir(args)
+    if not (state_dir / ATTACHED_FILE).exists():
+        raise PlatformError(f"nothing is attached in {state_dir}; run 'harness attach --endpoint URL' first")
+    return AttachedPlatform(AttachedSettings.load(state_dir))
+
+
+def _local(args: argparse.Namespace, for_up: bool) -> Platform:
+    """The harness's own local service, or (after ``harness attach``) the attached one in the same slot."""
+    from harness.platforms.attached.settings import ATTACHED_FILE
+    from harness.platforms.local.platform import LocalPlatform
+    from harness.platforms.local.settings import LocalSettings
+
+    state_dir = _state_dir(args)
+    if (state_dir / ATTACHED_FILE).exists():
+        return _attached(args, for_up)  # its up() says to detach first
     if not for_up and (state_dir / "settings.json").exists():
         return LocalPlatform(LocalSettings.load(state_dir))
     values: dict[str, Any] = {"state_dir": state_dir}
     for key in ("manifest", "replicas", "http_port", "grpc_port", "prometheus_port", "stats_port",
-                "replica_address_base", "front_address", "time_scale", "queue_delay_ms", "model_instances"):
+                "replica_address_base", "front_address", "time_scale", "queue_delay_ms", "model_instances",
+                "model_repository"):
         value = getattr(args, key, None)
         if value is not None:
-            values[key] = Path(value).absolute() if key == "manifest" else value
+            values[key] = Path(value).absolute() if key in ("manifest", "model_repository") else value
     if getattr(args, "retries", False):
         values["retries"] = True
     if getattr(args, "no_prometheus", False):
@@ -74,6 +97,7 @@ def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
 
 PLATFORMS: dict[str, Callable[[argparse.Namespace, bool], Platform]] = {
     "local": _local,
+    "attached": _attached,
     "kubernetes": _kubernetes,
 }
 
@@ -83,7 +107,7 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the service runs (default: local)")
     parser.add_argument(
         "--state-dir",
-        help="the local platform's state directory (default: $HARNESS_STATE_DIR or ./.harness/local)",
+        help="the local (or attached) platform's state directory (default: $HARNESS_STATE_DIR or ./.harness/local)",
     )
     k8s = parser.add_argument_group("kubernetes platform (--platform kubernetes)")
     k8s.add_argument("--namespace", help="namespace to act in; naming it here confirms it for the allow-list")

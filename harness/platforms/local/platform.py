@@ -34,6 +34,7 @@ from harness.platforms.local.procs import (
 from harness.platforms.local.settings import LocalSettings
 from harness.triton.modelrepo import REFERENCE_REPOSITORY, verify_repository
 from harness.triton.runtime import find_triton
+from harness.triton.userrepo import check_repository
 
 __all__ = ["REQUIRED_PROGRAMS", "LocalPlatform"]
 
@@ -89,8 +90,11 @@ class LocalPlatform:
                 f"sudo apt-get install -y {' '.join(missing)} (or run 'make setup' as root)"
             )
         spec = load_deployment(s.manifest).with_overrides(replicas=s.replicas)
-        verify_repository(REFERENCE_REPOSITORY, spec.model_name)
-        find_triton()
+        triton = find_triton()
+        if s.model_repository is not None:
+            check_repository(s.model_repository, triton)
+        else:
+            verify_repository(REFERENCE_REPOSITORY, spec.model_name)
         busy = []
         front = [("HTTP", s.http_port), ("gRPC", s.grpc_port), ("stats", s.stats_port)]
         if s.prometheus:
@@ -225,6 +229,21 @@ class LocalPlatform:
                 kill_group(pid, signal.SIGKILL)
         return self.cleanup()
 
+    def service_identity(self) -> dict[str, Any]:
+        """What only this platform knows about the service (``harness.service``)."""
+        repo = self.settings.model_repository
+        return {"deployment": load_deployment(self.settings.manifest).name,
+                "model_repository": str(repo) if repo else ""}
+
+    def refused_actions(self) -> dict[str, str]:
+        """Faults that cannot apply to a user's own models (checked before anything runs)."""
+        if self.settings.model_repository is None:
+            return {}
+        why = (f"it works through the reference model's load-delay parameter, which the models of "
+               f"{self.settings.model_repository} do not have")
+        return {"slow_model_load": f"a slow model load cannot be injected: {why}",
+                "reload_model": f"the model reload action reloads the reference model 'mlp'; {why}"}
+
     # -- faults --------------------------------------------------------------------------------------
     def fault_ops(self) -> LocalFaultOps:
         """Fault operations bound to the replicas as they are now."""
@@ -290,5 +309,6 @@ def _status_from_json(raw: dict[str, Any]) -> PlatformStatus:
             metrics=tuple(ep.get("metrics") or ()),
         ),
         replicas=tuple(ReplicaStatus(**r) for r in raw.get("replicas") or ()),
-        details={k: raw.get(k) for k in ("supervisor_pid", "time_scale", "retries", "gpu", "updated_ns")},
+        details={k: raw.get(k) for k in ("supervisor_pid", "time_scale", "retries", "gpu", "updated_ns",
+                                         "model_repository")},
     )

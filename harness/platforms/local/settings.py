@@ -46,6 +46,8 @@ class LocalSettings:
     model_instances: int = 1
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 180.0
+    # The user's own model repository, served instead of the reference model (every model in it is loaded).
+    model_repository: Path | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,6 +82,7 @@ class LocalSettings:
         out = asdict(self)
         out["state_dir"] = str(self.state_dir)
         out["manifest"] = str(self.manifest)
+        out["model_repository"] = str(self.model_repository) if self.model_repository else None
         return out
 
     @classmethod
@@ -88,6 +91,8 @@ class LocalSettings:
         values = {k: v for k, v in raw.items() if k in known}
         values["state_dir"] = Path(values["state_dir"])
         values["manifest"] = Path(values["manifest"])
+        if values.get("model_repository"):
+            values["model_repository"] = Path(values["model_repository"])
         return cls(**values)
 
     def save(self) -> Path:

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from harness.platforms.local.replica import ReplicaController, ReplicaPorts
 from harness.platforms.local.settings import LocalSettings
 from harness.triton.modelrepo import ModelSettings, materialise
 from harness.triton.runtime import find_triton, has_gpu
+from harness.triton.userrepo import check_repository, copy_repository, load_model_args
 
 __all__ = ["Supervisor", "endpoints_for"]
 
@@ -55,6 +57,11 @@ class Supervisor:
         self.events = EventLog(self.state / "events.jsonl")
         self.stopping = threading.Event()
         self.triton = find_triton()
+        self.user_models = (check_repository(settings.model_repository, self.triton)
+                            if settings.model_repository is not None else [])
+        if self.user_models:  # load every model of the user's repository instead of the reference one
+            args = [a for a in self.spec.args if not a.startswith("--load-model")]
+            self.spec = replace(self.spec, args=(*args, *load_model_args(self.user_models)))
         self.gpu = has_gpu()
         self.replicas: list[ReplicaController] = []
         self.haproxy = HAProxy(self.state / "haproxy.cfg", self.state / "haproxy.sock", self.state / "haproxy.log")
@@ -82,7 +89,9 @@ class Supervisor:
             address = s.replica_address(i)
             workdir = self.state / "replicas" / name
             repository = workdir / "models"
-            if not repository.exists():
+            if s.model_repository is not None:
+                copy_repository(s.model_repository, repository)
+            elif not repository.exists():
                 materialise(repository, model)
             targets.append(ServerTarget(name, address, ports.http, ports.grpc))
             self.replicas.append(
@@ -136,6 +145,7 @@ class Supervisor:
             time_scale=self.settings.time_scale,
             retries=self.settings.retries,
             gpu=self.gpu,
+            model_repository=str(self.settings.model_repository or ""),
             pids={
                 "haproxy": self.haproxy.process.pid if self.haproxy.process else None,
                 "prometheus": self.prometheus.process.pid if self.prometheus and self.prometheus.process else None,
