@@ -95,6 +95,11 @@ class RunSettings(BaseModel):
     harness_warmup_s: float = Field(default=5.0, ge=0, le=3600)
     harness_observation_s: float = Field(default=20.0, ge=0, le=86_400)
     harness_load: bool | Literal["true", "false", "0", "1", "no", "yes", "off", "on"] = True
+    harness_model: str | list[str] | None = None  # NAME[:WEIGHT], several comma-separated
+    harness_batch: int = Field(default=1, ge=1, le=1 << 16, strict=True)
+    harness_shape: str | list[str] | None = None  # [MODEL:]INPUT=3x224x224
+    harness_input_data: str | list[str] | None = None  # [MODEL=]FILE, a sample file (docs/load.md)
+    harness_variable_dim: int = Field(default=0, ge=0, le=1 << 20, strict=True)
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     max_p99_ms: float | None = Field(default=None, gt=0, le=3_600_000)
 

@@ -54,7 +54,7 @@ def test_up_serves_the_users_repository_and_a_pod_kill_runs_against_it(
     reports = tmp_path / "reports"
     proc = harness("run", "experiments/pod-kill.yaml", *state, "--reports-dir", str(reports), "--warmup", "2",
                    "--observation", "3", "--users", "4", "--var", "recovery_wait_s=8",
-                   env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+                   "--var", f"harness_input_data={TEXTSTATS_INPUT}")  # an experiment setting, like the rest
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (rep,) = reports.glob("*/experiments/pod-kill/1")
     info = json.loads((rep / "experiment.json").read_text())

@@ -128,7 +128,27 @@ def _start_load(ctx: RunContext, configuration: Configuration, http: str, grpc: 
         workers=int(_cfg(configuration, "harness_workers", 0)),
         stats_path=ctx.run_dir / "load-stats.jsonl",
         log_path=ctx.run_dir / "load.log",
+        requests=_request_options(configuration),
     )
+
+
+def _request_options(configuration: Configuration) -> Any:
+    """Which models the load sends to, and with what inputs (``harness_model``, ``harness_batch``,
+    ``harness_shape``, ``harness_input_data``, ``harness_variable_dim``); None: as the environment says, and
+    otherwise the only model the server has ready."""
+    from harness.load.requests import RequestOptions
+
+    keys = ("harness_model", "harness_batch", "harness_shape", "harness_input_data", "harness_variable_dim")
+    if all(_cfg(configuration, key, None) is None for key in keys):
+        return None
+
+    def strings(key: str) -> list[str]:
+        value = _cfg(configuration, key, None)
+        return [] if value is None else [str(v) for v in (value if isinstance(value, list) else [value])]
+
+    return RequestOptions.parse(models=strings("harness_model"), batch=int(_cfg(configuration, "harness_batch", 1)),
+                                shapes=strings("harness_shape"), input_data=strings("harness_input_data"),
+                                variable_dim=int(_cfg(configuration, "harness_variable_dim", 0)))
 
 
 def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
