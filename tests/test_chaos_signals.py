@@ -108,20 +108,26 @@ def test_signal_during_fault_rolls_back(platform: LocalPlatform, tmp_path: Path,
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_the_warm_up_is_an_interrupt(platform: LocalPlatform, tmp_path: Path, sig: int) -> None:
-    """Before any fault (the load is warming up): exit 130, status interrupted, no "control failed" diagnosis."""
+@pytest.mark.parametrize("phase", ["warm-up", "observation"])
+def test_signal_before_or_after_the_fault_is_an_interrupt(platform: LocalPlatform, tmp_path: Path, sig: int,
+                                                          phase: str) -> None:
+    """While the load warms up (no fault yet) or while recovery is observed (the fault is gone): exit 130,
+    status interrupted, never a "control failed" diagnosis or a completed run."""
     wait_for(lambda: platform.status().ready_replicas == 2, 90, "both replicas ready before the run")
     path = _experiment(tmp_path, "pod-kill")
     doc = yaml.safe_load(path.read_text())
-    doc["configuration"].update(harness_load=True, harness_warmup_s=30, harness_users=1,
+    doc["configuration"].update(harness_load=True, harness_users=1,
+                                harness_warmup_s=30 if phase == "warm-up" else 1, harness_observation_s=60,
                                 harness_profile=str(Path(__file__).resolve().parent.parent / "loadprofiles/steady.py"))
+    doc["method"][0].pop("pauses")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     reports = tmp_path / "reports"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(path), "--state-dir",
                              str(platform.state), "--reports-dir", str(reports)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: bool(list(reports.glob("*/experiments/*/1/experiment.json"))), 60, "the load to start")
-    time.sleep(1)
+    marker = "experiment.json" if phase == "warm-up" else "landings.jsonl"  # the load runs / the kill landed
+    wait_for(lambda: bool(list(reports.glob(f"*/experiments/*/1/{marker}"))), 90, f"the {phase}")
+    time.sleep(2)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out

@@ -10,7 +10,6 @@ import ctypes
 import importlib.metadata
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from harness.errors import EnvironmentProblem
 from harness.faults.cgroups import HostPaths, MemoryController, Unavailable, find_memory_controller, read_layout
+from harness.platforms.local.platform import port_free
 
 __all__ = ["Check", "cgroup_memory", "find_program", "gpu", "kubernetes_access", "nftables", "ports", "program",
            "python", "tritonserver"]
@@ -156,16 +156,6 @@ def cgroup_memory(host: HostPaths | None = None) -> tuple[Check, MemoryControlle
     return Check("cgroup", False, f"{layout}; {found.reason}", found.fix), found
 
 
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def ports(state_dir: Path | None = None) -> Check:
     """The local platform's front ports (those of the state directory's settings, else the defaults)."""
     from harness.platforms.local.platform import LocalPlatform
@@ -183,7 +173,7 @@ def ports(state_dir: Path | None = None) -> Check:
     if LocalPlatform(settings).running():
         return Check("ports", True, f"{listed}: held by the local platform that is up (state {state})")
     busy = [f"{what} {settings.front_address}:{port}" for what, port in wanted
-            if not _port_free(settings.front_address, port)]
+            if not port_free(settings.front_address, port)]
     if busy:
         return Check("ports", False, f"in use: {', '.join(busy)}",
                      "stop what listens there (ss -ltnp), or choose other ports: harness up --http-port/--grpc-port/"

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from harness.errors import FaultError
-from harness.faults.undo import UndoRecord
+from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.local.probes import PROBE_MARK
 
-__all__ = ["PROBE_MARK", "TABLE_PREFIX", "add_block", "harness_tables", "remove_table", "require_nft", "undo"]
+__all__ = ["PROBE_MARK", "TABLE_PREFIX", "add_block", "harness_tables", "recorded_block", "remove_table",
+           "require_nft", "undo"]
 
 TABLE_PREFIX = "harness_"
 
@@ -48,6 +51,24 @@ def add_block(table: str, targets: Sequence[tuple[str, Sequence[int]]]) -> None:
         f"table inet {table} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"
         f"{rules}\n  }}\n}}\n"
     )
+
+
+def recorded_block(store: UndoStore, run_id: str, names: Sequence[str], targets: Sequence[tuple[str, Sequence[int]]],
+                   max_s: float, what: str, prefix: str = TABLE_PREFIX) -> dict[str, Any]:
+    """Write the undo record, then add the table; a table that could not be added leaves no record.
+
+    Returns the record the platform hands back to ``unblock_network``: the record's id and the table."""
+    require_nft()
+    table = f"{prefix}{run_id[-8:].replace('-', '')}_{len(store.records())}_{os.getpid() % 10000}"
+    record = UndoRecord(kind="nft", run_id=run_id, owner_pid=os.getpid(), deadline_ns=time.time_ns() + int(max_s * 1e9),
+                        payload={"table": table, "replicas": list(names)}, description=what)
+    store.record(record)
+    try:
+        add_block(table, targets)
+    except FaultError:
+        store.path(record).unlink(missing_ok=True)
+        raise
+    return {"id": record.id, "table": table, "replicas": list(names)}
 
 
 def harness_tables() -> list[str]:

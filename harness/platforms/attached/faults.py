@@ -10,15 +10,13 @@ the way clients do.
 
 from __future__ import annotations
 
-import os
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import FaultError
-from harness.faults.nft import add_block, require_nft
-from harness.faults.undo import UndoRecord, UndoStore
+from harness.faults.nft import recorded_block
+from harness.faults.undo import UndoStore
 from harness.platforms.attached.settings import AttachedSettings
 
 __all__ = ["REFUSED", "REPLICA", "AttachedFaultOps"]
@@ -69,21 +67,10 @@ class AttachedFaultOps:
     # -- network-policy block ------------------------------------------------------------------------
     def block_network(self, names: Sequence[str], run_id: str, max_s: float = 600.0) -> dict[str, Any]:
         self._check(names)
-        require_nft()
-        table = f"harness_att_{run_id[-8:].replace('-', '')}_{len(self.store.records())}_{os.getpid() % 10000}"
         targets = self.settings.targets()
         shown = ", ".join(f"{addr}:{{{','.join(map(str, ports))}}}" for addr, ports in targets)
-        record = UndoRecord(kind="nft", run_id=run_id, owner_pid=os.getpid(),
-                            deadline_ns=time.time_ns() + int(max_s * 1e9),
-                            payload={"table": table, "replicas": list(names)},
-                            description=f"nftables drop to the attached service {shown}")
-        self.store.record(record)
-        try:
-            add_block(table, targets)
-        except FaultError:
-            self.store.path(record).unlink(missing_ok=True)
-            raise
-        return {"id": record.id, "table": table, "replicas": list(names)}
+        return recorded_block(self.store, run_id, names, targets, max_s,
+                              f"nftables drop to the attached service {shown}", prefix="harness_att_")
 
     def unblock_network(self, record: Mapping[str, Any]) -> None:
         for rec in self.store.records():

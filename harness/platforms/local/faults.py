@@ -20,7 +20,7 @@ from typing import Any
 from harness.errors import FaultError
 from harness.faults.cgroups import memory_controller
 from harness.faults.hog import MB
-from harness.faults.nft import add_block, require_nft
+from harness.faults.nft import recorded_block
 from harness.faults.overrides import CGROUP_FILE, move_to_cgroup, write_env_override
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ReplicaStatus
@@ -71,17 +71,8 @@ class LocalFaultOps:
 
     # -- network-policy block ------------------------------------------------------------------------
     def block_network(self, names: Sequence[str], run_id: str, max_s: float = 600.0) -> dict[str, Any]:
-        require_nft()
         targets = [(self._replica(n).address, sorted(set(self.ports.values()))) for n in names]
-        table = f"harness_{run_id[-8:].replace('-', '')}_{len(self.store.records())}_{os.getpid() % 10000}"
-        record = self._record("nft", run_id, max_s, {"table": table, "replicas": list(names)},
-                              f"nftables drop to {', '.join(names)}")
-        try:
-            add_block(table, targets)
-        except FaultError:
-            self.store.path(record).unlink(missing_ok=True)
-            raise
-        return {"id": record.id, "table": table, "replicas": list(names)}
+        return recorded_block(self.store, run_id, names, targets, max_s, f"nftables drop to {', '.join(names)}")
 
     def unblock_network(self, record: Mapping[str, Any]) -> None:
         self._undo_id(str(record["id"]))

@@ -36,12 +36,13 @@ from harness.triton.modelrepo import REFERENCE_REPOSITORY, verify_repository
 from harness.triton.runtime import find_triton
 from harness.triton.userrepo import check_repository
 
-__all__ = ["REQUIRED_PROGRAMS", "LocalPlatform"]
+__all__ = ["REQUIRED_PROGRAMS", "LocalPlatform", "port_free"]
 
 REQUIRED_PROGRAMS = {"haproxy": "haproxy", "prometheus": "prometheus"}
 
 
-def _port_free(address: str, port: int) -> bool:
+def port_free(address: str, port: int) -> bool:
+    """Whether ``address:port`` can be bound now (what `up` needs for each front and replica port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -100,12 +101,12 @@ class LocalPlatform:
         if s.prometheus:
             front.append(("Prometheus", s.prometheus_port))
         for what, port in front:
-            if not _port_free(s.front_address, port):
+            if not port_free(s.front_address, port):
                 busy.append(f"{what} port {s.front_address}:{port}")
         for i in range(spec.replicas):
             for pname in ("http", "grpc", "metrics"):
                 addr = s.replica_address(i)
-                if not _port_free(addr, spec.port(pname)):
+                if not port_free(addr, spec.port(pname)):
                     busy.append(f"replica {i} {pname} port {addr}:{spec.port(pname)}")
         if busy:
             raise EnvironmentProblem(
