@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.deployment import load_deployment
+from harness.deployment import DeploymentSpec, load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
 from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.local.faults import LocalFaultOps
+from harness.platforms.local.gpu_pinning import gpu_plan
 from harness.platforms.local.procs import (
     alive,
     cmdline,
@@ -32,8 +33,9 @@ from harness.platforms.local.procs import (
     wait_gone,
 )
 from harness.platforms.local.settings import LocalSettings
+from harness.triton.gpus import check_torch_cuda, pinning_env
 from harness.triton.modelrepo import REFERENCE_REPOSITORY, verify_repository
-from harness.triton.runtime import find_triton
+from harness.triton.runtime import TritonInstall, find_triton
 
 __all__ = ["REQUIRED_PROGRAMS", "LocalPlatform"]
 
@@ -90,7 +92,8 @@ class LocalPlatform:
             )
         spec = load_deployment(s.manifest).with_overrides(replicas=s.replicas)
         verify_repository(REFERENCE_REPOSITORY, spec.model_name)
-        find_triton()
+        install = find_triton()
+        self._check_gpus(spec, install)
         busy = []
         front = [("HTTP", s.http_port), ("gRPC", s.grpc_port), ("stats", s.stats_port)]
         if s.prometheus:
@@ -108,6 +111,13 @@ class LocalPlatform:
                 "ports already in use: " + "; ".join(busy) + ". Stop what holds them (ss -ltnp), or choose "
                 "others (--http-port/--grpc-port/--prometheus-port/--stats-port/--replica-address-base)"
             )
+
+    def _check_gpus(self, spec: DeploymentSpec, install: TritonInstall) -> None:
+        """GPU instances only where a GPU and torch are there: refused here, before anything starts."""
+        plan = gpu_plan(self.settings, spec)  # EnvironmentProblem when GPUs are asked for and none is visible
+        pinned = [gpus for gpus in plan.values() if gpus]
+        if pinned:
+            check_torch_cuda(install.environment({**spec.env, **self.settings.env, **pinning_env(pinned[0])}))
 
     def leftovers(self) -> list[str]:
         """Processes a previous instance left running although its supervisor is gone."""
@@ -290,5 +300,5 @@ def _status_from_json(raw: dict[str, Any]) -> PlatformStatus:
             metrics=tuple(ep.get("metrics") or ()),
         ),
         replicas=tuple(ReplicaStatus(**r) for r in raw.get("replicas") or ()),
-        details={k: raw.get(k) for k in ("supervisor_pid", "time_scale", "retries", "gpu", "updated_ns")},
+        details={k: raw.get(k) for k in ("supervisor_pid", "time_scale", "retries", "gpu", "gpus", "updated_ns")},
     )
