@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--target host needs --cgroup")
             device = _HostCgroup(args.cgroup)
     except OSError as exc:
-        print(f"hog: cannot use the {args.target}: {exc}", file=sys.stderr)
+        where = (f"device {args.device} of CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
+                 if args.target == "gpu" else str(args.cgroup))
+        print(f"hog: cannot use the {args.target} ({where}): {exc}", file=sys.stderr)
         return 3
     leave = int(args.leave_free_mb * MB)
     deadline = time.monotonic() + args.duration
