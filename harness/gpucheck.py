@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -197,7 +198,12 @@ def run_gpu_check(state_dir: Path, reports_dir: Path, replicas: int = 2) -> tupl
                                  "none visible; nothing was started. Run it on a GPU machine (docs/gpu.md)")
     rows = [Row("GPU visible", True, "; ".join(g.describe() for g in gpus))]
     used_before = gpu_memory_used_mib()
-    platform = LocalPlatform(LocalSettings(state_dir=state_dir.absolute(), replicas=replicas, gpus_per_replica=1))
+    # Prometheus only feeds the report's GPU figures; a GPU machine without it still runs every check.
+    prometheus = shutil.which("prometheus") is not None
+    if not prometheus:
+        rows.append(Row("Prometheus (report GPU figures)", True, "not installed: the report has no GPU figures"))
+    platform = LocalPlatform(LocalSettings(state_dir=state_dir.absolute(), replicas=replicas, gpus_per_replica=1,
+                                           prometheus=prometheus))
     before = set(reports_dir.iterdir()) if reports_dir.exists() else set()
     code = 1
     try:
