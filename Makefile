@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSPKGS := haproxy prometheus nftables wrk chromium
 SYSSTAMP := $(VENV)/.system-packages
 
-.PHONY: setup system-packages demo test test-fast lint bench clean
+.PHONY: setup system-packages demo test test-fast lint bench clean gpu-check
 
 setup: $(STAMP) $(SYSSTAMP)
 
@@ -53,6 +53,11 @@ test: setup
 lint: setup
 	@$(BIN)/ruff check harness tests loadprofiles
 	@$(BIN)/mypy
+
+# On a GPU machine: the demo suite with GPU instances, as a pass/fail table (exit 3 without a GPU).
+# No setup dependency: it must run offline from a copied tree with its venv carried along.
+gpu-check:
+	@scripts/gpu_check.sh
 
 bench: setup
 	@$(BIN)/harness bench all

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "harness.commands.bench_cmd",
     "harness.commands.doctor_cmd",
     "harness.commands.rootless_cmd",
+    "harness.commands.gpucheck_cmd",
 )
 
 

@@ -47,6 +47,10 @@ def format_status(status: PlatformStatus) -> str:
     scale = status.details.get("time_scale")
     if scale not in (None, 1.0):
         lines.append(f"  time scale  {scale} (probe periods and back-off are scaled)")
+    gpus = status.details.get("gpus")
+    if isinstance(gpus, dict):
+        for name, described in sorted(gpus.items()):
+            lines.append(f"  gpu         {name}: {', '.join(described)}")
     if status.details.get("retries"):
         lines.append("  retries     on (the front retries failed requests, like a mesh)")
     if status.details.get("model_repository"):

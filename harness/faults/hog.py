@@ -41,6 +41,19 @@ class _Gpu:
         self.ctx = ctypes.c_void_p()
         self._check(self.cuda.cuCtxCreate_v2(ctypes.byref(self.ctx), 0, dev), "cuCtxCreate")
         self.blocks: list[tuple[ctypes.c_uint64, int]] = []
+        self.label = self._describe(dev)
+
+    def _describe(self, dev: ctypes.c_int) -> str:
+        """``GPU-<uuid> (<name>)`` of the device held, so a status file says which GPU was squeezed."""
+        raw = (ctypes.c_ubyte * 16)()  # CUuuid: 16 bytes
+        name = ctypes.create_string_buffer(256)
+        if self.cuda.cuDeviceGetUuid(raw, dev) != 0:
+            return f"device {dev.value}"
+        h = bytes(raw).hex()
+        uuid = f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        if self.cuda.cuDeviceGetName(name, ctypes.c_int(len(name)), dev) == 0:
+            return f"{uuid} ({name.value.decode(errors='replace')})"
+        return uuid
 
     @staticmethod
     def _check(code: int, what: str) -> None:
@@ -72,6 +85,7 @@ class _HostCgroup:
     def __init__(self, cgroup: Path) -> None:
         from harness.faults.cgroups import MemoryGroup  # host mode only: the GPU path stays standard-library
 
+        self.label = str(cgroup)
         self.group = MemoryGroup(cgroup)
         # The replica, not the hog, must be what runs out of memory: its processes get oom_score_adj
         # 1000 when they join the group (lowering the hog's own needs a capability we may lack).
@@ -118,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--target host needs --cgroup")
             device = _HostCgroup(args.cgroup)
     except OSError as exc:
-        print(f"hog: cannot use the {args.target}: {exc}", file=sys.stderr)
+        where = (f"device {args.device} of CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
+                 if args.target == "gpu" else str(args.cgroup))
+        print(f"hog: cannot use the {args.target} ({where}): {exc}", file=sys.stderr)
         return 3
     leave = int(args.leave_free_mb * MB)
     deadline = time.monotonic() + args.duration
@@ -146,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 def _write_status(path: Path, device: _Gpu | _HostCgroup, target: str, state: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"held_mb": device.held() / MB, "free_mb": device.free_bytes() / MB,
-                               "pid": os.getpid(), "target": target, "state": state, "ts": time.time()}))
+                               "pid": os.getpid(), "target": target, "state": state, "ts": time.time(),
+                               "device": device.label}))
     os.replace(tmp, path)
 
 

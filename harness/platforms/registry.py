@@ -45,7 +45,7 @@ def _local(args: argparse.Namespace, for_up: bool) -> Platform:
     values: dict[str, Any] = {"state_dir": state_dir}
     for key in ("manifest", "replicas", "http_port", "grpc_port", "prometheus_port", "stats_port",
                 "replica_address_base", "front_address", "time_scale", "queue_delay_ms", "model_instances",
-                "model_repository"):
+                "model_repository", "gpus_per_replica"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = Path(value).absolute() if key in ("manifest", "model_repository") else value
@@ -116,7 +116,9 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     k8s.add_argument("--k8s-settings", metavar="FILE",
                      help="YAML settings: allowed_namespaces, prometheus_url, production_pattern, ...")
     k8s.add_argument("--k8s-state-dir", help="local state (events, watcher) (default: ./.harness/kubernetes)")
-    k8s.add_argument("--gpus-per-replica", type=int, help="nvidia.com/gpu limit per pod (0 removes it)")
+    k8s.add_argument("--gpus-per-replica", type=int,
+                     help="nvidia.com/gpu limit per pod (0 removes it); local: GPUs pinned to each replica "
+                          "(CUDA_VISIBLE_DEVICES, round-robin; default 1 when a GPU is visible, else 0)")
     k8s.add_argument("--image", help="Triton image (default: the manifest's NGC image)")
     k8s.add_argument("--prometheus-url", help="the cluster's Prometheus, as reachable from here")
     k8s.add_argument("--service-http", metavar="URL",

@@ -8,8 +8,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import ExperimentAnalysis, RunAnalysis, format_duration
-from harness.report._plots import repetition_svg
+from harness.analysis import ExperimentAnalysis, RepetitionResult, RunAnalysis, format_duration
+from harness.report._gpu import gpu_series
+from harness.report._plots import gpu_svg, repetition_svg
 from harness.report._text import reps_cell
 
 __all__ = ["CSS", "page", "render_index"]
@@ -144,8 +145,8 @@ def _experiment_section(e: ExperimentAnalysis, marks: Sequence[tuple[int, str]] 
                         for r in e.reps for n in r.notes)
     plots = "".join(
         f"<figure class=\"plot\" id=\"plot-{escape(e.name)}-{escape(r.repetition)}\">"
-        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}', marks)}</figure>" for r in e.reps
-        if r.void is None)
+        f"{repetition_svg(r, f'{e.name} rep {r.repetition}: {e.fault}', marks)}{_gpu_plot(e, r)}</figure>"
+        for r in e.reps if r.void is None)
     obj = e.analysis.objective
     return (f"<section id=\"exp-{escape(e.name)}\"><h2>{escape(e.title)} "
             f"<small>({escape(e.fault)})</small></h2>"
@@ -155,6 +156,15 @@ def _experiment_section(e: ExperimentAnalysis, marks: Sequence[tuple[int, str]] 
             f"<h3>SLA tiers</h3><p>{evidence}</p><ul>{tiers}</ul>{'<ul>' + notes + '</ul>' if notes else ''}"
             f"<h3>Figures over repetitions</h3>{_stats_table(e)}<h3>Repetitions</h3>{_rep_table(e)}"
             f"{'<ul>' + rep_notes + '</ul>' if rep_notes else ''}{plots}</section>")
+
+
+def _gpu_plot(e: ExperimentAnalysis, r: RepetitionResult) -> str:
+    """GPU memory and utilisation under the timeline, when the run's Prometheus scraped Triton's GPU gauges."""
+    url = r.server.get("url") if isinstance(r.server, dict) else None
+    data = gpu_series(r.directory, url if isinstance(url, str) else None, r.span[0], r.span[1])
+    if not data:
+        return ""
+    return gpu_svg(r, data["series"], f"{e.name} rep {r.repetition}: GPU (Triton nv_gpu_* via Prometheus)")
 
 
 def render_index(a: RunAnalysis) -> str:

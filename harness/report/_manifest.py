@@ -85,7 +85,8 @@ def _gpu() -> list[str] | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+        # each GPU by UUID, model and total memory (and the driver), as run.json's per-replica "gpus" name them
+        query = ["nvidia-smi", "--query-gpu=uuid,name,memory.total,driver_version", "--format=csv,noheader"]
         out = subprocess.run(query,
                              capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):

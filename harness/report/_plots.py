@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from harness.analysis import RepetitionResult
 
-__all__ = ["LANE_COLOURS", "repetition_svg", "trend_svg"]
+__all__ = ["LANE_COLOURS", "gpu_svg", "repetition_svg", "trend_svg"]
 
 LANE_COLOURS = {"ready": "#4caf50", "not-ready": "#ff9800", "restarting": "#e53935", "stopped": "#9e9e9e"}
 
@@ -107,6 +107,31 @@ def repetition_svg(r: RepetitionResult, title: str, notes: Sequence[tuple[int, s
     axes[0].set_title(title, fontsize=10)
     for ax in axes[:3]:
         ax.grid(alpha=0.3)
+    return _svg_text(fig)
+
+
+def gpu_svg(r: RepetitionResult, series: dict[str, dict[str, list[list[float]]]], title: str) -> str:
+    """GPU memory used and utilisation per GPU on the timeline's time axis (seconds since the fault start)."""
+    from matplotlib.figure import Figure
+
+    origin_s = (r.t0_ns if r.t0_ns is not None else r.span[0]) / 1e9
+    fig = Figure(figsize=(10, 3.2))
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, key, scale, label in ((axes[0], "memory_used_bytes", 2**-30, "GPU memory used GiB"),
+                                  (axes[1], "utilization", 100.0, "GPU utilisation %")):
+        for uuid, points in sorted(series.get(key, {}).items()):
+            if points:
+                ax.step([t - origin_s for t, _ in points], [v * scale for _, v in points], where="post", lw=1,
+                        label=uuid[:12])
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        if r.t0_ns is not None:
+            end = r.info.fault_end_ns if r.info.fault_end_ns is not None else r.t0_ns
+            ax.axvspan(0, max((end - r.t0_ns) / 1e9, 0.05), color="#ffcc80", alpha=0.35, lw=0)
+    axes[0].legend(loc="upper right", fontsize=6)
+    axes[1].set_xlabel("seconds since fault start" if r.t0_ns is not None else "seconds since load start")
+    axes[0].set_title(title, fontsize=10)
     return _svg_text(fig)
 
 

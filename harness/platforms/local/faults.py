@@ -25,7 +25,7 @@ from harness.faults.overrides import CGROUP_FILE, move_to_cgroup, write_env_over
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.procs import alive, group_members
-from harness.triton.runtime import has_gpu
+from harness.triton.gpus import GpuInfo, read_assignment
 
 __all__ = ["LocalFaultOps"]
 
@@ -141,7 +141,8 @@ class LocalFaultOps:
     # -- memory pressure -----------------------------------------------------------------------------
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,
                         headroom_mb: float = 256.0) -> dict[str, Any]:
-        """Hold free memory at ``leave_free_mb``: on the GPU when there is one, else in each replica's cgroup.
+        """Hold free memory at ``leave_free_mb``: on the targets' GPUs when the replicas are pinned to GPUs,
+        else in each replica's cgroup.
 
         Without a GPU this is the host-memory analogue: each target replica joins a memory cgroup limited to
         ``headroom_mb`` and a hog inside holds all but ``leave_free_mb`` of it. Memory the replica already
@@ -152,11 +153,9 @@ class LocalFaultOps:
         hogs_dir = self.state / "faults" / "hogs"
         hogs_dir.mkdir(parents=True, exist_ok=True)
         max_s = duration_s + 30
-        if has_gpu():
-            status = hogs_dir / f"{run_id}-gpu.json"
-            rec = self._start_hog(["--target", "gpu"], leave_free_mb, duration_s, status, run_id, max_s, "GPU")
-            return {"target": "gpu", "analogue": "", "ids": [rec.id], "status_files": [str(status)],
-                    "targets": ["gpu"]}
+        pinned = read_assignment(self.state)  # the GPUs the supervisor pinned each replica to
+        if pinned:
+            return self._gpu_pressure(names, pinned, run_id, leave_free_mb, duration_s, hogs_dir, max_s)
         controller = memory_controller()  # FaultError with the reason and the fix (as `harness doctor` says)
         ids, files = [], []
         for name in names:
@@ -184,8 +183,40 @@ class LocalFaultOps:
         return {"target": "host", "analogue": "host-memory analogue in a per-replica memory cgroup (no GPU)",
                 "ids": ids, "status_files": files, "targets": list(names)}
 
+    def _gpu_pressure(self, names: Sequence[str], pinned: Mapping[str, Sequence[GpuInfo]], run_id: str,
+                      leave_free_mb: float, duration_s: float, hogs_dir: Path, max_s: float) -> dict[str, Any]:
+        """One hog per GPU the targets are pinned to, itself pinned to that GPU (``CUDA_VISIBLE_DEVICES``).
+
+        ``targets`` and ``status_files`` stay aligned, one entry per target and GPU: targets that share a GPU
+        share its hog and its status file. Replicas that are not targets but share a GPU with one are
+        squeezed too; the record names them (``shared_with``).
+        """
+        hogs: dict[str, tuple[str, Path]] = {}  # GPU uuid -> (undo record id, status file)
+        targets, files, devices = [], [], {}
+        for name in names:
+            self._replica(name)
+            gpus = pinned.get(name)
+            if not gpus:
+                raise FaultError(f"replica {name} is not pinned to a GPU (pinned: {sorted(pinned)}); the GPU "
+                                 "memory-pressure fault needs the replica's GPU")
+            for gpu in gpus:
+                if gpu.uuid not in hogs:
+                    status = hogs_dir / f"{run_id}-{gpu.uuid}.json"
+                    rec = self._start_hog(["--target", "gpu", "--device", "0", "--chunk-mb", "1024"], leave_free_mb,
+                                          duration_s, status, run_id, max_s, f"{gpu.describe()} of {name}",
+                                          env={"CUDA_VISIBLE_DEVICES": gpu.uuid})
+                    hogs[gpu.uuid] = (rec.id, status)
+                key = name if len(gpus) == 1 else f"{name} {gpu.uuid}"
+                targets.append(key)
+                files.append(str(hogs[gpu.uuid][1]))
+                devices[key] = gpu.to_json()
+        squeezed = set(hogs)
+        shared = sorted(n for n, gs in pinned.items() if n not in names and squeezed & {g.uuid for g in gs})
+        return {"target": "gpu", "analogue": "", "ids": [rid for rid, _ in hogs.values()], "status_files": files,
+                "targets": targets, "gpus": devices, "shared_with": shared}
+
     def _start_hog(self, target: list[str], leave_free_mb: float, duration_s: float, status: Path, run_id: str,
-                   max_s: float, what: str) -> UndoRecord:
+                   max_s: float, what: str, env: Mapping[str, str] | None = None) -> UndoRecord:
         record = self._record("hog", run_id, max_s, {"status_file": str(status)}, f"memory hog for {what}")
         subprocess.Popen(
             [sys.executable, "-m", "harness.faults.hog", *target, "--leave-free-mb", f"{leave_free_mb:g}",
@@ -193,6 +224,7 @@ class LocalFaultOps:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=(self.state / "faults" / "hog.log").open("ab"),
             start_new_session=True,  # exits by its own deadline even if the harness dies
+            env={**os.environ, **env} if env else None,
         )
         return record
 

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.deployment import load_deployment
+from harness.deployment import DeploymentSpec, load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
 from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.local.faults import LocalFaultOps
+from harness.platforms.local.gpu_pinning import gpu_plan
 from harness.platforms.local.procs import (
     alive,
     cmdline,
@@ -32,8 +33,9 @@ from harness.platforms.local.procs import (
     wait_gone,
 )
 from harness.platforms.local.settings import LocalSettings
+from harness.triton.gpus import check_torch_cuda, pinning_env
 from harness.triton.modelrepo import REFERENCE_REPOSITORY, verify_repository
-from harness.triton.runtime import find_triton
+from harness.triton.runtime import TritonInstall, find_triton
 from harness.triton.userrepo import check_repository
 
 __all__ = ["REQUIRED_PROGRAMS", "LocalPlatform", "port_free"]
@@ -91,11 +93,12 @@ class LocalPlatform:
                 f"sudo apt-get install -y {' '.join(missing)} (or run 'make setup' as root)"
             )
         spec = load_deployment(s.manifest).with_overrides(replicas=s.replicas)
-        triton = find_triton()
+        install = find_triton()
         if s.model_repository is not None:
-            check_repository(s.model_repository, triton)
+            check_repository(s.model_repository, install)
         else:
             verify_repository(REFERENCE_REPOSITORY, spec.model_name)
+        self._check_gpus(spec, install)
         busy = []
         front = [("HTTP", s.http_port), ("gRPC", s.grpc_port), ("stats", s.stats_port)]
         if s.prometheus:
@@ -113,6 +116,13 @@ class LocalPlatform:
                 "ports already in use: " + "; ".join(busy) + ". Stop what holds them (ss -ltnp), or choose "
                 "others (--http-port/--grpc-port/--prometheus-port/--stats-port/--replica-address-base)"
             )
+
+    def _check_gpus(self, spec: DeploymentSpec, install: TritonInstall) -> None:
+        """GPU instances only where a GPU and torch are there: refused here, before anything starts."""
+        plan = gpu_plan(self.settings, spec)  # EnvironmentProblem when GPUs are asked for and none is visible
+        pinned = [gpus for gpus in plan.values() if gpus]
+        if pinned:
+            check_torch_cuda(install.environment({**spec.env, **self.settings.env, **pinning_env(pinned[0])}))
 
     def leftovers(self) -> list[str]:
         """Processes a previous instance left running although its supervisor is gone."""
@@ -310,6 +320,6 @@ def _status_from_json(raw: dict[str, Any]) -> PlatformStatus:
             metrics=tuple(ep.get("metrics") or ()),
         ),
         replicas=tuple(ReplicaStatus(**r) for r in raw.get("replicas") or ()),
-        details={k: raw.get(k) for k in ("supervisor_pid", "time_scale", "retries", "gpu", "updated_ns",
+        details={k: raw.get(k) for k in ("supervisor_pid", "time_scale", "retries", "gpu", "gpus", "updated_ns",
                                          "model_repository")},
     )

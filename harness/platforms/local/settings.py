@@ -44,6 +44,8 @@ class LocalSettings:
     retries: bool = False
     queue_delay_ms: float = 50.0
     model_instances: int = 1
+    # GPUs pinned to each replica (CUDA_VISIBLE_DEVICES, round-robin); None: 1 when a GPU is visible, else 0.
+    gpus_per_replica: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 180.0
     # The user's own model repository, served instead of the reference model (every model in it is loaded).
@@ -67,6 +69,8 @@ class LocalSettings:
                 problems.append(f"{name.replace('_', ' ')} {addr} is not a loopback (127.0.0.0/8) address")
         if not 0.01 <= self.time_scale <= 10:
             problems.append(f"time scale must be within 0.01..10, got {self.time_scale}")
+        if self.gpus_per_replica is not None and self.gpus_per_replica < 0:
+            problems.append(f"GPUs per replica must be 0 or more, got {self.gpus_per_replica}")
         if self.scrape_interval_s <= 0:
             problems.append("scrape interval must be positive")
         if problems:

@@ -22,13 +22,15 @@ from harness.deployment import load_deployment
 from harness.events import EventKind, EventLog
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Endpoints, PlatformStatus
+from harness.platforms.local.gpu_pinning import gpu_plan
 from harness.platforms.local.haproxy import HAProxy, ServerTarget, render_haproxy_config
 from harness.platforms.local.procs import remove_orphaned_shm
 from harness.platforms.local.prometheus import PrometheusServer, render_prometheus_config
 from harness.platforms.local.replica import ReplicaController, ReplicaPorts
 from harness.platforms.local.settings import LocalSettings
+from harness.triton.gpus import pinning_env, write_assignment
 from harness.triton.modelrepo import ModelSettings, materialise
-from harness.triton.runtime import find_triton, has_gpu
+from harness.triton.runtime import find_triton
 from harness.triton.userrepo import check_repository, copy_repository, load_model_args
 
 __all__ = ["Supervisor", "endpoints_for"]
@@ -62,7 +64,8 @@ class Supervisor:
         if self.user_models:  # load every model of the user's repository instead of the reference one
             args = [a for a in self.spec.args if not a.startswith("--load-model")]
             self.spec = replace(self.spec, args=(*args, *load_model_args(self.user_models)))
-        self.gpu = has_gpu()
+        self.gpus = gpu_plan(settings, self.spec)  # replica -> pinned GPUs; all [] for CPU instances
+        self.gpu = any(self.gpus.values())
         self.replicas: list[ReplicaController] = []
         self.haproxy = HAProxy(self.state / "haproxy.cfg", self.state / "haproxy.sock", self.state / "haproxy.log")
         self.prometheus: PrometheusServer | None = None
@@ -83,6 +86,7 @@ class Supervisor:
             gpu=self.gpu,
         )
         ports = ReplicaPorts(self.spec.port("http"), self.spec.port("grpc"), self.spec.port("metrics"))
+        write_assignment(self.state, self.gpus)  # the memory-pressure fault reads it to squeeze the right GPU
         targets = []
         for i in range(self.spec.replicas):
             name = f"{self.spec.name}-{i}"
@@ -97,7 +101,7 @@ class Supervisor:
             self.replicas.append(
                 ReplicaController(
                     name, address, ports, self.spec, workdir, repository, backends, self.triton,
-                    self.events, self._on_ready_change, s.time_scale, s.env,
+                    self.events, self._on_ready_change, s.time_scale, {**s.env, **pinning_env(self.gpus[name])},
                 )
             )
         self.haproxy.config_path.write_text(
@@ -146,6 +150,7 @@ class Supervisor:
             retries=self.settings.retries,
             gpu=self.gpu,
             model_repository=str(self.settings.model_repository or ""),
+            gpus={name: [g.describe() for g in gpus] for name, gpus in self.gpus.items() if gpus},
             pids={
                 "haproxy": self.haproxy.process.pid if self.haproxy.process else None,
                 "prometheus": self.prometheus.process.pid if self.prometheus and self.prometheus.process else None,

@@ -11,8 +11,13 @@ Parameters (config.pbtxt, overridable through the model-control API):
 The environment variable HARNESS_MODEL_LOAD_DELAY_S, when set, overrides load_delay_s: that is how a
 restart "with a changed parameter" works on both platforms (a Deployment env patch on Kubernetes).
 
-On a GPU the maths runs in torch and tensors cross between Triton and torch through DLPack, never numpy:
-on machines where torch is built against numpy 2 the stub's numpy 1 gives wrong sizes (DESIGN.md).
+A KIND_GPU instance computes on its GPU with torch, or does not load: when torch is missing, has no
+CUDA, or cannot see the instance's device, initialize() raises with the reason (Triton then reports the
+model not ready with it, and ``harness status`` shows it). There is no silent CPU fallback: a GPU fault
+against a model that computes on the CPU would measure nothing. Why torch in the python backend rather
+than an ONNX model: docs/gpu.md. Tensors cross between Triton and torch through DLPack, and the weights
+through Python lists, never numpy: where torch is built against numpy 2 the stub's numpy 1 gave wrong
+sizes (DESIGN.md).
 """
 
 import hashlib
@@ -51,6 +56,33 @@ def _verify_and_load(weights_dir):
     return arrays
 
 
+def _visible():
+    return f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
+
+
+def _gpu_device(args):
+    """torch and the instance's CUDA device, or an exception that says why the GPU cannot be used."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise pb_utils.TritonModelException(
+            f"instance kind is KIND_GPU but torch cannot be imported by the python backend ({exc}); install a "
+            "CUDA build of torch where the backend's Python finds it (docs/gpu.md), or use KIND_CPU instances "
+            "(--gpus-per-replica 0); the model does not fall back to the CPU"
+        ) from None
+    if not torch.cuda.is_available():
+        raise pb_utils.TritonModelException(
+            f"instance kind is KIND_GPU but torch {torch.__version__} (CUDA {torch.version.cuda}) sees no usable "
+            f"CUDA device ({_visible()}); the model does not fall back to the CPU"
+        )
+    index = int(args.get("model_instance_device_id") or 0)
+    if index >= torch.cuda.device_count():
+        raise pb_utils.TritonModelException(
+            f"instance asks for GPU {index} but torch sees {torch.cuda.device_count()} ({_visible()})"
+        )
+    return torch, f"cuda:{index}"
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -62,18 +94,17 @@ class TritonPythonModel:
         self.device = "cpu"
         self.torch = None
         if args.get("model_instance_kind") == "GPU":
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    self.torch = torch
-                    self.device = f"cuda:{args.get('model_instance_device_id', '0')}"
-            except ImportError:
-                self.torch = None
+            self.torch, self.device = _gpu_device(args)
         if self.torch is not None:
             t = self.torch
-            self.params = {k: t.from_numpy(v).to(self.device) for k, v in weights.items()}
-            self.arena = t.empty(arena_mb * 2**20, dtype=t.uint8, device=self.device) if arena_mb else None
+            try:
+                self.params = {k: t.tensor(v.tolist(), dtype=t.float32, device=self.device)
+                               for k, v in weights.items()}
+                self.arena = t.empty(arena_mb * 2**20, dtype=t.uint8, device=self.device) if arena_mb else None
+            except RuntimeError as exc:  # CUDA out of memory under a hog, among others: the load fails
+                raise pb_utils.TritonModelException(
+                    f"cannot place the model on {self.device} ({_visible()}): {str(exc).splitlines()[0]}"
+                ) from None
         else:
             self.params = weights
             self.arena = np.ones(arena_mb * 2**20, dtype=np.uint8) if arena_mb else None
@@ -97,7 +128,8 @@ class TritonPythonModel:
                 x = t.utils.dlpack.from_dlpack(tensor.to_dlpack()).to(self.device, dtype=t.float32)
                 p = self.params
                 h = t.relu(x @ p["w1"] + p["b1"])
-                probs = t.softmax(h @ p["w2"] + p["b2"], dim=1).contiguous()
+                # computed on the GPU, handed back in host memory (Triton's plainest output path)
+                probs = t.softmax(h @ p["w2"] + p["b2"], dim=1).to("cpu").contiguous()
                 out = pb_utils.Tensor.from_dlpack("PROBS", t.utils.dlpack.to_dlpack(probs))
             else:
                 out = pb_utils.Tensor("PROBS", self._forward_numpy(tensor.as_numpy().astype(np.float32)))
