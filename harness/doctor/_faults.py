@@ -58,7 +58,7 @@ def _memory_pressure_local(host: HostPaths) -> FaultSupport:
         return FaultSupport("gpu-memory-pressure", "local", True,
                             f"GPU memory held by a CUDA driver hog ({gpu.detail})")
     if (host.root / "dev" / "nvidia0").exists() and _machine.find_program("nvidia-smi")[0]:
-        # the fault picks the GPU whenever one is visible (harness.triton.runtime.has_gpu), so it must work
+        # a visible GPU means replicas are pinned to it by default (--gpus-per-replica), so the fault must use it
         return FaultSupport("gpu-memory-pressure", "local", False, reason=gpu.detail, fix=gpu.fix)
     _, found = _machine.cgroup_memory(host)
     if isinstance(found, MemoryController):
