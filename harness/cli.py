@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "harness.commands.suite_cmd",
     "harness.commands.report_cmds",
     "harness.commands.bench_cmd",
+    "harness.commands.sandbox_cmd",
 )
 
 

@@ -37,6 +37,7 @@ class ReplicaStatus:
     http: str = ""
     grpc: str = ""
     metrics: str = ""
+    uid: str = ""  # identity of this incarnation (pod uid on Kubernetes): a replacement gets a new one
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,9 @@ def _pod(job: LoadJob, name: str, role: str, command: list[str]) -> dict[str, An
                     "command": command,
                     "env": env,
                     "resources": job.resources,
-                    "ports": [{"name": "master", "containerPort": MASTER_PORT}] if role == "master" else [],
+                    "ports": [{"name": "master", "containerPort": MASTER_PORT, "protocol": "TCP"}]
+                    if role == "master"
+                    else [],
                     "volumeMounts": [
                         {"name": "profile", "mountPath": "/profile", "readOnly": True},
                         {"name": "timeline", "mountPath": "/timeline"},
@@ -157,7 +159,7 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
             "metadata": {"name": job.master, "labels": {}},
             "spec": {
                 "selector": {ROLE: "master", "harness.load-run": slug(job.run_id)},
-                "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
+                "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT, "protocol": "TCP"}],
             },
         },
         _pod(job, job.master, "master", master_cmd),

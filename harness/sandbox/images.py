@@ -1,0 +1,232 @@
+"""Container images made on this machine from what is installed: no registry is ever contacted.
+
+Two images, each written as a docker-archive tarball and imported with ``ctr images import``:
+
+- the pause image (the sandbox's own static ``pause`` binary): PID 1 of every pod sandbox;
+- a Triton image: the ``tritonserver`` of the nvidia-pytriton wheel with the libraries it links, its
+  python backend and the stub for this Python, Debian's Python with numpy<2 (DESIGN.md: outputs come
+  back empty with numpy 2), and busybox for the shell tools the manifests and the harness's exec
+  scripts use (``sh``, ``cp``, ``kill``, ``tar``). Files keep their host paths, so every RPATH and the
+  interpreter's compiled-in prefix stay right. It plays ``nvcr.io/nvidia/tritonserver`` on a CPU
+  machine (pass it with ``--image``); real clusters keep the NGC image.
+
+Image tags carry a hash of their inputs, so a changed wheel makes a new tag and a stale image is never
+used by mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import EnvironmentProblem
+
+__all__ = ["PAUSE_IMAGE", "ImageArchive", "pause_image", "triton_image"]
+
+PAUSE_IMAGE = "k8s.gcr.io/pause:3.2"  # the kubelet 1.20 default, so nothing ever tries to pull it
+_BUSYBOX = Path("/bin/busybox")
+_BUSYBOX_TOOLS = ("sh", "cp", "ls", "cat", "kill", "sleep", "tar", "mkdir", "rm", "mv", "ln", "env", "echo",
+                  "nohup", "ps", "true", "false", "head", "tail", "grep", "sed", "wc", "date", "id", "test")
+_STDLIB_SKIP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+                "dist-packages", "site-packages", "__phello__")
+
+
+@dataclass(frozen=True)
+class ImageArchive:
+    tag: str
+    path: Path
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name.lstrip("/"))
+    info.size, info.mode = len(data), mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_link(tar: tarfile.TarFile, name: str, target: str) -> None:
+    info = tarfile.TarInfo(name.lstrip("/"))
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    tar.addfile(info)
+
+
+def _dirs_of(paths: Iterable[str]) -> list[str]:
+    dirs: set[str] = set()
+    for p in paths:
+        parent = Path(p).parent
+        while str(parent) not in ("/", "."):
+            dirs.add(str(parent))
+            parent = parent.parent
+    return sorted(dirs)
+
+
+def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: dict[str, str],
+                   config: dict[str, object]) -> ImageArchive:
+    """A docker-archive tarball with one layer: ``files`` (image path -> host file or content)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    layer_path = out.with_suffix(".layer.tar")
+    with tarfile.open(layer_path, "w", format=tarfile.GNU_FORMAT) as layer:
+        for d in _dirs_of([*files, *links]):
+            info = tarfile.TarInfo(d.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            layer.addfile(info)
+        for d in ("tmp",):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777
+            layer.addfile(info)
+        for name, source in sorted(files.items()):
+            if isinstance(source, bytes):
+                _add_bytes(layer, name, source, 0o755 if name.endswith("/pause") else 0o644)
+            else:
+                info = layer.gettarinfo(str(source), arcname=name.lstrip("/"))
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                if info.isfile():
+                    with source.open("rb") as fh:
+                        layer.addfile(info, fh)
+                else:
+                    layer.addfile(info)
+        for name, target in sorted(links.items()):
+            _add_link(layer, name, target)
+    digest = hashlib.sha256()
+    with layer_path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    image_config = json.dumps({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+        "history": [{"created_by": "harness.sandbox.images (built locally, no registry)"}],
+    }, sort_keys=True).encode()
+    config_name = hashlib.sha256(image_config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    tmp = out.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as archive:
+        _add_bytes(archive, config_name, image_config)
+        _add_bytes(archive, "manifest.json", manifest)
+        archive.add(str(layer_path), arcname="layer.tar")
+    layer_path.unlink()
+    tmp.replace(out)
+    return ImageArchive(tag, out)
+
+
+def pause_image(pause_binary: Path, directory: Path) -> ImageArchive:
+    out = directory / "pause.tar"
+    if not out.exists() or out.stat().st_mtime < pause_binary.stat().st_mtime:
+        _write_archive(out, PAUSE_IMAGE, {"/pause": pause_binary.read_bytes()}, {},
+                       {"Entrypoint": ["/pause"], "WorkingDir": "/"})
+    return ImageArchive(PAUSE_IMAGE, out)
+
+
+def _ldd(paths: Iterable[Path], library_path: str) -> set[Path]:
+    """Every shared library these ELF files load (resolved on the host), found with ``ldd``."""
+    found: set[Path] = set()
+    env = {**os.environ, "LD_LIBRARY_PATH": library_path}
+    for path in paths:
+        proc = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env, check=False)
+        for line in proc.stdout.splitlines():
+            match = re.search(r"(/\S+) \(0x", line)
+            if match:
+                found.add(Path(match.group(1)))
+            if "not found" in line and "libcuda" not in line and "libnvidia" not in line:
+                raise EnvironmentProblem(f"building the Triton image: {path} needs {line.strip()}")
+    return found
+
+
+def _is_elf(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def _with_links(path: Path, files: dict[str, Path | bytes], links: dict[str, str]) -> None:
+    """Add a library under the name it was found by, plus the real file a symlink points at."""
+    real = path.resolve()
+    files[str(real)] = real
+    if path != real:
+        links[str(path)] = str(real)
+
+
+def _site_packages() -> Path:
+    import numpy
+
+    return Path(numpy.__file__).resolve().parent.parent
+
+
+def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> ImageArchive:
+    """Build (or reuse) the local Triton image; its tag names a hash of what went in."""
+    from harness.triton.runtime import find_triton
+
+    install = find_triton()
+    python = python.resolve()
+    version = re.sub(r"^python", "", python.name)
+    if version != f"{sys.version_info.major}.{sys.version_info.minor}":
+        raise EnvironmentProblem(
+            f"the Triton image uses Debian's Python ({python}) with this environment's numpy and python "
+            f"backend stub, which are for Python {sys.version_info.major}.{sys.version_info.minor}; "
+            f"create the harness's environment with {python} (make setup PYTHON={python})"
+        )
+    if not _BUSYBOX.exists():
+        raise EnvironmentProblem("the Triton image needs busybox: apt-get install busybox-static")
+    site = _site_packages()
+    triton_root = install.server.parent.parent
+    stdlib = Path(f"/usr/lib/python{version}")
+    inputs = [install.server, install.stub, python, _BUSYBOX, site / "numpy" / "version.py"]
+    key = hashlib.sha256("\n".join(f"{p}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in inputs).encode())
+    tag = f"triton-harness/tritonserver:local-{key.hexdigest()[:12]}"
+    out = directory / f"triton-{key.hexdigest()[:12]}.tar"
+    if out.exists():
+        return ImageArchive(tag, out)
+
+    files: dict[str, Path | bytes] = {}
+    links: dict[str, str] = {}
+
+    def tree(source: Path, target: str, skip: tuple[str, ...] = ()) -> None:
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if rel.parts and rel.parts[0] in skip:
+                continue
+            if path.is_symlink():
+                links[f"{target}/{rel}"] = os.readlink(path)
+            elif path.is_file():
+                files[f"{target}/{rel}"] = path
+
+    tree(triton_root, "/opt/tritonserver", skip=("python_backend_stubs",))
+    files["/opt/tritonserver/backends/python/triton_python_backend_stub"] = install.stub
+    tree(install.libs, "/opt/nvidia_pytriton.libs")
+    for package in ("numpy", "numpy.libs"):
+        tree(site / package, f"/opt/harness/site-packages/{package}")
+    tree(stdlib, str(stdlib), skip=_STDLIB_SKIP)
+    files[str(python)] = python
+    links["/usr/bin/python3"] = python.name
+    links["/usr/bin/python"] = python.name
+    files["/bin/busybox"] = _BUSYBOX
+    for tool in _BUSYBOX_TOOLS:
+        links[f"/bin/{tool}"] = "busybox"
+    elves = [Path(str(src)) for src in files.values() if isinstance(src, Path) and _is_elf(src)]
+    library_path = f"{install.libs}:{triton_root}/backends/python:{site}/numpy.libs"
+    for lib in _ldd(elves, library_path):
+        if str(lib).startswith((str(install.libs), str(triton_root), str(site))):
+            continue
+        _with_links(lib, files, links)
+    files["/etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"
+    files["/etc/group"] = b"root:x:0:\n"
+    files["/etc/nsswitch.conf"] = b"hosts: files dns\n"
+    env = [
+        "PATH=/opt/tritonserver/bin:/usr/local/bin:/usr/bin:/bin",
+        "LD_LIBRARY_PATH=/opt/nvidia_pytriton.libs",
+        "PYTHONPATH=/opt/harness/site-packages",
+        "PYTHONDONTWRITEBYTECODE=1",
+    ]
+    return _write_archive(out, tag, files, links, {"Env": env, "Cmd": ["tritonserver"], "WorkingDir": "/"})
