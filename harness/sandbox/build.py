@@ -31,6 +31,11 @@ __all__ = [
 ]
 
 K8S_VERSION = "1.20.2"
+# Bumped whenever the build changes what it produces, so a cache from an older recipe is not reused.
+BUILD_REVISION = 2
+#: Kubernetes 1.20 vendors reflect2 1.0.1, whose map iteration faults under Go >= 1.18 (the API server
+#: died with "unexpected fault address" in mapiterinit minutes after start); Debian ships 1.0.2, the fix.
+_REFLECT2 = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
 SOURCE_PACKAGE = "kubernetes"
 SOURCE_VERSION = "1.20.5+really1.20.2-1.1+deb12u1"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "pause")
@@ -48,6 +53,7 @@ DEBIAN_PACKAGES = {
     "conntrack": "conntrack",
     "openssl": "openssl",
     "/bin/busybox": "busybox-static",
+    "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go": "golang-github-modern-go-reflect2-dev",
 }
 
 _GO_ROOT = "/usr/lib/go"
@@ -94,9 +100,9 @@ def cache_dir() -> Path:
     if explicit:
         return Path(explicit)
     if os.geteuid() == 0:
-        return Path("/var/cache/triton-harness") / f"k8s-{K8S_VERSION}"
+        return Path("/var/cache/triton-harness") / f"k8s-{K8S_VERSION}-r{BUILD_REVISION}"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "triton-harness" / f"k8s-{K8S_VERSION}"
+    return Path(xdg) / "triton-harness" / f"k8s-{K8S_VERSION}-r{BUILD_REVISION}"
 
 
 def missing_binaries(bin_dir: Path | None = None) -> list[str]:
@@ -181,6 +187,17 @@ def _fetch_source(work: Path, log: Path) -> Path:
     return tree
 
 
+def _patch_vendor(tree: Path) -> None:
+    """Replace the vendored reflect2 with Debian's 1.0.2 (same API, Go 1.18+ map iteration fixed)."""
+    vendored = tree / "vendor" / "github.com" / "modern-go" / "reflect2"
+    for old in vendored.glob("*"):
+        if old.suffix in (".go", ".s"):
+            old.unlink()
+    for new in _REFLECT2.iterdir():
+        if new.suffix in (".go", ".s") and not new.name.endswith("_test.go"):
+            shutil.copy2(new, vendored / new.name)
+
+
 def _go_env(work: Path) -> dict[str, str]:
     path = f"{_GO_ROOT}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
     return {
@@ -215,6 +232,7 @@ def build_binaries(cache: Path | None = None, *, niceness: int = 10, progress: P
     ensure_debian_packages(progress)
     progress(f"fetching Debian source {SOURCE_PACKAGE} {SOURCE_VERSION} (log: {log})")
     tree = _fetch_source(work, log)
+    _patch_vendor(tree)
     env = _go_env(work)
     progress("compiling kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy "
              "(about 11 minutes on 2 cores)")

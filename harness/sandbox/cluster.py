@@ -236,8 +236,8 @@ class Sandbox:
             }],
         }, indent=2))
         self.containerd_root.mkdir(parents=True, exist_ok=True)
-        cri = '[plugins."io.containerd.grpc.v1.cri"]'
-        runc = f'{cri}.containerd.runtimes.runc'
+        cri = 'plugins."io.containerd.grpc.v1.cri"'
+        runc = f"{cri}.containerd.runtimes.runc"
         (d / "containerd.toml").write_text(f"""version = 2
 root = "{self.containerd_root}"
 state = "{d / 'containerd-state'}"
@@ -248,20 +248,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   address = "{self.socket}"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d / 'opt'}"
-{cri}
+[{cri}]
   sandbox_image = "{images.PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
   enable_cdi = false
-{cri}.containerd
+[{cri}.containerd]
   snapshotter = "overlayfs"
   default_runtime_name = "runc"
-{runc}
+[{runc}]
   runtime_type = "io.containerd.runc.v2"
-{runc}.options
+[{runc}.options]
   SystemdCgroup = false
   Root = "{d / 'runc'}"
-{cri}.cni
+[{cri}.cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "{d / 'cni'}"
 """)
@@ -378,6 +378,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             state["triton_image"] = wanted[-1].tag if triton else ""
         except Exception as exc:  # noqa: BLE001 - reported by up() on the main thread
             state["import_error"] = str(exc)
+
+    def import_image(self, archive: images.ImageArchive) -> str:
+        """Import an image archive into the running sandbox's containerd (once); its tag."""
+        present = set(self._ctr("images", "ls", "-q").split())
+        if archive.tag not in present and f"docker.io/{archive.tag}" not in present:
+            self.progress(f"importing image {archive.tag} into containerd")
+            self._ctr("images", "import", str(archive.path), timeout=600)
+        return archive.tag
+
+    def harness_image(self) -> str:
+        """The image for ``harness load --platform kubernetes --load-image``: built here, then imported."""
+        return self.import_image(images.harness_image(self.cache / "images"))
 
     # -- API helpers -------------------------------------------------------------------------------------
     def _get(self, path: str, raw: bool = False, timeout: float = 3) -> Any:

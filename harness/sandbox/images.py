@@ -30,7 +30,7 @@ from pathlib import Path
 
 from harness.errors import EnvironmentProblem
 
-__all__ = ["PAUSE_IMAGE", "ImageArchive", "pause_image", "triton_image"]
+__all__ = ["PAUSE_IMAGE", "ImageArchive", "harness_image", "pause_image", "triton_image"]
 
 PAUSE_IMAGE = "k8s.gcr.io/pause:3.2"  # the kubelet 1.20 default, so nothing ever tries to pull it
 _BUSYBOX = Path("/bin/busybox")
@@ -84,7 +84,7 @@ def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: d
             layer.addfile(info)
         for name, source in sorted(files.items()):
             if isinstance(source, bytes):
-                _add_bytes(layer, name, source, 0o755 if name.endswith("/pause") else 0o644)
+                _add_bytes(layer, name, source, 0o755 if name.endswith(("/pause", "/bin/locust")) else 0o644)
             else:
                 info = layer.gettarinfo(str(source), arcname=name.lstrip("/"))
                 info.uid = info.gid = 0
@@ -164,12 +164,7 @@ def _site_packages() -> Path:
     return Path(numpy.__file__).resolve().parent.parent
 
 
-def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> ImageArchive:
-    """Build (or reuse) the local Triton image; its tag names a hash of what went in."""
-    from harness.triton.runtime import find_triton
-
-    install = find_triton()
-    python = python.resolve()
+def _python_version(python: Path) -> str:
     version = re.sub(r"^python", "", python.name)
     if version != f"{sys.version_info.major}.{sys.version_info.minor}":
         raise EnvironmentProblem(
@@ -178,7 +173,106 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
             f"create the harness's environment with {python} (make setup PYTHON={python})"
         )
     if not _BUSYBOX.exists():
-        raise EnvironmentProblem("the Triton image needs busybox: apt-get install busybox-static")
+        raise EnvironmentProblem("the local images need busybox: apt-get install busybox-static")
+    return version
+
+
+class _Tree:
+    """The files and symlinks of one image layer, by their path inside the image."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Path | bytes] = {}
+        self.links: dict[str, str] = {}
+
+    def add(self, source: Path, target: str, skip: tuple[str, ...] = ()) -> None:
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if (rel.parts and rel.parts[0] in skip) or ("__pycache__" in rel.parts and "python3" not in target):
+                continue
+            if path.is_symlink():
+                self.links[f"{target}/{rel}"] = os.readlink(path)
+            elif path.is_file():
+                self.files[f"{target}/{rel}"] = path
+
+    def base(self, python: Path, version: str) -> None:
+        """Debian's Python (interpreter and standard library) and busybox's shell tools."""
+        self.add(Path(f"/usr/lib/python{version}"), f"/usr/lib/python{version}", skip=_STDLIB_SKIP)
+        self.files[str(python)] = python
+        self.links["/usr/bin/python3"] = python.name
+        self.links["/usr/bin/python"] = python.name
+        self.files["/bin/busybox"] = _BUSYBOX
+        for tool in _BUSYBOX_TOOLS:
+            self.links[f"/bin/{tool}"] = "busybox"
+        self.files["/etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"
+        self.files["/etc/group"] = b"root:x:0:\n"
+        self.files["/etc/nsswitch.conf"] = b"hosts: files dns\n"
+
+    def libraries(self, library_path: str, bundled: tuple[str, ...]) -> None:
+        """Add every shared library the ELF files load, except those already bundled (by prefix)."""
+        elves = [src for src in self.files.values() if isinstance(src, Path) and _is_elf(src)]
+        for lib in _ldd(elves, library_path):
+            if not str(lib).startswith(bundled):
+                _with_links(lib, self.files, self.links)
+
+
+def _inputs_key(paths: Iterable[Path]) -> str:
+    text = "\n".join(f"{p}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in paths)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: Packages of the harness's environment that the load pods never import (tests, linters, reports).
+_LOAD_SKIP = ("pytriton", "nvidia_pytriton.libs", "mypy", "mypyc", "hypothesis", "_pytest", "pytest", "ruff",
+              "pip", "setuptools", "kubernetes_validate", "matplotlib", "PIL", "fontTools", "playwright")
+
+
+def harness_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> ImageArchive:
+    """The image of ``harness load --platform kubernetes``'s pods: the harness with Locust and its clients.
+
+    Debian's Python plus this environment's site-packages (less test and report tooling) and the
+    harness's own source, so the pods run exactly the load code the harness runs here.
+    """
+    import harness
+
+    python = python.resolve()
+    version = _python_version(python)
+    site = _site_packages()
+    source = Path(harness.__file__).resolve().parent
+    sources = [p for p in source.rglob("*.py") if "__pycache__" not in p.parts]
+    key = _inputs_key([python, _BUSYBOX, *sorted(site.iterdir()), *sources])
+    tag = f"triton-harness/harness:local-{key}"
+    out = directory / f"harness-{key}.tar"
+    if out.exists():
+        return ImageArchive(tag, out)
+    tree = _Tree()
+    tree.base(python, version)
+    for entry in sorted(site.iterdir()):
+        if entry.name.startswith(("__editable__", "_hypothesis", "distutils-precedence")) or "mypyc" in entry.name:
+            continue
+        if entry.name.split("-")[0] in _LOAD_SKIP or entry.name in _LOAD_SKIP:
+            continue
+        if entry.is_dir():
+            tree.add(entry, f"/opt/harness/site-packages/{entry.name}")
+        elif entry.is_file():
+            tree.files[f"/opt/harness/site-packages/{entry.name}"] = entry
+    for path in sources:
+        tree.files[f"/opt/harness/site-packages/harness/{path.relative_to(source)}"] = path
+    for data in source.rglob("*"):
+        if data.is_file() and data.suffix not in (".py", ".pyc") and "__pycache__" not in data.parts:
+            tree.files[f"/opt/harness/site-packages/harness/{data.relative_to(source)}"] = data
+    tree.files["/usr/local/bin/locust"] = b'#!/bin/sh\nexec python3 -m locust "$@"\n'
+    libs = ":".join(str(p) for p in site.glob("*.libs"))
+    tree.libraries(libs, (str(site),))
+    env = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONPATH=/opt/harness/site-packages", "PYTHONDONTWRITEBYTECODE=1"]
+    return _write_archive(out, tag, tree.files, tree.links, {"Env": env, "Cmd": ["sh"], "WorkingDir": "/"})
+
+
+def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> ImageArchive:
+    """Build (or reuse) the local Triton image; its tag names a hash of what went in."""
+    from harness.triton.runtime import find_triton
+
+    install = find_triton()
+    python = python.resolve()
+    version = _python_version(python)
     site = _site_packages()
     triton_root = install.server.parent.parent
     stdlib = Path(f"/usr/lib/python{version}")
