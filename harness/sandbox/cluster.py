@@ -195,6 +195,10 @@ class Sandbox:
         # Kubernetes expects bridged traffic to pass iptables; per namespace on this kernel.
         host.run(["ip", "netns", "exec", NETNS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
                  check=False)
+        # Pods must not open connections into the root namespace (its side of the veth is an address of
+        # this machine); answers to connections the root namespace opened still pass. Inside the netns.
+        host.run(["ip", "netns", "exec", NETNS, "iptables", "-I", "FORWARD", "-s", POD_CIDR, "-d", HOST_IP,
+                  "-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT"], what="sandbox firewall")
 
     def _cgroup_root(self) -> None:
         for hierarchy in host.cgroup_hierarchies():
