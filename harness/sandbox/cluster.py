@@ -374,21 +374,25 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             wanted = [images.pause_image(bin_dir / "pause", self.cache / "images")]
             if triton:
                 wanted.append(images.triton_image(self.cache / "images"))
-            present = set(self._ctr("images", "ls", "-q").split())
             for image in wanted:
-                if image.tag not in present and f"docker.io/{image.tag}" not in present:
-                    self.progress(f"importing image {image.tag} into containerd")
-                    self._ctr("images", "import", str(image.path))
+                self.import_image(image)
             state["triton_image"] = wanted[-1].tag if triton else ""
         except Exception as exc:  # noqa: BLE001 - reported by up() on the main thread
             state["import_error"] = str(exc)
 
     def import_image(self, archive: images.ImageArchive) -> str:
-        """Import an image archive into the running sandbox's containerd (once); its tag."""
+        """Import an image archive into the running sandbox's containerd (once); its tag.
+
+        Older tags of the same local image are removed: containerd's root lives in the cache.
+        """
         present = set(self._ctr("images", "ls", "-q").split())
         if archive.tag not in present and f"docker.io/{archive.tag}" not in present:
             self.progress(f"importing image {archive.tag} into containerd")
             self._ctr("images", "import", str(archive.path), timeout=600)
+            repository = "docker.io/" + archive.tag.split(":")[0] + ":"
+            stale = [ref for ref in present if ref.startswith(repository)]
+            if stale:
+                self._ctr("images", "rm", *stale)
         return archive.tag
 
     def harness_image(self) -> str:

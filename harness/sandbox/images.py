@@ -34,8 +34,13 @@ __all__ = ["PAUSE_IMAGE", "ImageArchive", "harness_image", "pause_image", "trito
 
 PAUSE_IMAGE = "k8s.gcr.io/pause:3.2"  # the kubelet 1.20 default, so nothing ever tries to pull it
 _BUSYBOX = Path("/bin/busybox")
+_BASH = Path("/usr/bin/bash")
+# Debian's busybox has no nohup applet; the harness's exec scripts start hogs with it.
+_NOHUP = b"#!/bin/sh\ntrap '' HUP\nexec \"$@\"\n"
+_EXECUTABLES = ("/pause", "/bin/locust", "/bin/nohup")  # files written from bytes that must be executable
+_RECIPE = 3  # bumped when the image layout changes: part of every tag
 _BUSYBOX_TOOLS = ("sh", "cp", "ls", "cat", "kill", "sleep", "tar", "mkdir", "rm", "mv", "ln", "env", "echo",
-                  "nohup", "ps", "true", "false", "head", "tail", "grep", "sed", "wc", "date", "id", "test")
+                  "ps", "true", "false", "head", "tail", "grep", "sed", "wc", "date", "id", "test")
 _STDLIB_SKIP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
                 "dist-packages", "site-packages", "__phello__")
 
@@ -84,7 +89,7 @@ def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: d
             layer.addfile(info)
         for name, source in sorted(files.items()):
             if isinstance(source, bytes):
-                _add_bytes(layer, name, source, 0o755 if name.endswith(("/pause", "/bin/locust")) else 0o644)
+                _add_bytes(layer, name, source, 0o755 if name.endswith(_EXECUTABLES) else 0o644)
             else:
                 info = layer.gettarinfo(str(source), arcname=name.lstrip("/"))
                 info.uid = info.gid = 0
@@ -109,6 +114,10 @@ def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: d
     }, sort_keys=True).encode()
     config_name = hashlib.sha256(image_config).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    prefix = out.name.split("-")[0]
+    for stale in out.parent.glob(f"{prefix}-*.tar"):  # archives of an older recipe or older inputs
+        if stale != out:
+            stale.unlink(missing_ok=True)
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w") as archive:
         _add_bytes(archive, config_name, image_config)
@@ -203,6 +212,7 @@ class _Tree:
         self.files["/bin/busybox"] = _BUSYBOX
         for tool in _BUSYBOX_TOOLS:
             self.links[f"/bin/{tool}"] = "busybox"
+        self.files["/bin/nohup"] = _NOHUP
         self.files["/etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"
         self.files["/etc/group"] = b"root:x:0:\n"
         self.files["/etc/nsswitch.conf"] = b"hosts: files dns\n"
@@ -215,8 +225,14 @@ class _Tree:
                 _with_links(lib, self.files, self.links)
 
 
+def _dist_packages(version: str) -> str:
+    """Where Debian's Python looks for locally installed packages. The python backend stub embeds the
+    interpreter and ignores ``PYTHONPATH``; this directory is on every Debian Python's path."""
+    return f"/usr/local/lib/python{version}/dist-packages"
+
+
 def _inputs_key(paths: Iterable[Path]) -> str:
-    text = "\n".join(f"{p}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in paths)
+    text = f"recipe {_RECIPE}\n" + "\n".join(f"{p}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in paths)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -251,18 +267,18 @@ def harness_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> I
         if entry.name.split("-")[0] in _LOAD_SKIP or entry.name in _LOAD_SKIP:
             continue
         if entry.is_dir():
-            tree.add(entry, f"/opt/harness/site-packages/{entry.name}")
+            tree.add(entry, f"{_dist_packages(version)}/{entry.name}")
         elif entry.is_file():
-            tree.files[f"/opt/harness/site-packages/{entry.name}"] = entry
+            tree.files[f"{_dist_packages(version)}/{entry.name}"] = entry
     for path in sources:
-        tree.files[f"/opt/harness/site-packages/harness/{path.relative_to(source)}"] = path
+        tree.files[f"{_dist_packages(version)}/harness/{path.relative_to(source)}"] = path
     for data in source.rglob("*"):
         if data.is_file() and data.suffix not in (".py", ".pyc") and "__pycache__" not in data.parts:
-            tree.files[f"/opt/harness/site-packages/harness/{data.relative_to(source)}"] = data
+            tree.files[f"{_dist_packages(version)}/harness/{data.relative_to(source)}"] = data
     tree.files["/usr/local/bin/locust"] = b'#!/bin/sh\nexec python3 -m locust "$@"\n'
     libs = ":".join(str(p) for p in site.glob("*.libs"))
     tree.libraries(libs, (str(site),))
-    env = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONPATH=/opt/harness/site-packages", "PYTHONDONTWRITEBYTECODE=1"]
+    env = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1"]
     return _write_archive(out, tag, tree.files, tree.links, {"Env": env, "Cmd": ["sh"], "WorkingDir": "/"})
 
 
@@ -276,8 +292,8 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
     site = _site_packages()
     triton_root = install.server.parent.parent
     stdlib = Path(f"/usr/lib/python{version}")
-    inputs = [install.server, install.stub, python, _BUSYBOX, site / "numpy" / "version.py"]
-    key = hashlib.sha256("\n".join(f"{p}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in inputs).encode())
+    inputs = [install.server, install.stub, python, _BUSYBOX, _BASH, site / "numpy" / "version.py"]
+    key = hashlib.sha256(_inputs_key(inputs).encode())
     tag = f"triton-harness/tritonserver:local-{key.hexdigest()[:12]}"
     out = directory / f"triton-{key.hexdigest()[:12]}.tar"
     if out.exists():
@@ -300,7 +316,7 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
     files["/opt/tritonserver/backends/python/triton_python_backend_stub"] = install.stub
     tree(install.libs, "/opt/nvidia_pytriton.libs")
     for package in ("numpy", "numpy.libs"):
-        tree(site / package, f"/opt/harness/site-packages/{package}")
+        tree(site / package, f"{_dist_packages(version)}/{package}")
     tree(stdlib, str(stdlib), skip=_STDLIB_SKIP)
     files[str(python)] = python
     links["/usr/bin/python3"] = python.name
@@ -308,6 +324,8 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
     files["/bin/busybox"] = _BUSYBOX
     for tool in _BUSYBOX_TOOLS:
         links[f"/bin/{tool}"] = "busybox"
+    files["/bin/nohup"] = _NOHUP
+    files["/bin/bash"] = _BASH  # the python backend starts its stub with ``bash -c "exec stub ..."``
     elves = [Path(str(src)) for src in files.values() if isinstance(src, Path) and _is_elf(src)]
     library_path = f"{install.libs}:{triton_root}/backends/python:{site}/numpy.libs"
     for lib in _ldd(elves, library_path):
@@ -320,7 +338,6 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
     env = [
         "PATH=/opt/tritonserver/bin:/usr/local/bin:/usr/bin:/bin",
         "LD_LIBRARY_PATH=/opt/nvidia_pytriton.libs",
-        "PYTHONPATH=/opt/harness/site-packages",
         "PYTHONDONTWRITEBYTECODE=1",
     ]
     return _write_archive(out, tag, files, links, {"Env": env, "Cmd": ["tritonserver"], "WorkingDir": "/"})
