@@ -116,7 +116,7 @@ def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: d
     manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
     prefix = out.name.split("-")[0]
     for stale in out.parent.glob(f"{prefix}-*.tar"):  # archives of an older recipe or older inputs
-        if stale != out:
+        if stale != out and stale.name.count(".") == 1:  # not the layer being written
             stale.unlink(missing_ok=True)
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w") as archive:

@@ -87,11 +87,12 @@ class LoadJob:
         return f"{self.base}-worker-{index}"
 
 
-def _pod(job: LoadJob, name: str, role: str, command: list[str]) -> dict[str, Any]:
+def _pod(job: LoadJob, name: str, role: str, command: list[str], worker_id: str) -> dict[str, Any]:
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(job.env.items())]
     env += [
         {"name": "HARNESS_TIMELINE_DIR", "value": "/timeline"},
-        {"name": "HARNESS_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # Names timeline files, so no '-' (LoadSettings refuses it): "w<i>", "master" for the master.
+        {"name": "HARNESS_WORKER_ID", "value": worker_id},
     ]
     return {
         "apiVersion": "v1",
@@ -162,9 +163,9 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
                 "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT, "protocol": "TCP"}],
             },
         },
-        _pod(job, job.master, "master", master_cmd),
+        _pod(job, job.master, "master", master_cmd, "master"),
     ]
-    objects += [_pod(job, job.worker(i), "worker", worker_cmd) for i in range(job.workers)]
+    objects += [_pod(job, job.worker(i), "worker", worker_cmd, f"w{i}") for i in range(job.workers)]
     return [label(o, job.run_id, job.expires_at) for o in objects]
 
 
@@ -215,6 +216,9 @@ def collect_timelines(api: KubeApi, job: LoadJob, dest: Path, wait_s: float = 60
             time.sleep(0.5)
         if code != 0:
             missing.append(f"{pod} (Locust did not finish)")
+            continue
+        if out.strip() != b"0":
+            missing.append(f"{pod} (Locust exited with code {out.decode(errors='replace').strip()}; see its log)")
             continue
         code, out, err = _exec_bytes(api, job.namespace, pod, ["tar", "cf", "-", "-C", "/timeline", "."])
         if code != 0:
