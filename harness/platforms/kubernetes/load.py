@@ -169,12 +169,29 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
     return [label(o, job.run_id, job.expires_at) for o in objects]
 
 
+def _create_pod(api: KubeApi, collection: str, pod: dict[str, Any], wait_s: float = 30.0) -> None:
+    """Create a pod, waiting out a namespace too new to have its service-account token yet.
+
+    The API server refuses pods (500, "No API token found for service account") until the token
+    controller has caught up with a namespace created moments ago; kubectl users retry by hand.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            api.request("POST", collection, body=pod)
+            return
+        except ApiFailure as exc:
+            if exc.status != 500 or "service account" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def start_load(api: KubeApi, job: LoadJob) -> list[str]:
     created = []
     for obj in render_load_objects(job):
         kind = _KIND[obj["kind"]]
         if obj["kind"] == "Pod":  # pods are immutable: create, never apply over a previous run's
-            api.request("POST", kind.collection(job.namespace), body=obj)
+            _create_pod(api, kind.collection(job.namespace), obj)
         else:
             api.apply(obj, job.namespace)
         created.append(f"{obj['kind'].lower()} {obj['metadata']['name']}")
