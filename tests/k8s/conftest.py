@@ -41,12 +41,18 @@ def sandbox_leftovers(sandbox: Sandbox, pids: dict[str, int | None]) -> list[str
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxStatus]:
+def root_before() -> dict[str, object]:
+    """The root namespace (firewall, kernel settings, links, routes) before the sandbox started."""
     if os.geteuid() != 0:
         pytest.skip("the real-cluster tests need root (network namespace, cgroups, mounts): run make test as root")
+    return sandbox_host.root_snapshot()
+
+
+@pytest.fixture(scope="session")
+def sandbox(root_before: dict[str, object]) -> Iterator[SandboxStatus]:
     cluster = Sandbox(progress=lambda line: print(f"[sandbox] {line}", flush=True))
     already = cluster.status().up
-    before = sandbox_host.root_snapshot()
+    before = root_before
     try:
         status = cluster.up()
     except BaseException:
