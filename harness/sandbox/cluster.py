@@ -389,11 +389,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         if archive.tag not in present and f"docker.io/{archive.tag}" not in present:
             self.progress(f"importing image {archive.tag} into containerd")
             self._ctr("images", "import", str(archive.path), timeout=600)
-            repository = "docker.io/" + archive.tag.split(":")[0] + ":"
-            stale = [ref for ref in present if ref.startswith(repository)]
-            if stale:
-                self._ctr("images", "rm", *stale)
+        self._prune_images(archive.tag)
         return archive.tag
+
+    def _prune_images(self, current: str) -> None:
+        """Remove older tags of ``current``'s repository, and the CRI's ``sha256:`` references that no
+        named image needs any more, so containerd can collect their content and snapshots."""
+        refs = {}
+        for line in self._ctr("images", "ls").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3:
+                refs[fields[0]] = fields[2]
+        repository = "docker.io/" + current.split(":")[0] + ":"
+        wanted = current if current.startswith("k8s.gcr.io/") else f"docker.io/{current}"
+        stale = [ref for ref in refs if ref.startswith(repository) and ref != wanted]
+        keep = {digest for ref, digest in refs.items() if not ref.startswith("sha256:") and ref not in stale}
+        stale += [ref for ref, digest in refs.items() if ref.startswith("sha256:") and digest not in keep]
+        if stale:
+            self._ctr("images", "rm", *stale)
 
     def harness_image(self) -> str:
         """The image for ``harness load --platform kubernetes --load-image``: built here, then imported."""

@@ -114,10 +114,7 @@ def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: d
     }, sort_keys=True).encode()
     config_name = hashlib.sha256(image_config).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
-    prefix = out.name.split("-")[0]
-    for stale in out.parent.glob(f"{prefix}-*.tar"):  # archives of an older recipe or older inputs
-        if stale != out and stale.name.count(".") == 1:  # not the layer being written
-            stale.unlink(missing_ok=True)
+    _prune_archives(out)
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w") as archive:
         _add_bytes(archive, config_name, image_config)
@@ -126,6 +123,14 @@ def _write_archive(out: Path, tag: str, files: dict[str, Path | bytes], links: d
     layer_path.unlink()
     tmp.replace(out)
     return ImageArchive(tag, out)
+
+
+def _prune_archives(current: Path) -> None:
+    """Delete archives of an older recipe or older inputs, and what an interrupted build left."""
+    prefix = current.name.split("-")[0]
+    for stale in [*current.parent.glob(f"{prefix}-*.tar"), *current.parent.glob(f"{prefix}-*.tmp")]:
+        if stale != current and stale.name.count(".") == 1:  # not a layer being written
+            stale.unlink(missing_ok=True)
 
 
 def pause_image(pause_binary: Path, directory: Path) -> ImageArchive:
@@ -258,6 +263,7 @@ def harness_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> I
     tag = f"triton-harness/harness:local-{key}"
     out = directory / f"harness-{key}.tar"
     if out.exists():
+        _prune_archives(out)
         return ImageArchive(tag, out)
     tree = _Tree()
     tree.base(python, version)
@@ -297,6 +303,7 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
     tag = f"triton-harness/tritonserver:local-{key.hexdigest()[:12]}"
     out = directory / f"triton-{key.hexdigest()[:12]}.tar"
     if out.exists():
+        _prune_archives(out)
         return ImageArchive(tag, out)
 
     files: dict[str, Path | bytes] = {}
