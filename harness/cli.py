@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "harness.commands.doctor_cmd",
     "harness.commands.rootless_cmd",
     "harness.commands.gpucheck_cmd",
+    "harness.commands.sandbox_cmd",
 )
 
 

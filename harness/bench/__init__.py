@@ -22,12 +22,13 @@ class Benchmark:
 
 
 def benchmarks() -> dict[str, Benchmark]:
-    from harness.bench import accuracy, analysis, load
+    from harness.bench import accuracy, analysis, load, sandbox
 
     return {
         "load": Benchmark(_summary(load.__doc__), load.run, load.add_arguments),
         "analysis": Benchmark(_summary(analysis.__doc__), analysis.run, analysis.add_arguments),
         "accuracy": Benchmark(_summary(accuracy.__doc__), accuracy.run, accuracy.add_arguments),
+        "sandbox": Benchmark(_summary(sandbox.__doc__), sandbox.run, sandbox.add_arguments),
     }
 
 

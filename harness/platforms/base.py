@@ -37,7 +37,7 @@ class ReplicaStatus:
     http: str = ""
     grpc: str = ""
     metrics: str = ""
-    uid: str = ""  # the pod uid on Kubernetes; "" locally (the pid tells a new process there)
+    uid: str = ""  # the pod uid on Kubernetes (a replacement gets a new one); "" locally, where the pid tells
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
     values: dict[str, object] = {}
     if getattr(args, "k8s_settings", None):
         values.update(load_settings_file(Path(args.k8s_settings)))
-    state = getattr(args, "k8s_state_dir", None)
+    # --k8s-state-dir; else the generic platform state directory, which is how Chaos Toolkit activities
+    # (harness_state_dir) reach the state, and so the settings, that ``up`` saved.
+    state = getattr(args, "k8s_state_dir", None) or getattr(args, "state_dir", None)
     base = Path(state).absolute() if state else default_state_dir()
     namespace = getattr(args, "namespace", None)
     if not for_up and namespace and (base / namespace / "settings.json").exists():
@@ -152,6 +154,8 @@ def platform_args_for_chaos(args: argparse.Namespace) -> dict[str, Any]:
     """The platform selection that experiments need in their configuration (``harness_<key>``), so the
     Chaos Toolkit functions reach the same platform as the command that runs them."""
     state_dir = getattr(args, "state_dir", None)
+    if args.platform == "kubernetes":
+        state_dir = getattr(args, "k8s_state_dir", None) or state_dir
     return {
         "platform": args.platform,
         "state_dir": str(Path(state_dir).absolute()) if state_dir else None,

@@ -1,39 +1,97 @@
-"""Fixtures for the Kubernetes platform tests: one fake API server per module, one namespace per test.
+"""Fixtures for the Kubernetes platform tests: one real cluster per session (``harness sandbox``), one
+namespace per test.
 
-The fake is a real HTTP server (harness.testing.k8s_fake); the platform reaches it through a kubeconfig
-file, exactly as it reaches a cluster.
+The cluster is Kubernetes 1.20 built from Debian's source, running in its own network namespace (see
+harness/sandbox/cluster.py). It needs root; without root these tests are skipped with the reason. The
+first session on a fresh machine builds the binaries (about 11 minutes on two cores). Teardown checks
+that ``down`` left the root namespace's firewall, kernel settings and routes exactly as they were.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
-from harness.testing.k8s_fake import FakeCluster
+from harness.sandbox import Sandbox, SandboxStatus
+from harness.sandbox import host as sandbox_host
 
 
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeCluster]:
-    with FakeCluster(tmp_path_factory.mktemp("fake"), ready_delay_s=0.3) as cluster:
-        yield cluster
+def sandbox_leftovers(sandbox: Sandbox, pids: dict[str, int | None]) -> list[str]:
+    """Anything of the sandbox still on the machine after ``down``."""
+    from harness.sandbox.cluster import CGROUP, NETNS
+
+    left = [f"{name} pid {pid}" for name, pid in pids.items() if pid and Path(f"/proc/{pid}").exists()]
+    left += [f"container pid {pid}" for pid in sandbox_host.pids_in_cgroup(CGROUP)]
+    left += [f"mount {m}" for m in sandbox_host.mounts_under([sandbox.dir, sandbox.containerd_root])]
+    if Path(f"/run/netns/{NETNS}").exists():
+        left.append(f"netns {NETNS}")
+    left += [f"cgroup {h / CGROUP}" for h in sandbox_host.cgroup_hierarchies() if (h / CGROUP).exists()]
+    if sandbox.dir.exists():
+        left.append(f"directory {sandbox.dir}")
+    return left
 
 
-@pytest.fixture
-def kubeconfig(fake: FakeCluster, tmp_path: Path) -> Path:
-    return fake.write_kubeconfig(tmp_path / "kubeconfig", context="kind-staging")
+@pytest.fixture(scope="session")
+def root_before() -> dict[str, object]:
+    """The root namespace (firewall, kernel settings, links, routes) before the sandbox started."""
+    if os.geteuid() != 0:
+        pytest.skip("the real-cluster tests need root (network namespace, cgroups, mounts): run make test as root")
+    return sandbox_host.root_snapshot()
+
+
+@pytest.fixture(scope="session")
+def sandbox(root_before: dict[str, object]) -> Iterator[SandboxStatus]:
+    cluster = Sandbox(progress=lambda line: print(f"[sandbox] {line}", flush=True))
+    already = cluster.status().up
+    before = root_before
+    try:
+        status = cluster.up()
+    except BaseException:
+        if not already:
+            cluster.down()
+        raise
+    yield status
+    if already:
+        return  # someone's own sandbox: leave it running
+    pids = dict(status.processes)
+    cluster.down()
+    after = sandbox_host.root_snapshot()
+    changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    assert not changed, f"the sandbox changed the root namespace: {changed}"
+    leftovers = sandbox_leftovers(cluster, pids)
+    assert not leftovers, f"sandbox down left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference manifest with requests a 2-core node can roll (a surge pod must fit too)."""
+    docs = load_manifest_documents(DEFAULT_MANIFEST)
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            pod = doc["spec"]["template"]["spec"]
+            pod["terminationGracePeriodSeconds"] = 5
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                container["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                          "limits": {"memory": "1Gi"}}
+    path = tmp_path_factory.mktemp("manifest") / "triton.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
 
 
 @pytest.fixture
 def make_k8s(
-    fake: FakeCluster, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxStatus, small_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., KubernetesPlatform]]:
-    """Platforms in fresh namespaces of the fake; each is taken down after the test."""
+    """Platforms in fresh namespaces of the sandbox, running the local Triton image; taken down after."""
     made: list[KubernetesPlatform] = []
     monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports"))
 
@@ -41,9 +99,12 @@ def make_k8s(
         values: dict[str, Any] = {
             "namespace": f"chaos-{uuid.uuid4().hex[:8]}",
             "namespace_confirmed": True,
-            "kubeconfig": str(kubeconfig),
+            "kubeconfig": sandbox.kubeconfig,
             "state_dir": tmp_path / "state",
-            "ready_timeout_s": 30.0,
+            "manifest": small_manifest,
+            "image": sandbox.triton_image,
+            "gpus_per_replica": 0,
+            "ready_timeout_s": 240.0,
         }
         values.update(overrides)
         platform = KubernetesPlatform(KubernetesSettings(**values))

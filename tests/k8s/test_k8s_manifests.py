@@ -59,7 +59,10 @@ def test_rendered_objects_validate(version: str, gpus: int | None) -> None:
         _validate(obj, version)
     container = objects[-1]["spec"]["template"]["spec"]["containers"][0]
     limits = container["resources"]["limits"]
-    assert limits.get("nvidia.com/gpu") == {None: 1, 0: None, 2: 2}[gpus]
+    # A string: server-side apply rejects an integer quantity ("expected string") on a real API server.
+    assert limits.get("nvidia.com/gpu") == {None: "1", 0: None, 2: "2"}[gpus]
+    service = objects[1]
+    assert all(port["protocol"] == "TCP" for port in service["spec"]["ports"]), "SSA needs the list key"
 
 
 @pytest.mark.parametrize("version", VERSIONS)

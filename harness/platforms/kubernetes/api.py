@@ -38,6 +38,12 @@ class Kind:
     kind: str
     plural: str
     namespaced: bool = True
+    # Older versions that serve the same object, tried in order when ``api_version`` is not served
+    # (Kubernetes 1.20 serves PodDisruptionBudgets only as policy/v1beta1; 1.25+ only as policy/v1).
+    fallbacks: tuple[str, ...] = ()
+
+    def at(self, api_version: str) -> Kind:
+        return Kind(api_version, self.kind, self.plural, self.namespaced, self.fallbacks)
 
     def collection(self, namespace: str) -> str:
         base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
@@ -52,7 +58,7 @@ KINDS = (
     Kind("v1", "Event", "events"),
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", fallbacks=("policy/v1beta1",)),
     Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
     Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
 )
@@ -66,8 +72,8 @@ SWEPT_KINDS = tuple(k for k in KINDS if k.kind not in ("Pod", "Event", "Namespac
 
 def kind_of(obj: dict[str, Any]) -> Kind:
     for k in KINDS:
-        if k.api_version == obj.get("apiVersion") and k.kind == obj.get("kind"):
-            return k
+        if k.kind == obj.get("kind") and obj.get("apiVersion") in (k.api_version, *k.fallbacks):
+            return k.at(str(obj["apiVersion"]))
     raise ConfigError(
         f"the harness does not manage {obj.get('apiVersion')}/{obj.get('kind')} objects "
         f"({(obj.get('metadata') or {}).get('name')!r}); manage it with kubectl instead"
@@ -107,6 +113,7 @@ class KubeApi:
         self.client = client
         self.dry_run = dry_run
         self.out = out
+        self._served: dict[str, bool] = {}
 
     def _call(
         self,
@@ -167,6 +174,38 @@ class KubeApi:
     ) -> Any:
         return self._call(method, path, query, body, content_type, timeout, stream=False)
 
+    # -- discovery ------------------------------------------------------------------------------------
+    def serves(self, api_version: str) -> bool:
+        """Whether the cluster serves this group/version (discovery, asked once per client)."""
+        if self.dry_run or api_version == "v1":
+            return True
+        if api_version not in self._served:
+            try:
+                self.request("GET", f"/apis/{api_version}")
+                self._served[api_version] = True
+            except ApiFailure as exc:
+                if exc.status != 404:
+                    raise
+                self._served[api_version] = False
+        return self._served[api_version]
+
+    def resolve(self, kind: Kind) -> Kind:
+        """The version of ``kind`` this cluster serves: its own, else the first served fallback.
+
+        So one manifest (written for current clusters) applies on 1.20 and on 1.28+ alike.
+        """
+        for version in (kind.api_version, *kind.fallbacks):
+            if self.serves(version):
+                return kind if version == kind.api_version else kind.at(version)
+        return kind
+
+    def served_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` with its apiVersion changed to one the cluster serves (same schema by construction)."""
+        kind = self.resolve(kind_of(obj))
+        if kind.api_version == obj.get("apiVersion"):
+            return obj
+        return {**obj, "apiVersion": kind.api_version}
+
     # -- conveniences ---------------------------------------------------------------------------------
     def get(self, path: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist (always None in dry-run)."""
@@ -179,12 +218,14 @@ class KubeApi:
         return result
 
     def list(self, kind: Kind, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        kind = self.resolve(kind)
         result = self.request("GET", kind.collection(namespace), {"labelSelector": selector} if selector else None)
         return list((result or {}).get("items") or [])
 
     def apply(self, obj: dict[str, Any], namespace: str, force: bool = True) -> dict[str, Any] | None:
         """Server-side apply: the cluster merges our fields and records the harness as their manager."""
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        obj = self.served_object(obj)
         result: dict[str, Any] | None = self.request(
             "PATCH", object_path(obj, namespace), query, obj, "application/apply-patch+yaml"
         )

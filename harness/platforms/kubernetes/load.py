@@ -87,11 +87,12 @@ class LoadJob:
         return f"{self.base}-worker-{index}"
 
 
-def _pod(job: LoadJob, name: str, role: str, command: list[str]) -> dict[str, Any]:
+def _pod(job: LoadJob, name: str, role: str, command: list[str], worker_id: str) -> dict[str, Any]:
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(job.env.items())]
     env += [
         {"name": "HARNESS_TIMELINE_DIR", "value": "/timeline"},
-        {"name": "HARNESS_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # Names timeline files, so no '-' (LoadSettings refuses it): "w<i>", "master" for the master.
+        {"name": "HARNESS_WORKER_ID", "value": worker_id},
     ]
     return {
         "apiVersion": "v1",
@@ -107,7 +108,9 @@ def _pod(job: LoadJob, name: str, role: str, command: list[str]) -> dict[str, An
                     "command": command,
                     "env": env,
                     "resources": job.resources,
-                    "ports": [{"name": "master", "containerPort": MASTER_PORT}] if role == "master" else [],
+                    "ports": [{"name": "master", "containerPort": MASTER_PORT, "protocol": "TCP"}]
+                    if role == "master"
+                    else [],
                     "volumeMounts": [
                         {"name": "profile", "mountPath": "/profile", "readOnly": True},
                         {"name": "timeline", "mountPath": "/timeline"},
@@ -157,13 +160,30 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
             "metadata": {"name": job.master, "labels": {}},
             "spec": {
                 "selector": {ROLE: "master", "harness.load-run": slug(job.run_id)},
-                "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
+                "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT, "protocol": "TCP"}],
             },
         },
-        _pod(job, job.master, "master", master_cmd),
+        _pod(job, job.master, "master", master_cmd, "master"),
     ]
-    objects += [_pod(job, job.worker(i), "worker", worker_cmd) for i in range(job.workers)]
+    objects += [_pod(job, job.worker(i), "worker", worker_cmd, f"w{i}") for i in range(job.workers)]
     return [label(o, job.run_id, job.expires_at) for o in objects]
+
+
+def _create_pod(api: KubeApi, collection: str, pod: dict[str, Any], wait_s: float = 30.0) -> None:
+    """Create a pod, waiting out a namespace too new to have its service-account token yet.
+
+    The API server refuses pods (500, "No API token found for service account") until the token
+    controller has caught up with a namespace created moments ago; kubectl users retry by hand.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            api.request("POST", collection, body=pod)
+            return
+        except ApiFailure as exc:
+            if exc.status != 500 or "service account" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def start_load(api: KubeApi, job: LoadJob) -> list[str]:
@@ -171,7 +191,7 @@ def start_load(api: KubeApi, job: LoadJob) -> list[str]:
     for obj in render_load_objects(job):
         kind = _KIND[obj["kind"]]
         if obj["kind"] == "Pod":  # pods are immutable: create, never apply over a previous run's
-            api.request("POST", kind.collection(job.namespace), body=obj)
+            _create_pod(api, kind.collection(job.namespace), obj)
         else:
             api.apply(obj, job.namespace)
         created.append(f"{obj['kind'].lower()} {obj['metadata']['name']}")
@@ -213,6 +233,9 @@ def collect_timelines(api: KubeApi, job: LoadJob, dest: Path, wait_s: float = 60
             time.sleep(0.5)
         if code != 0:
             missing.append(f"{pod} (Locust did not finish)")
+            continue
+        if out.strip() != b"0":
+            missing.append(f"{pod} (Locust exited with code {out.decode(errors='replace').strip()}; see its log)")
             continue
         code, out, err = _exec_bytes(api, job.namespace, pod, ["tar", "cf", "-", "-C", "/timeline", "."])
         if code != 0:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ class KubernetesPlatform:
         self._api: KubeApi | None = None
         self._target: Target | None = None
         self._created_namespace = False
+        self._service_address: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------
     @property
@@ -125,7 +127,8 @@ class KubernetesPlatform:
         self._ensure_namespace(run_id)
         foreign = []
         for obj in objects:
-            existing = api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
+            collection = api.resolve(_KIND[obj["kind"]]).collection(self.namespace)
+            existing = api.get(f"{collection}/{obj['metadata']['name']}")
             if existing is not None and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
                 foreign.append(f"{obj['kind']} {obj['metadata']['name']}")
         if foreign:
@@ -183,7 +186,7 @@ class KubernetesPlatform:
         self.api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
         out(f"[dry-run] POST {_KIND['Namespace'].collection('')} (only when the namespace does not exist yet)")
         for obj in objects:
-            self.api.get(f"{_KIND[obj['kind']].collection(self.namespace)}/{obj['metadata']['name']}")
+            self.api.get(f"{self.api.resolve(_KIND[obj['kind']]).collection(self.namespace)}/{obj['metadata']['name']}")
         for obj in objects:
             self.api.apply(obj, self.namespace)
         self.api.request("GET", self._deployment_path())
@@ -331,7 +334,8 @@ class KubernetesPlatform:
         """
         removed = []
         api = self.api
-        for kind in (*SWEPT_KINDS, _KIND["Pod"]):
+        for wanted_kind in (*SWEPT_KINDS, _KIND["Pod"]):
+            kind = api.resolve(wanted_kind)
             try:
                 objs = api.list(kind, self.namespace, harness_selector())
             except ApiFailure as exc:
@@ -390,8 +394,31 @@ class KubernetesPlatform:
         return (expires is not None and expires < time.time()) or not self._run_live(slug(record["run_id"]))
 
     # -- status --------------------------------------------------------------------------------------
+    def _service_host(self) -> str:
+        """The Service's cluster DNS name when it resolves here, else its ClusterIP.
+
+        Inside a cluster (and on its nodes) the DNS name works; from a machine routed into the cluster
+        network but outside its DNS (the ``harness sandbox`` host) only the ClusterIP does.
+        """
+        name = f"{self.spec.name}.{self.namespace}.svc.cluster.local"
+        if self._service_address is not None:
+            return self._service_address
+        try:
+            socket.getaddrinfo(name, None)
+        except (OSError, UnicodeError):
+            svc = None if self.api.dry_run else self.api.get(
+                f"{_KIND['Service'].collection(self.namespace)}/{self.spec.name}"
+            )
+            ip = str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
+            if not ip or ip == "None":
+                return name  # no Service yet: ask again next time
+            self._service_address = ip
+            return ip
+        self._service_address = name
+        return name
+
     def _endpoints(self, pods: list[dict[str, Any]]) -> Endpoints:
-        host = f"{self.spec.name}.{self.namespace}.svc.cluster.local"
+        host = self._service_host() if not (self.settings.service_http and self.settings.service_grpc) else ""
         metrics = tuple(
             f"http://{p['status']['podIP']}:{self.spec.port('metrics')}/metrics"
             for p in pods
@@ -443,6 +470,7 @@ class KubernetesPlatform:
             http=f"http://{ip}:{self.spec.port('http')}" if ip else "",
             grpc=f"{ip}:{self.spec.port('grpc')}" if ip else "",
             metrics=f"http://{ip}:{self.spec.port('metrics')}/metrics" if ip else "",
+            uid=str(pod["metadata"].get("uid", "")),
         )
 
     def status(self) -> PlatformStatus:
@@ -577,11 +605,6 @@ class KubernetesPlatform:
             "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
         }
 
-    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
-        """Pod addresses are not reachable from where the harness runs in general: None (not verifiable),
-        so a NetworkPolicy is never reported as a block without proof."""
-        return None
-
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """Each pod's hog status file, read through exec (None where it cannot be read)."""
         out: dict[str, dict[str, Any] | None] = {}
@@ -655,6 +678,39 @@ class KubernetesPlatform:
                 done.append(f"networkpolicy {meta['name']}")
         done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
         return done
+
+    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
+        """Open a TCP connection to pod ``name``'s Triton HTTP port as an in-cluster client would.
+
+        The connection starts inside another pod of the Deployment (exec), so it crosses the pod network
+        the way Service traffic does and any NetworkPolicy applies to it; a connection from the node or
+        from this machine may be exempt on some network plugins. True: connected; False: refused or
+        timed out; None: cannot be checked from here (no other running pod, no pod IP, dry run, exec
+        failed), which a verification must report as unknown, never as blocked.
+        """
+        if self.api.dry_run:
+            return None
+        pods = {p["metadata"]["name"]: p for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)}
+        target = pods.get(name)
+        ip = str(((target or {}).get("status") or {}).get("podIP") or "")
+        if not ip:
+            return None
+        clients = sorted(
+            n for n, p in pods.items()
+            if n != name and not p["metadata"].get("deletionTimestamp")
+            and (p.get("status") or {}).get("phase") == "Running"
+        )
+        if not clients:
+            return None
+        try:
+            code, _out, _err = faults.exec_raw(
+                self.api, self.namespace, clients[0],
+                ["python3", "-c", podscripts.CONNECT_PROBE, ip, str(self.spec.port("http")), f"{timeout_s:g}"],
+                timeout_s=timeout_s + 30,
+            )
+        except FaultError:
+            return None
+        return {0: True, 3: False}.get(code)
 
     def exec_in_replica(self, name: str, command: list[str]) -> str:
         self._require_replicas([name])

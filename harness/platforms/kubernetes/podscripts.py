@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["CONTAINER_HOG", "RELOAD_MODEL", "gpu_hog_source"]
+__all__ = ["CONNECT_PROBE", "CONTAINER_HOG", "RELOAD_MODEL", "gpu_hog_source"]
 
 
 def gpu_hog_source() -> str:
@@ -91,4 +91,17 @@ except OSError as exc:
     print(f"cannot reach Triton in the pod: {exc}")
     sys.exit(1)
 print("ok")
+"""
+
+# argv: address, port, timeout_s. Exit 0: connected; 3: refused or timed out (blocked or down);
+# anything else: the probe itself failed (the caller reports "cannot tell").
+CONNECT_PROBE = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+except (ConnectionRefusedError, TimeoutError, socket.timeout):
+    sys.exit(3)
+except OSError as exc:
+    print(exc)
+    sys.exit(3 if exc.errno in (113, 111, 110) else 4)
 """

@@ -29,6 +29,7 @@ __all__ = [
     "label",
     "model_repository_configmap",
     "render_service",
+    "server_side_apply_ready",
     "slug",
 ]
 
@@ -120,9 +121,33 @@ def _set_gpus(container: dict[str, Any], gpus: int) -> None:
         if gpus == 0:
             values.pop("nvidia.com/gpu", None)
         elif section == "limits" or "nvidia.com/gpu" in values:
-            values["nvidia.com/gpu"] = gpus
+            values["nvidia.com/gpu"] = str(gpus)
         if not values:
             resources.pop(section)
+
+
+def server_side_apply_ready(doc: dict[str, Any]) -> None:
+    """Spell out what server-side apply needs and client-side apply forgave (found on a real 1.20):
+
+    - list entries keyed by ``port``/``containerPort`` *and* ``protocol`` must carry the protocol
+      ("associative list with keys has an element that omits key field");
+    - resource quantities are strings in the schema (an integer ``nvidia.com/gpu: 1`` is "expected string").
+    """
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "Service":
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+    pod = ((spec.get("template") or {}).get("spec") or {}) if doc.get("kind") == "Deployment" else spec
+    if doc.get("kind") not in ("Deployment", "Pod"):
+        return
+    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        for port in container.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+        for section in (container.get("resources") or {}).values():
+            if isinstance(section, dict):
+                for key, value in section.items():
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        section[key] = f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def render_service(
@@ -161,4 +186,6 @@ def render_service(
             objects.append(cm)
     order = {"ConfigMap": 0, "Service": 1, "PodDisruptionBudget": 2, "Deployment": 3}
     objects += sorted(docs, key=lambda d: order.get(d["kind"], 4))
+    for obj in objects:
+        server_side_apply_ready(obj)
     return [label(o, run_id, expires_at) for o in objects]

@@ -1,1 +1,0 @@
-"""Test doubles the harness ships for its own tests and for users' (a fake Kubernetes API server)."""
