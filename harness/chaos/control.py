@@ -245,6 +245,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     ctx = RunContext.from_configuration(configuration)
     journal = state or {}
     interrupted = journal.get("status") == "interrupted"
+    undo_error: str | None = None
     try:
         if not interrupted:
             time.sleep(float(_cfg(configuration, "harness_observation_s", 20)))
@@ -257,6 +258,9 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
 
         try:
             rollback_all(configuration)  # the runner owns cleanup, whatever Chaos Toolkit did
+        except Exception as exc:  # noqa: BLE001 - recorded: the repetition is void, its record still written
+            undo_error = f"the final rollback failed: {exc}"
+            (ctx.run_dir / "undo.error").write_text(undo_error)
         finally:
             _stop_load(ctx.run_dir / "load.pid")
             interrupts.pop()
@@ -281,7 +285,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
         injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
         landings=ctx.landings(),
-        void=None if interrupted else void_reason(journal, ctx.landings()),
+        void=None if interrupted else (void_reason(journal, ctx.landings()) or undo_error),
     )
     write_json_atomic(info_path, info)
     write_json_atomic(ctx.run_dir / "journal.json", journal)

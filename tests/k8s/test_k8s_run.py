@@ -1,8 +1,10 @@
-"""A shipped experiment runs unchanged with ``--platform kubernetes`` against a real cluster.
+"""Shipped experiments run unchanged with ``--platform kubernetes`` against a real cluster.
 
 The pod is deleted through the API, the Deployment replaces it, the kubelet's probes decide readiness,
 and the load (Locust here, in the root namespace) reaches the Service's ClusterIP through kube-proxy's
-rules inside the sandbox: what users of a plain Service see during a pod kill.
+rules inside the sandbox: what users of a plain Service see during a pod kill. The network-policy block runs
+too, and since the sandbox's bridge network plugin does not enforce NetworkPolicy, it must be reported as
+"not enforced": a void repetition, never a block.
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         figures = results["experiments"][0]["runs"][0]
         assert figures["capacity_recovery_s"] is not None and figures["capacity_recovery_s"] > 0
         assert figures.get("requests", 1) != 0
+        (landing,) = info["landings"]
+        assert landing["landed"] and "replaced by" in landing["detail"] and info["void"] is None
+
+        # The bridge CNI does not enforce NetworkPolicy: the block must come out as "not enforced", void.
+        block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--warmup", "3",
+                        "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2",
+                        "--reports-dir", str(tmp_path / "reports"))
+        assert block.returncode == 5, block.stdout + block.stderr
+        info = json.loads(next((tmp_path / "reports").glob("*/experiments/network-policy-block/1/experiment.json"))
+                          .read_text())
+        assert info["void"] and "not enforced" in info["void"], info["void"]
     finally:
         down = harness("down", *common)
         assert down.returncode == 0, down.stdout + down.stderr
