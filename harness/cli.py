@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "harness.commands.bench_cmd",
     "harness.commands.doctor_cmd",
     "harness.commands.rootless_cmd",
+    "harness.commands.check_cmd",
 )
 
 
