@@ -8,6 +8,7 @@ back-off x 0.2) so each test takes seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -56,4 +57,53 @@ def test_oom_at_load_is_oomkilled_and_crashloops(make_platform, tmp_path) -> Non
         assert any(e.kind == EventKind.BACKOFF and "OOMKilled" in e.reason for e in events)
         rollbacks.restore_pod_spec(configuration=config)
         _ready_again(platform, "triton-0")
+    _no_faults_left(platform)
+
+
+def _failures_between(traffic: Traffic, start: float, end: float) -> int:
+    return sum(1 for ts, o in list(traffic.outcomes) if start <= ts <= end and not o.ok)
+
+
+def test_rolling_update_replaces_every_replica_and_a_prestop_delay_spares_users(make_platform, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with up(make_platform, replicas=2) as platform, Traffic(platform.status().endpoints.http) as traffic:
+        config = _config(platform, tmp_path)
+        failures = {}
+        for prestop in (0.0, 1.5):
+            restarts = {r.name: r.restarts for r in platform.status().replicas}
+            began = time.monotonic()
+            result = actions.rolling_update(prestop_s=prestop, endpoint_lag_s=0.5, configuration=config)
+            failures[prestop] = _failures_between(traffic, began, time.monotonic())
+            assert "replaced 2 replica(s)" in result["landing"]
+            now = {r.name: r for r in platform.status().replicas}
+            assert sorted(now) == ["triton-0", "triton-1"], "the surge pod was not removed"
+            assert all(now[n].ready and now[n].restarts == restarts[n] + 1 for n in restarts)
+            rollbacks.restore_pod_spec(configuration=config)
+        landings = [json.loads(line) for line in (tmp_path / "run" / "landings.jsonl").read_text().splitlines()]
+        phases = {p["phase"] for p in landings[0]["measured"]["phases"]}
+        assert {"endpoint-lag", "startup", "surge-startup"} <= phases
+        assert landings[0]["measured"]["min_ready"] >= 2  # maxUnavailable 0 (the reference Deployment)
+    # SIGTERM while the endpoint is still routed fails requests; a preStop delay past the lag spares them
+    assert failures[0.0] > 0 and failures[1.5] == 0, failures
+    _no_faults_left(platform)
+
+
+def test_corrupt_weights_rollout_stalls_at_full_capacity_or_loses_it(make_platform, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with up(make_platform, replicas=2) as platform, Traffic(platform.status().endpoints.http) as traffic:
+        config = _config(platform, tmp_path)
+        began = time.monotonic()
+        held = actions.corrupt_weights_rollout(max_surge=1, max_unavailable=0, progress_deadline_s=4,
+                                               configuration=config)
+        assert held["stalled"] and held["capacity_lost"] == 0
+        assert "corrupt" in _replica(platform, "triton-surge-0").reason
+        assert platform.status().ready_replicas == 2 and _failures_between(traffic, began, time.monotonic()) == 0
+        rollbacks.restore_pod_spec(configuration=config)
+        wait_for(lambda: [r.name for r in platform.status().replicas] == ["triton-0", "triton-1"], 30,
+                 "the surge pod to go")
+        lost = actions.corrupt_weights_rollout(max_surge=0, max_unavailable=1, progress_deadline_s=4,
+                                               configuration=config)
+        assert lost["stalled"] and lost["capacity_lost"] == 1
+        landing = json.loads((tmp_path / "run" / "landings.jsonl").read_text().splitlines()[-1])
+        assert landing["measured"]["min_ready"] == 1
+        rollbacks.restore_pod_spec(configuration=config)
+        wait_for(lambda: platform.status().ready_replicas == 2, 60, "both replicas back on the old revision")
     _no_faults_left(platform)

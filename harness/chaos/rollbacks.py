@@ -13,12 +13,20 @@ from typing import Any
 
 from harness.chaos.actions import fault_scope
 from harness.chaos.context import RunContext
-from harness.faults import memory_pressure, network_block, oom_at_load, probe_kills_slow_load, slow_load
+from harness.faults import (
+    corrupt_weights_rollout,
+    memory_pressure,
+    network_block,
+    oom_at_load,
+    probe_kills_slow_load,
+    rolling_update,
+    slow_load,
+)
 
 __all__ = ["release_memory_pressure", "restore_model_load", "restore_pod_spec", "rollback_all", "unblock_network"]
 
 Configuration = MutableMapping[str, Any]
-POD_SPEC_FAMILIES = (probe_kills_slow_load, oom_at_load)
+POD_SPEC_FAMILIES = (probe_kills_slow_load, oom_at_load, rolling_update, corrupt_weights_rollout)
 
 
 def unblock_network(configuration: Configuration | None = None) -> list[str]:

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.faults import memory_pressure, network_block, oom_at_load, pod_kill, probe_kills_slow_load, slow_load
+from harness.faults import (
+    corrupt_weights_rollout,
+    memory_pressure,
+    network_block,
+    oom_at_load,
+    pod_kill,
+    probe_kills_slow_load,
+    rolling_update,
+    slow_load,
+)
 from harness.faults.family import FamilySpec
 
 __all__ = ["BY_ACTION", "FAMILIES", "FAULT_ACTIONS"]
@@ -20,6 +29,8 @@ FAMILIES: Mapping[str, FamilySpec] = {
         memory_pressure.FAMILY,
         probe_kills_slow_load.FAMILY,
         oom_at_load.FAMILY,
+        rolling_update.FAMILY,
+        corrupt_weights_rollout.FAMILY,
     )
 }
 BY_ACTION: Mapping[str, FamilySpec] = {spec.action: spec for spec in FAMILIES.values()}

@@ -29,6 +29,7 @@ from harness.faults.overrides import (
     CGROUP_FILE,
     corrupt_weights,
     move_to_cgroup,
+    restore_weights,
     write_delete_request,
     write_env_override,
     write_probe_override,
@@ -305,6 +306,7 @@ class LocalSpecOps(LocalFaultOps):
         first = sorted(self.replicas)[0]
         shutil.copytree(self._workdir(first) / "models", workdir / "models",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        restore_weights(workdir / "models")  # the replica copied from may already carry this rollout's change
         ids = self._spec_changes(workdir, name, run_id, env, None, corrupt, max_s)
         request = self.state / "surge" / f"{slot}.json"
         rec = self._record("surge", run_id, max_s, {"request": str(request)}, f"surge pod {name}")
