@@ -115,3 +115,27 @@ def test_bad_manifest_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["check-deployment", "--manifest", str(bad)])
     assert exc.value.code == 2
+
+
+def test_measure_starts_one_replica_and_judges_with_what_it_measured(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    docs = list(yaml.safe_load_all(DEFAULT_MANIFEST.read_text()))
+    _container(docs)["resources"]["limits"].update(memory="16Mi")  # below any real load-time peak
+    _container(docs)["startupProbe"].update(periodSeconds=1, failureThreshold=1)  # 1 s: below a real load
+    code, report = _run(capsys, "--manifest", _write(tmp_path, docs), "--measure")
+    by_check = {f["check"]: f for f in report["findings"]}
+    memory, budget = by_check["memory-limit"], by_check["load-budget"]
+    assert memory["severity"] == "error" and memory["numbers"]["peak_source"] == "measured"
+    assert memory["numbers"]["load_peak_mb"] > 16
+    assert budget["numbers"]["load_time_s"] > 0 and code == 1
+
+
+def test_an_empty_duration_from_the_harness_means_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load of an experiment (LoadSettings.duration_s None -> HARNESS_DURATION="") must outlast a method
+    longer than the profile's 60 s default, or a rollout's after-check finds no load (it did)."""
+    from loadprofiles.steady import Steady
+
+    monkeypatch.setenv("HARNESS_DURATION", "")
+    assert Steady().duration_s is None
+    monkeypatch.delenv("HARNESS_DURATION")
+    assert Steady().duration_s == 60

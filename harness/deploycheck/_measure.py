@@ -3,6 +3,8 @@
 One replica of the manifest is started on the local platform (its own loopback subnet and free ports, a
 throwaway state directory), timed from start to ready, and its processes' memory high-water marks
 (``VmHWM``: the server and its python-backend stub) are summed. Everything is taken down afterwards.
+The manifest's startup probe is replaced by a patient one for the measurement (period 1 s, 600 failures),
+so a budget too short for the load is measured and judged, instead of crash-looping the measurement.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from harness.deployment import load_manifest_documents
 from harness.platforms.local.procs import group_members
 
 __all__ = ["Measured", "measure_load", "model_config_facts"]
@@ -43,6 +48,18 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _patient(manifest: Path, target: Path) -> Path:
+    docs = load_manifest_documents(manifest)
+    for doc in docs:
+        if doc.get("kind") == "Deployment":
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            container["startupProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 1,
+                                         "failureThreshold": 600}
+            break
+    target.write_text(yaml.safe_dump_all(docs))
+    return target
+
+
 def measure_load(manifest: Path) -> Measured:
     """Start one replica of ``manifest`` locally; time start to ready and sum the memory high-water marks."""
     from harness.platforms.local.platform import LocalPlatform
@@ -51,7 +68,8 @@ def measure_load(manifest: Path) -> Measured:
     subnet = f"127.{random.randint(20, 250)}.{random.randint(1, 250)}"
     front = f"{subnet}.1"
     with tempfile.TemporaryDirectory(prefix="harness-measure-") as tmp:
-        settings = LocalSettings(state_dir=Path(tmp) / "state", manifest=manifest, replicas=1,
+        patient = _patient(manifest, Path(tmp) / "manifest.yaml")
+        settings = LocalSettings(state_dir=Path(tmp) / "state", manifest=patient, replicas=1,
                                  replica_address_base=f"{subnet}.2", front_address=front,
                                  http_port=_free_port(front), grpc_port=_free_port(front),
                                  stats_port=_free_port(front), prometheus=False)
