@@ -107,3 +107,10 @@ def test_corrupt_weights_rollout_stalls_at_full_capacity_or_loses_it(make_platfo
         rollbacks.restore_pod_spec(configuration=config)
         wait_for(lambda: platform.status().ready_replicas == 2, 60, "both replicas back on the old revision")
     _no_faults_left(platform)
+
+
+def test_rollout_knows_how_many_surge_pods_the_local_platform_has() -> None:
+    from harness.faults.rollout import SURGE_SLOTS as FAMILY_SLOTS
+    from harness.platforms.local.supervisor import SURGE_SLOTS as PLATFORM_SLOTS
+
+    assert FAMILY_SLOTS == PLATFORM_SLOTS

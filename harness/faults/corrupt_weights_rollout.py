@@ -69,5 +69,7 @@ def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
     ops.undo_records(record)
     for name in record.get("replaced", []):
         replica = scope.replicas().get(name)
-        if replica is not None and not replica.ready and replica.state == "running":
+        # a pod of the corrupt revision is live but never ready ("starting" while its startup probe still
+        # waits, "running" after); one in back-off restarts by itself now that its pod spec changed
+        if replica is not None and not replica.ready and replica.state in ("starting", "running"):
             ops.kill_replica(name, 1.0)
