@@ -82,6 +82,7 @@ def test_rolling_update_replaces_every_replica_and_a_prestop_delay_spares_users(
         phases = {p["phase"] for p in landings[0]["measured"]["phases"]}
         assert {"endpoint-lag", "startup", "surge-startup"} <= phases
         assert landings[0]["measured"]["min_ready"] >= 2  # maxUnavailable 0 (the reference Deployment)
+    print(f"failed requests during the rollout by preStop delay: {failures}")
     # SIGTERM while the endpoint is still routed fails requests; a preStop delay past the lag spares them
     assert failures[0.0] > 0 and failures[1.5] == 0, failures
     _no_faults_left(platform)
