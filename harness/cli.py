@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "harness.commands.rootless_cmd",
     "harness.commands.gpucheck_cmd",
     "harness.commands.sandbox_cmd",
+    "harness.commands.check_cmd",
 )
 
 

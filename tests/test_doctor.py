@@ -40,9 +40,11 @@ def _row(data: dict[str, object], fault: str, platform: str = "local") -> dict[s
 def test_doctor_tells_what_this_machine_can_run(tmp_path: Path) -> None:
     data = _doctor(HARNESS, tmp_path)
     assert {(r["fault"], r["platform"]) for r in data["faults"]} == {  # type: ignore[union-attr]
-        (f, p) for f in ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure")
+        (f, p) for f in ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure",
+                         "rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
         for p in ("local", "kubernetes")}
     assert _row(data, "pod-kill")["ok"]
+    assert _row(data, "rolling-update")["ok"] and not _row(data, "rolling-update", "kubernetes")["ok"]
     nft = shutil.which("nft")
     can_block = os.geteuid() == 0 and nft is not None and subprocess.run(
         [nft, "list", "tables"], capture_output=True).returncode == 0
@@ -104,7 +106,9 @@ def test_faults_of_the_shipped_experiments() -> None:
     assert found == {"pod-kill": ["pod-kill"], "network-policy-block": ["network-policy-block"],
                      "slow-model-load": ["slow-model-load"],
                      "gpu-memory-pressure": ["gpu-memory-pressure", "pod-kill"],
-                     "compound-pressure-during-restart": ["gpu-memory-pressure", "pod-kill"]}
+                     "compound-pressure-during-restart": ["gpu-memory-pressure", "pod-kill"],
+                     **{name: [name] for name in ("rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout",
+                                                  "oom-at-load")}}
 
 
 def test_refusal_knows_only_known_faults_and_platforms() -> None:

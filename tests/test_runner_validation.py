@@ -36,13 +36,16 @@ def _action(func: str, **arguments: object) -> dict[str, object]:
 
 def test_every_shipped_experiment_is_valid_and_dry_run_resolves_targets() -> None:
     paths = sorted((ROOT / "experiments").glob("*.yaml"))
-    assert len(paths) == 5
+    assert len(paths) == 9
     plans = load_plans(paths, _options(variables={"harness_profile": str(ROOT / "loadprofiles/steady.py")}),
                        REPLICAS)
     text = describe_plan(plans, REPLICAS, 1)
     assert "kill_replicas" in text and "block_network" in text and "nothing was injected" in text
     assert {p.fault for p in plans} == {"pod-kill", "network-policy-block", "slow-model-load",
-                                        "gpu-memory-pressure", "compound"}
+                                        "gpu-memory-pressure", "compound", "rolling-update", "probe-kills-slow-load",
+                                        "oom-at-load", "corrupt-weights-rollout"}
+    for func in ("rolling_update", "probe_kills_slow_load", "oom_at_load", "corrupt_weights_rollout"):
+        assert func in text
 
 
 def test_all_problems_are_reported_together(tmp_path: Path) -> None:
@@ -101,3 +104,21 @@ def test_cli_refuses_when_the_platform_is_not_up(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(ROOT / "experiments" / "pod-kill.yaml"),
                            "--state-dir", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 4 and "not up" in proc.stderr
+
+
+def test_nightly_and_pre_release_entries_validate_with_their_vars() -> None:
+    """Every suite entry and game-day step is a valid experiment with the vars it sets (before any run)."""
+    from harness.gameday.runbook import load_runbook
+    from harness.suite import load_suite
+
+    suite = load_suite(ROOT / "experiments" / "suites" / "nightly.yaml",
+                       {"single-point", "active-standby", "99.9", "multi-active"})
+    runbook = load_runbook(ROOT / "experiments" / "gamedays" / "pre-release.yaml")
+    entries = [(e.file, dict(e.variables)) for e in suite.entries]
+    entries += [(s.experiment, dict(s.variables)) for s in runbook.steps if s.experiment]
+    faults = set()
+    for file, variables in entries:
+        variables["harness_profile"] = str(ROOT / "loadprofiles" / "steady.py")
+        plans = load_plans([ROOT / file], _options(variables=variables), REPLICAS)
+        faults.add(plans[0].fault)
+    assert {"rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load"} <= faults

@@ -14,8 +14,12 @@ from typing import Any, ClassVar, cast
 
 from harness.chaos.context import RunContext
 from harness.errors import FaultError
+from harness.faults import corrupt_weights_rollout as corrupt_family
 from harness.faults import memory_pressure as memory_family
 from harness.faults import network_block, pod_kill, slow_load
+from harness.faults import oom_at_load as oom_family
+from harness.faults import probe_kills_slow_load as probe_family
+from harness.faults import rolling_update as rolling_family
 from harness.faults.families import FAULT_ACTIONS
 from harness.faults.family import FaultScope, Landing, Mode, Targeting, parse_args, select_replicas
 from harness.platforms.base import FaultTarget, Platform
@@ -24,10 +28,14 @@ __all__ = [
     "FAULT_ACTIONS",
     "ReloadArgs",
     "block_network",
+    "corrupt_weights_rollout",
     "fault_scope",
     "kill_replicas",
     "memory_pressure",
+    "oom_at_load",
+    "probe_kills_slow_load",
     "reload_model",
+    "rolling_update",
     "select_replicas",
     "slow_model_load",
 ]
@@ -99,6 +107,50 @@ def slow_model_load(configuration: Configuration | None = None, **arguments: Any
     ctx.note_injection(slow_load.NAME, targets, injected.record, trigger=args.trigger, delay_s=args.delay_s)
     return _landed(ctx, slow_load.verify(scope, targets, injected, args),
                    {"targets": targets, "trigger": args.trigger, "record": injected.record})
+
+
+def probe_kills_slow_load(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """A probe budget shorter than the model load, until the rollback (arguments: ``probe_family.Args``)."""
+    args = parse_args(probe_family.Args, arguments, "probe_kills_slow_load")
+    ctx, scope, targets = _begin(configuration, args)
+    record = probe_family.inject(scope, targets, args)
+    ctx.note_injection(probe_family.NAME, targets, record, probe=args.probe, budget_s=args.budget_s,
+                       load_s=args.load_s)
+    return _landed(ctx, probe_family.verify(scope, targets, record, args), {"targets": targets})
+
+
+def oom_at_load(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """A memory limit below the load-time peak, until the rollback (arguments: ``oom_family.Args``)."""
+    args = parse_args(oom_family.Args, arguments, "oom_at_load")
+    ctx, scope, targets = _begin(configuration, args)
+    record = oom_family.inject(scope, targets, args)
+    ctx.note_injection(oom_family.NAME, targets, record, limit_mb=args.limit_mb, arena_mb=args.arena_mb)
+    return _landed(ctx, oom_family.verify(scope, targets, record, args), {"targets": targets})
+
+
+def rolling_update(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Replace every replica under load, as the Deployment's strategy allows (arguments: ``rolling_update.Args``).
+
+    The landing carries each pod's phases and, under load, the errors per phase; the output says them too.
+    """
+    args = parse_args(rolling_family.Args, arguments, "rolling_update")
+    ctx, scope, targets = _begin(configuration, args)
+    rollout = rolling_family.inject(scope, targets, args)
+    ctx.note_injection(rolling_family.NAME, targets, rollout.record, **rollout.to_json())
+    landing = rolling_family.verify(scope, targets, rollout, args, ctx.run_dir / "timeline")
+    return _landed(ctx, landing, {"targets": targets, "errors_by_phase": landing.measured.get("errors_by_phase")})
+
+
+def corrupt_weights_rollout(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Roll out weights that fail their SHA-256 check until the rollback (``corrupt_weights_rollout.Args``)."""
+    args = parse_args(corrupt_family.Args, arguments, "corrupt_weights_rollout")
+    ctx, scope, targets = _begin(configuration, args)
+    rollout = corrupt_family.inject(scope, targets, args)
+    ctx.note_injection(corrupt_family.NAME, targets, {**rollout.record, "replaced": rollout.replaced},
+                       **rollout.to_json())
+    landing = corrupt_family.verify(scope, targets, rollout, args)
+    return _landed(ctx, landing, {"targets": targets, "stalled": rollout.stalled,
+                                  "capacity_lost": landing.measured.get("capacity_lost")})
 
 
 class ReloadArgs(Targeting):

@@ -13,11 +13,20 @@ from typing import Any
 
 from harness.chaos.actions import fault_scope
 from harness.chaos.context import RunContext
-from harness.faults import memory_pressure, network_block, slow_load
+from harness.faults import (
+    corrupt_weights_rollout,
+    memory_pressure,
+    network_block,
+    oom_at_load,
+    probe_kills_slow_load,
+    rolling_update,
+    slow_load,
+)
 
-__all__ = ["release_memory_pressure", "restore_model_load", "rollback_all", "unblock_network"]
+__all__ = ["release_memory_pressure", "restore_model_load", "restore_pod_spec", "rollback_all", "unblock_network"]
 
 Configuration = MutableMapping[str, Any]
+POD_SPEC_FAMILIES = (probe_kills_slow_load, oom_at_load, rolling_update, corrupt_weights_rollout)
 
 
 def unblock_network(configuration: Configuration | None = None) -> list[str]:
@@ -77,10 +86,27 @@ def release_memory_pressure(reload: bool = True, configuration: Configuration | 
     return out
 
 
+def restore_pod_spec(configuration: Configuration | None = None) -> list[str]:
+    """Undo the pod-spec faults of this run (probe budget, memory limit, rollouts): ``kubectl rollout undo``."""
+    ctx = RunContext.from_configuration(configuration)
+    done: list[str] = []
+    for family in POD_SPEC_FAMILIES:
+        pending = ctx.pending(family.NAME)
+        if not pending:
+            continue
+        scope = fault_scope(ctx)
+        for entry in pending:
+            family.undo(scope, entry["record"])
+            done.extend(entry["targets"])
+        ctx.mark_undone(family.NAME)  # only once every undo succeeded: a failure is retried
+    return done
+
+
 def rollback_all(configuration: Configuration | None = None) -> dict[str, Any]:
     """Undo every fault of this run, whatever its kind."""
     return {
         "network": unblock_network(configuration),
         "model_load": restore_model_load(configuration),
         "memory": release_memory_pressure(True, configuration),
+        "pod_spec": restore_pod_spec(configuration),
     }

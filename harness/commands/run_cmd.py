@@ -64,6 +64,9 @@ def _print_outcome(outcome: RunOutcome) -> None:
         for phase, counts in phase_counts(rep_dir).items():
             classes = ", ".join(f"{k}: {v}" for k, v in counts["by_class"].items()) or "-"
             print(f"    {phase:<7} {counts['requests']:>7} requests, {counts['failed']:>5} failed ({classes})")
+        for landing in info.get("landings") or []:  # the proof each fault gave (rollouts: errors per phase)
+            print(f"    {'landed' if landing.get('landed') else 'NOT LANDED'}: {landing.get('fault')}: "
+                  f"{landing.get('detail')}")
     print(f"run directory: {outcome.run_dir}")
 
 

@@ -22,11 +22,16 @@ from harness.run_settings import load_document
 __all__ = ["ACTION_FAULTS", "FAULTS", "PLATFORMS", "Diagnosis", "FaultSupport", "diagnose", "experiment_faults",
            "fault_support", "refusal", "refuse_unrunnable", "refuse_unrunnable_files"]
 
-FAULTS = ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure")
+FAULTS = ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure", "rolling-update",
+          "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
+# Pod-spec faults (harness.faults.podspec) run on the local platform only for now.
+_LOCAL_ONLY = ("rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
 PLATFORMS = ("local", "kubernetes")
 # The injecting actions of harness.chaos.actions, by the fault they inject (a compound experiment has several).
 ACTION_FAULTS = {"kill_replicas": "pod-kill", "block_network": "network-policy-block",
-                 "slow_model_load": "slow-model-load", "memory_pressure": "gpu-memory-pressure"}
+                 "slow_model_load": "slow-model-load", "memory_pressure": "gpu-memory-pressure",
+                 "rolling_update": "rolling-update", "probe_kills_slow_load": "probe-kills-slow-load",
+                 "corrupt_weights_rollout": "corrupt-weights-rollout", "oom_at_load": "oom-at-load"}
 
 _K8S_NOTES = {
     "pod-kill": "deletes pods through the API (chaostoolkit-kubernetes)",
@@ -72,8 +77,17 @@ def _memory_pressure_local(host: HostPaths) -> FaultSupport:
 def fault_support(fault: str, platform: str, host: HostPaths | None = None) -> FaultSupport:
     """Whether ``fault`` can be injected on ``platform`` from this machine (only the checks it needs run)."""
     host = host or HostPaths()
+    if platform == "kubernetes" and fault in _LOCAL_ONLY:
+        return FaultSupport(fault, platform, False, reason="the Kubernetes side of this pod-spec fault is not wired "
+                            "yet", fix="run it on the local platform (--platform local)")
     if platform == "kubernetes":
         return FaultSupport(fault, platform, True, _K8S_NOTES.get(fault, ""))
+    if fault == "oom-at-load":
+        _, found = _machine.cgroup_memory(host)
+        if isinstance(found, MemoryController):
+            return FaultSupport(fault, platform, True, f"a per-replica memory limit in {found.describe()}")
+        return FaultSupport(fault, platform, False, reason=f"no writable memory cgroup for the limit: {found.reason}",
+                            fix=found.fix)
     if fault == "network-policy-block":
         nft = _machine.nftables(host)
         if nft.ok:
@@ -82,7 +96,10 @@ def fault_support(fault: str, platform: str, host: HostPaths | None = None) -> F
     if fault == "gpu-memory-pressure":
         return _memory_pressure_local(host)
     how = {"pod-kill": "SIGKILL of a replica's process group; the supervisor restarts it",
-           "slow-model-load": "restart with a changed parameter (the model loads slowly)"}
+           "slow-model-load": "restart with a changed parameter (the model loads slowly)",
+           "rolling-update": "pods deleted in maxSurge/maxUnavailable batches (endpoint lag, preStop, grace)",
+           "probe-kills-slow-load": "a probe override shorter than a slowed model load",
+           "corrupt-weights-rollout": "a rollout whose weight files fail the model's SHA-256 check"}
     return FaultSupport(fault, platform, True, how.get(fault, ""))
 
 

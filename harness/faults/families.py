@@ -7,13 +7,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.faults import memory_pressure, network_block, pod_kill, slow_load
+from harness.faults import (
+    corrupt_weights_rollout,
+    memory_pressure,
+    network_block,
+    oom_at_load,
+    pod_kill,
+    probe_kills_slow_load,
+    rolling_update,
+    slow_load,
+)
 from harness.faults.family import FamilySpec
 
 __all__ = ["BY_ACTION", "FAMILIES", "FAULT_ACTIONS"]
 
 FAMILIES: Mapping[str, FamilySpec] = {
-    spec.name: spec for spec in (pod_kill.FAMILY, network_block.FAMILY, slow_load.FAMILY, memory_pressure.FAMILY)
+    spec.name: spec for spec in (
+        pod_kill.FAMILY,
+        network_block.FAMILY,
+        slow_load.FAMILY,
+        memory_pressure.FAMILY,
+        probe_kills_slow_load.FAMILY,
+        oom_at_load.FAMILY,
+        rolling_update.FAMILY,
+        corrupt_weights_rollout.FAMILY,
+    )
 }
 BY_ACTION: Mapping[str, FamilySpec] = {spec.action: spec for spec in FAMILIES.values()}
 # Activities whose start is the fault start t0 (DESIGN.md): the first of these in a run's method.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from pathlib import Path
 
 from harness.faults.cgroups import remove_group
@@ -18,15 +19,26 @@ from harness.faults.undo import UndoRecord
 
 __all__ = [
     "CGROUP_FILE",
+    "DELETE_FILE",
     "ENV_FILE",
+    "PROBE_FILE",
+    "corrupt_weights",
     "move_to_cgroup",
     "prefer_oom_kill",
     "read_cgroup",
     "read_env_override",
+    "read_probe_override",
     "remove_memory_cgroup",
+    "restore_weights",
+    "take_delete_request",
     "undo_cgroup",
     "undo_env",
+    "undo_probes",
+    "undo_surge",
+    "undo_weights",
+    "write_delete_request",
     "write_env_override",
+    "write_probe_override",
 ]
 
 ENV_FILE = "env-override.json"
@@ -81,3 +93,74 @@ def undo_cgroup(record: UndoRecord) -> None:
     for workdir in record.payload.get("workdirs", []):
         (Path(workdir) / CGROUP_FILE).unlink(missing_ok=True)
     remove_memory_cgroup(Path(record.payload["cgroup"]), record.payload.get("home"))
+
+
+# -- a changed pod spec's probes, a pod deletion, a new revision's weights, surge pods ------------------
+PROBE_FILE = "probe-override.json"
+DELETE_FILE = "delete-request.json"
+WEIGHTS = ("mlp", "1", "weights")
+
+
+def write_probe_override(workdir: Path, probes: dict[str, dict[str, float] | None]) -> None:
+    """Probe fields by kind in manifest units (``period_s``, ``failure_threshold``, ...); None removes it."""
+    (workdir / PROBE_FILE).write_text(json.dumps(probes, sort_keys=True))
+
+
+def read_probe_override(workdir: Path) -> dict[str, dict[str, float] | None]:
+    try:
+        data = json.loads((workdir / PROBE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): (None if v is None else {str(f): float(x) for f, x in v.items()}) for k, v in data.items()}
+
+
+def undo_probes(record: UndoRecord) -> None:
+    """Undo kind ``probes`` (see ``harness.faults.undoers``)."""
+    (Path(record.payload["workdir"]) / PROBE_FILE).unlink(missing_ok=True)
+
+
+def write_delete_request(workdir: Path, prestop_s: float, endpoint_lag_s: float) -> None:
+    """Ask the replica's controller to delete its pod as the kubelet does (read once, then removed)."""
+    tmp = workdir / (DELETE_FILE + ".tmp")
+    tmp.write_text(json.dumps({"prestop_s": prestop_s, "endpoint_lag_s": endpoint_lag_s}))
+    tmp.replace(workdir / DELETE_FILE)
+
+
+def take_delete_request(workdir: Path) -> dict[str, float] | None:
+    path = workdir / DELETE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    path.unlink(missing_ok=True)
+    return {"prestop_s": float(data.get("prestop_s", 0)), "endpoint_lag_s": float(data.get("endpoint_lag_s", 0))}
+
+
+def corrupt_weights(models: Path) -> str:
+    """Flip bytes in one weight file so the SHA-256 check at load fails; returns the file's name."""
+    target = models.joinpath(*WEIGHTS) / "w1.npy"
+    data = bytearray(target.read_bytes())
+    for i in range(len(data) - 64, len(data)):
+        data[i] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target.name
+
+
+def restore_weights(models: Path) -> None:
+    """Copy the reference weights back (the manifest and the files the SHA-256 check expects)."""
+    from harness.triton.modelrepo import REFERENCE_REPOSITORY
+
+    source = REFERENCE_REPOSITORY.joinpath(*WEIGHTS)
+    target = models.joinpath(*WEIGHTS)
+    if target.parent.exists():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def undo_weights(record: UndoRecord) -> None:
+    """Undo kind ``weights`` (see ``harness.faults.undoers``)."""
+    restore_weights(Path(record.payload["models"]))
+
+
+def undo_surge(record: UndoRecord) -> None:
+    """Undo kind ``surge``: withdraw the request; the supervisor stops the surge pod (with its grace)."""
+    Path(record.payload["request"]).unlink(missing_ok=True)

@@ -18,4 +18,7 @@ UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "hog": hog.undo,  # a memory hog process (GPU or host analogue)
     "env": overrides.undo_env,  # a slow-load env override of one replica
     "cgroup": overrides.undo_cgroup,  # the memory cgroup confining a replica
+    "probes": overrides.undo_probes,  # a probe override of one replica (probe-kills-slow-load)
+    "weights": overrides.undo_weights,  # a replica's corrupted weights (corrupt-weights-rollout)
+    "surge": overrides.undo_surge,  # a surge pod of a rolling update
 }

@@ -45,7 +45,10 @@ class HarnessShape(LoadTestShape):
         super().__init__()  # type: ignore[no-untyped-call]  # locust's LoadTestShape is untyped
         self.users = int(env_float("HARNESS_USERS", 10))
         self.rate = env_float("HARNESS_RATE", 0)
-        duration = env_float("HARNESS_DURATION", 60)
+        # Set but empty is how the harness says "until stopped" (LoadSettings.duration_s None, e.g. the load of
+        # an experiment, which must outlast any method); unset (plain `locust -f`) keeps the 60 s default.
+        raw = os.environ.get("HARNESS_DURATION")
+        duration = 0.0 if raw is not None and not raw.strip() else env_float("HARNESS_DURATION", 60)
         self.duration_s: float | None = duration if duration > 0 else None
 
     def users_at(self, t: float) -> float:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "Endpoints", "FaultTarget", "Platform", "PlatformStatus", "ReplicaStatus"]
+__all__ = ["CleanupReport", "Endpoints", "FaultTarget", "Platform", "PlatformStatus", "ReplicaStatus", "SpecTarget"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,33 @@ class FaultTarget(Protocol):
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """What each hog of a memory-pressure record last reported (``free_mb``, ``held_mb``, ``ts``,
         ``state``), by target; None for a hog that reported nothing. How memory pressure proves it held."""
+
+
+@runtime_checkable
+class SpecTarget(FaultTarget, Protocol):
+    """Faults that change the pod spec (rolling update, probe budget, memory limit, corrupt weights), kept
+    apart from ``FaultTarget`` so a platform that lacks them still satisfies that. Locally: ``LocalSpecOps``;
+    on Kubernetes they map to Deployment patches (strategy, probes, resources.limits, a new ConfigMap)."""
+
+    def deployment(self) -> Any:
+        """The Deployment as ``harness.deploycheck.read_manifest`` reads it (a ``DeploymentView``)."""
+
+    def events_since(self, since_ns: int) -> list[Any]:
+        """Lifecycle events (``harness.events.Event``) from ``since_ns`` on."""
+
+    def set_revision(self, names: Sequence[str], run_id: str, env: Mapping[str, str] | None = None,
+                     probes: Mapping[str, Mapping[str, float] | None] | None = None, corrupt: bool = False,
+                     max_s: float = ...) -> dict[str, Any]:
+        """A new pod spec for these replicas, applied at their next start; the record undoes it."""
+
+    def delete_replica(self, name: str, prestop_s: float, endpoint_lag_s: float) -> None:
+        """Delete a pod: endpoint removed after the lag, SIGTERM after preStop, SIGKILL after the grace."""
+
+    def add_surge(self, slot: int, run_id: str, env: Mapping[str, str] | None = None, corrupt: bool = False,
+                  max_s: float = ...) -> dict[str, Any]:
+        """An extra pod of the new revision (maxSurge); the record (``name``, ``ids``) removes it."""
+
+    def limit_memory(self, names: Sequence[str], run_id: str, limit_mb: float, max_s: float = ...) -> dict[str, Any]:
+        """A memory limit for these replicas from their next start."""
+
+    def undo_records(self, record: Mapping[str, Any]) -> None: ...

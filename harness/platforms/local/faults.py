@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,25 +18,39 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.deploycheck import DeploymentView, read_manifest
+from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import FaultError
+from harness.events import Event, read_events
 from harness.faults.cgroups import memory_controller
 from harness.faults.hog import MB
 from harness.faults.nft import recorded_block
-from harness.faults.overrides import CGROUP_FILE, move_to_cgroup, write_env_override
+from harness.faults.overrides import (
+    CGROUP_FILE,
+    corrupt_weights,
+    move_to_cgroup,
+    restore_weights,
+    write_delete_request,
+    write_env_override,
+    write_probe_override,
+)
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.procs import alive, group_members
+from harness.platforms.local.supervisor import surge_name
 from harness.triton.gpus import GpuInfo, read_assignment
 
-__all__ = ["LocalFaultOps"]
+__all__ = ["LocalFaultOps", "LocalSpecOps"]
 
 
 class LocalFaultOps:
-    def __init__(self, state_dir: Path, replicas: Sequence[ReplicaStatus], ports: Mapping[str, int]) -> None:
+    def __init__(self, state_dir: Path, replicas: Sequence[ReplicaStatus], ports: Mapping[str, int],
+                 manifest: Path | None = None) -> None:
         self.state = state_dir
         self.replicas = {r.name: r for r in replicas}
         self.ports = ports
         self.store = UndoStore(state_dir / "faults")
+        self.manifest = manifest
 
     def _replica(self, name: str) -> ReplicaStatus:
         try:
@@ -252,3 +267,94 @@ def _shim_of(workdir: Path) -> list[int]:
         return [ppid]
     except (OSError, ValueError):
         return []
+
+
+# -- a changed pod spec: rolling updates, probe budgets, memory limits, corrupt weights -------------------
+# (the same operations the Kubernetes platform would express as Deployment patches; see
+# harness/faults/rollout.py for what each is for)
+class LocalSpecOps(LocalFaultOps):
+    def deployment(self) -> DeploymentView:
+        """The Deployment as check-deployment reads it (maxSurge/maxUnavailable, preStop, grace)."""
+        return read_manifest(self.manifest or DEFAULT_MANIFEST)
+
+    def events_since(self, since_ns: int) -> list[Event]:
+        return [e for e in read_events(self.state / "events.jsonl") if e.ts_ns >= since_ns]
+
+    def set_revision(self, names: Sequence[str], run_id: str, env: Mapping[str, str] | None = None,
+                     probes: Mapping[str, Mapping[str, float] | None] | None = None, corrupt: bool = False,
+                     max_s: float = 600.0) -> dict[str, Any]:
+        """Write a new pod spec for these replicas (env, probes, corrupt weights); it applies at their next
+        container start. Nothing is restarted here: a rollout or a restart decides when."""
+        ids: list[str] = []
+        for name in names:
+            self._replica(name)
+            ids.extend(self._spec_changes(self._workdir(name), name, run_id, env, probes, corrupt, max_s))
+        return {"ids": ids, "replicas": list(names)}
+
+    def _spec_changes(self, workdir: Path, name: str, run_id: str, env: Mapping[str, str] | None,
+                      probes: Mapping[str, Mapping[str, float] | None] | None, corrupt: bool,
+                      max_s: float) -> list[str]:
+        ids = []
+        if env:
+            rec = self._record("env", run_id, max_s, {"workdir": str(workdir), "env": dict(env)},
+                               f"env {dict(env)} on {name}")
+            write_env_override(workdir, dict(env))
+            ids.append(rec.id)
+        if probes:
+            rec = self._record("probes", run_id, max_s, {"workdir": str(workdir)}, f"probes {dict(probes)} on {name}")
+            write_probe_override(workdir, {k: (None if v is None else dict(v)) for k, v in probes.items()})
+            ids.append(rec.id)
+        if corrupt:
+            rec = self._record("weights", run_id, max_s, {"models": str(workdir / "models")},
+                               f"corrupt weights of {name}")
+            corrupt_weights(workdir / "models")
+            ids.append(rec.id)
+        return ids
+
+    def delete_replica(self, name: str, prestop_s: float, endpoint_lag_s: float) -> None:
+        """Delete the pod the way Kubernetes does: endpoint removal after ``endpoint_lag_s``, SIGTERM after the
+        preStop delay, SIGKILL after the grace period; the replica then starts with its current pod spec."""
+        if not alive(self._replica(name).pid, "tritonserver"):
+            raise FaultError(f"replica {name} has no running container to delete (it is restarting?)")
+        write_delete_request(self._workdir(name), prestop_s, endpoint_lag_s)
+
+    def add_surge(self, slot: int, run_id: str, env: Mapping[str, str] | None = None, corrupt: bool = False,
+                  max_s: float = 600.0) -> dict[str, Any]:
+        """Start an extra pod (maxSurge) with the new revision: its model repository copied from a replica."""
+        name = surge_name(self.deployment().name, slot)
+        workdir = self._workdir(name)
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        first = sorted(self.replicas)[0]
+        shutil.copytree(self._workdir(first) / "models", workdir / "models",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        restore_weights(workdir / "models")  # the replica copied from may already carry this rollout's change
+        ids = self._spec_changes(workdir, name, run_id, env, None, corrupt, max_s)
+        request = self.state / "surge" / f"{slot}.json"
+        rec = self._record("surge", run_id, max_s, {"request": str(request)}, f"surge pod {name}")
+        request.parent.mkdir(parents=True, exist_ok=True)
+        request.write_text(json.dumps({"slot": slot, "name": name}))
+        return {"ids": [*ids, rec.id], "name": name}
+
+    def limit_memory(self, names: Sequence[str], run_id: str, limit_mb: float, max_s: float = 600.0) -> dict[str, Any]:
+        """Give each replica a memory limit (its own memory cgroup), effective from its next container start."""
+        controller = memory_controller()  # FaultError with the reason and the fix (as `harness doctor` says)
+        ids = []
+        for name in names:
+            pid = self._replica(name).pid
+            home = controller.group_of(pid if pid is not None and alive(pid, "tritonserver") else os.getpid())
+            cgroup_name = f"harness_{run_id[-8:]}_{name}_limit_{os.getpid() % 10000}"
+            workdir = self._workdir(name)
+            rec = self._record("cgroup", run_id, max_s, {"cgroup": str(controller.group_path(cgroup_name)),
+                                                         "home": str(home), "workdirs": [str(workdir)]},
+                               f"memory limit {limit_mb:g} MB on {name} ({controller.describe()})")
+            group = controller.create(cgroup_name, int(limit_mb * MB))
+            (workdir / CGROUP_FILE).write_text(str(group.path))
+            ids.append(rec.id)
+        return {"ids": ids, "replicas": list(names), "limit_mb": limit_mb}
+
+    def undo_records(self, record: Mapping[str, Any]) -> None:
+        """Undo every record of a ``set_revision``/``add_surge``/``limit_memory`` result, newest first."""
+        for rid in reversed(list(record.get("ids", []))):
+            self._undo_id(str(rid))

@@ -22,7 +22,7 @@ from harness.deployment import DeploymentSpec, load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
 from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.local.faults import LocalFaultOps
+from harness.platforms.local.faults import LocalSpecOps
 from harness.platforms.local.gpu_pinning import gpu_plan
 from harness.platforms.local.procs import (
     alive,
@@ -256,11 +256,11 @@ class LocalPlatform:
                 "reload_model": f"the model reload action reloads the reference model 'mlp'; {why}"}
 
     # -- faults --------------------------------------------------------------------------------------
-    def fault_ops(self) -> LocalFaultOps:
+    def fault_ops(self) -> LocalSpecOps:
         """Fault operations bound to the replicas as they are now."""
         spec = load_deployment(self.settings.manifest)
         ports = {name: spec.port(name) for name in ("http", "grpc", "metrics")}
-        return LocalFaultOps(self.state, self.status().replicas, ports)
+        return LocalSpecOps(self.state, self.status().replicas, ports, self.settings.manifest)
 
     def fault_store(self) -> UndoStore:
         return UndoStore(self.state / "faults")

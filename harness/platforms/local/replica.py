@@ -20,12 +20,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.deployment import DeploymentSpec, Probe
 from harness.events import EventKind, EventLog
-from harness.faults.overrides import read_cgroup, read_env_override
+from harness.faults.overrides import read_cgroup, read_env_override, read_probe_override, take_delete_request
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.probes import http_probe
 from harness.platforms.local.procs import alive, parent_death_signal
@@ -93,6 +93,29 @@ class _ProbeTracker:
             self.last_reason = reason
 
 
+@dataclass
+class _Deletion:
+    """A pod deletion in progress: the endpoint is removed after ``lag_s`` (the endpoints controller and
+    kube-proxy catching up) while the kubelet runs the preStop hook for ``prestop_s`` and then sends SIGTERM.
+    With a preStop shorter than the lag, Triton stops while the front still routes to it."""
+
+    since: float
+    lag_s: float
+    prestop_s: float
+    unrouted: bool = False
+
+    def step(self, replica: ReplicaController, now: float) -> bool:
+        """Advance; True while the replica only waits (probes are not run for a pod being deleted)."""
+        if not self.unrouted and now - self.since >= self.lag_s:
+            self.unrouted = True
+            replica._set(ready=False, reason="terminating: endpoint removed")
+            replica.events.emit(EventKind.NOT_READY, replica.replica, "pod deleted: endpoint removed")
+        if now - self.since >= self.prestop_s:
+            replica._terminate("pod deleted (rolling update)", unroute=self.unrouted)
+            return False
+        return True
+
+
 class ReplicaController(threading.Thread):
     def __init__(
         self,
@@ -135,6 +158,7 @@ class ReplicaController(threading.Thread):
         self._backoff_until = 0.0
         self._terminating_since = 0.0
         self._override: dict[str, str] = {}
+        self._probe_override: dict[str, dict[str, float] | None] = {}
 
     # -- views ---------------------------------------------------------------------------------------
     def snapshot(self) -> ReplicaStatus:
@@ -200,6 +224,7 @@ class ReplicaController(threading.Thread):
         pid_file.unlink(missing_ok=True)
         # Fault overrides (harness.faults.overrides) apply at each container start, like a changed pod spec.
         self._override = read_env_override(self.workdir)
+        self._probe_override = read_probe_override(self.workdir)
         env = self.triton.environment({**self.spec.env, **self.env, **self._override})
         cgroup = read_cgroup(self.workdir)
         grace = self.spec.termination_grace_s * self.time_scale
@@ -224,11 +249,12 @@ class ReplicaController(threading.Thread):
         with self._lock:
             self._started_at = time.time()
 
-    def _terminate(self, why: str) -> None:
-        """Kill the container the way the kubelet does: SIGTERM, then SIGKILL after the grace period."""
+    def _terminate(self, why: str, unroute: bool = True) -> None:
+        """Kill the container the way the kubelet does: SIGTERM, then SIGKILL after the grace period.
+        ``unroute`` False: a deleted pod whose endpoint is still being removed keeps its traffic for now."""
         if self._shim is not None and self._shim.poll() is None and not self._terminating_since:
             self._terminating_since = time.monotonic()
-            self._set(ready=False, state="terminating", reason=why)
+            self._set(ready=False if unroute else None, state="terminating", reason=why)
             self._shim.send_signal(signal.SIGTERM)
 
     def _probe(self, probe: Probe) -> tuple[bool, str]:
@@ -260,7 +286,8 @@ class ReplicaController(threading.Thread):
         """Run probes until the container exits; return its exit status."""
         assert self._shim is not None
         started = time.monotonic()
-        spec = self.spec
+        spec = self._pod_spec()
+        deletion: _Deletion | None = None
         startup = _ProbeTracker(spec.startup) if spec.startup else None
         readiness = _ProbeTracker(spec.readiness) if spec.readiness else None
         liveness = _ProbeTracker(spec.liveness) if spec.liveness else None
@@ -286,6 +313,10 @@ class ReplicaController(threading.Thread):
             if self._stopping.is_set():
                 self._terminate("stopping")
             now = time.monotonic()
+            deletion = deletion or self._deletion_requested(now)
+            if deletion is not None and deletion.step(self, now):
+                time.sleep(0.02)
+                continue
             if self._terminating_since:
                 time.sleep(0.02)
                 continue
@@ -305,7 +336,7 @@ class ReplicaController(threading.Thread):
                     continue
                 else:
                     self._set(reason=f"starting: {reason}")
-            if started_up and readiness and readiness.due(now):
+            if started_up and readiness and readiness.due(now) and not (deletion and deletion.unrouted):
                 ok, reason = self._probe(readiness.probe)
                 readiness.record(ok, reason, time.monotonic())
                 if ok and readiness.successes >= readiness.probe.success_threshold and not self._ready:
@@ -361,7 +392,7 @@ class ReplicaController(threading.Thread):
             )
             if was_stopping:
                 break
-            if read_env_override(self.workdir) != self._override:
+            if self._spec_changed():
                 # The pod spec changed (a rolling restart on Kubernetes): a new pod, no back-off history.
                 self.backoff = CrashLoopBackOff(self.time_scale)
                 delay = 0.0
@@ -371,12 +402,60 @@ class ReplicaController(threading.Thread):
                 until = time.time() + delay
                 msg = f"CrashLoopBackOff: back-off {delay:g}s restarting failed container (last: {why})"
                 self._set(state="backoff", reason=msg)
-                self.events.emit(EventKind.BACKOFF, self.replica, msg, until_ns=int(until * 1e9))
-                if self._stopping.wait(delay):
+                self.events.emit(EventKind.BACKOFF, self.replica, msg, until_ns=int(until * 1e9), backoff_s=delay)
+                if self._wait_backoff(delay):
                     break
             with self._lock:
                 self._restarts += 1
         self._set(ready=False, state="stopped", reason="stopped")
+
+    # -- what a changed pod spec and a pod deletion do (rolling updates, probe and memory faults) -------
+    def _pod_spec(self) -> DeploymentSpec:
+        """The Deployment's spec with this container's probe override (manifest units, then time-scaled)."""
+        if not self._probe_override:
+            return self.spec
+        probes: dict[str, Probe | None] = {}
+        for kind, fields in self._probe_override.items():
+            base = {"startup": self.spec.startup, "readiness": self.spec.readiness, "liveness": self.spec.liveness}
+            current = base.get(kind)
+            if fields is None or current is None:
+                probes[kind] = None if fields is None else current
+                continue
+            scale = self.time_scale
+            probes[kind] = replace(
+                current,
+                initial_delay_s=fields["initial_delay_s"] * scale if "initial_delay_s" in fields
+                else current.initial_delay_s,
+                period_s=fields["period_s"] * scale if "period_s" in fields else current.period_s,
+                failure_threshold=int(fields.get("failure_threshold", current.failure_threshold)),
+            )
+        return self.spec.with_overrides(probes=probes)
+
+    def _spec_changed(self) -> bool:
+        """The pod spec changed since the container started (an env or probe override written or removed)."""
+        return (read_env_override(self.workdir) != self._override
+                or read_probe_override(self.workdir) != self._probe_override)
+
+    def _wait_backoff(self, delay: float) -> bool:
+        """Sleep out the back-off; True when stopping. A changed pod spec ends it at once: on Kubernetes a
+        fixed Deployment makes a new pod instead of waiting for the crash-looping one."""
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if self._stopping.wait(min(0.1, max(deadline - time.monotonic(), 0.0))):
+                return True
+            if self._spec_changed():
+                self.events.emit(EventKind.RESTARTED, self.replica, "pod spec changed: back-off cut short")
+                return False
+        return False
+
+    def _deletion_requested(self, now: float) -> _Deletion | None:
+        request = take_delete_request(self.workdir)
+        if request is None:
+            return None
+        self.events.emit(EventKind.KILLED, self.replica, "pod deleted (rolling update): "
+                         f"endpoint removed after {request['endpoint_lag_s']:g}s, SIGTERM after preStop "
+                         f"{request['prestop_s']:g}s", **request)
+        return _Deletion(now, float(request["endpoint_lag_s"]), float(request["prestop_s"]))
 
     def server_alive(self) -> bool:
         return alive(self._server_pid, "tritonserver")

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             if stopping["deadline"] and time.monotonic() > stopping["deadline"]:
                 kill_group(server.pid, signal.SIGKILL)
+            elif args.cgroup is not None and _oom_kills(args.cgroup) > ooms_before:
+                # The kernel killed one process of the container (the stub loading the model, say): the whole
+                # container goes, as with memory.oom.group (Kubernetes 1.28+ on cgroup v2), reason OOMKilled.
+                kill_group(server.pid, signal.SIGKILL)
     if code == -signal.SIGKILL and _oom_kills(args.cgroup) > ooms_before:
         reason_file.write_text("OOMKilled")  # what kubectl shows for a container killed at its memory limit
     kill_group(server.pid, signal.SIGKILL)  # orphaned stubs die with the server

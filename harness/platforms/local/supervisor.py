@@ -9,6 +9,7 @@ Run: python -m harness.platforms.local.supervisor STATE_DIR
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -33,9 +34,15 @@ from harness.triton.modelrepo import ModelSettings, materialise
 from harness.triton.runtime import find_triton
 from harness.triton.userrepo import check_repository, copy_repository, load_model_args
 
-__all__ = ["Supervisor", "endpoints_for"]
+__all__ = ["SURGE_SLOTS", "Supervisor", "endpoints_for", "surge_name"]
+
+# Extra pods a rolling update may run beside the Deployment's replicas (maxSurge); HAProxy knows their
+# slots from the start (in maintenance), as a Service selects any pod with the right labels.
+SURGE_SLOTS = 2
 
 
+def surge_name(deployment: str, slot: int) -> str:
+    return f"{deployment}-surge-{slot}"
 
 
 def endpoints_for(settings: LocalSettings) -> Endpoints:
@@ -67,6 +74,9 @@ class Supervisor:
         self.gpus = gpu_plan(settings, self.spec)  # replica -> pinned GPUs; all [] for CPU instances
         self.gpu = any(self.gpus.values())
         self.replicas: list[ReplicaController] = []
+        self.surge: dict[str, ReplicaController] = {}  # rolling-update surge pods, by name
+        self._leaving: list[ReplicaController] = []  # surge pods shutting down (status shows them until gone)
+        self._new_replica: dict[str, object] = {}
         self.haproxy = HAProxy(self.state / "haproxy.cfg", self.state / "haproxy.sock", self.state / "haproxy.log")
         self.prometheus: PrometheusServer | None = None
 
@@ -104,6 +114,10 @@ class Supervisor:
                     self.events, self._on_ready_change, s.time_scale, {**s.env, **pinning_env(self.gpus[name])},
                 )
             )
+        for slot in range(SURGE_SLOTS):
+            targets.append(ServerTarget(surge_name(self.spec.name, slot), s.replica_address(self.spec.replicas + slot),
+                                        ports.http, ports.grpc))
+        self._new_replica = {"ports": ports, "backends": backends, "model": model}
         self.haproxy.config_path.write_text(
             render_haproxy_config(targets, s.front_address, s.http_port, s.grpc_port, s.stats_port,
                                   self.haproxy.socket_path, s.retries)
@@ -134,12 +148,50 @@ class Supervisor:
         self.events.emit(EventKind.PLATFORM_UP, reason=f"{len(self.replicas)} replicas",
                          time_scale=s.time_scale, retries=s.retries, gpu=self.gpu)
 
+    # -- surge pods of a rolling update ----------------------------------------------------------------
+    def _all_replicas(self) -> list[ReplicaController]:
+        return [*self.replicas, *self.surge.values(), *self._leaving]
+
+    def _reconcile_surge(self) -> None:
+        """Start a surge pod for each request file in ``surge/`` (written by the rolling-update fault, with the
+        new revision's env and model repository already in its work directory); stop those withdrawn."""
+        wanted: dict[str, int] = {}
+        for request in sorted((self.state / "surge").glob("*.json")):
+            with contextlib.suppress(ValueError):
+                slot = int(request.stem)
+                if 0 <= slot < SURGE_SLOTS:
+                    wanted[surge_name(self.spec.name, slot)] = slot
+        for name, slot in wanted.items():
+            if name not in self.surge:
+                self.surge[name] = self._start_surge(name, slot)
+        for name in sorted(set(self.surge) - set(wanted)):
+            leaving = self.surge.pop(name)
+            leaving.stop()
+            self._leaving.append(leaving)
+        self._leaving = [r for r in self._leaving if r.is_alive()]
+
+    def _start_surge(self, name: str, slot: int) -> ReplicaController:
+        s = self.settings
+        ports = self._new_replica["ports"]
+        backends = self._new_replica["backends"]
+        model = self._new_replica["model"]
+        assert isinstance(ports, ReplicaPorts) and isinstance(backends, Path) and isinstance(model, ModelSettings)
+        workdir = self.state / "replicas" / name
+        repository = workdir / "models"
+        if not repository.exists():
+            materialise(repository, model)
+        controller = ReplicaController(name, s.replica_address(self.spec.replicas + slot), ports, self.spec, workdir,
+                                       repository, backends, self.triton, self.events, self._on_ready_change,
+                                       s.time_scale, s.env)
+        controller.start()
+        return controller
+
     def status(self) -> dict[str, Any]:
         status = PlatformStatus(
             platform="local",
             up=not self.stopping.is_set(),
             endpoints=endpoints_for(self.settings),
-            replicas=tuple(r.snapshot() for r in self.replicas),
+            replicas=tuple(r.snapshot() for r in self._all_replicas()),
             details={},
         ).to_json()
         status["endpoints"]["metrics"] = [r.snapshot().metrics for r in self.replicas]
@@ -154,7 +206,7 @@ class Supervisor:
             pids={
                 "haproxy": self.haproxy.process.pid if self.haproxy.process else None,
                 "prometheus": self.prometheus.process.pid if self.prometheus and self.prometheus.process else None,
-                "replicas": {r.replica: r.pids() for r in self.replicas},
+                "replicas": {r.replica: r.pids() for r in self._all_replicas()},
             },
         )
         return status
@@ -169,6 +221,7 @@ class Supervisor:
         try:
             self.start()
             while not self.stopping.wait(0.2):
+                self._reconcile_surge()
                 write_json_atomic(status_path, self.status())
                 if self.haproxy.process and self.haproxy.process.poll() is not None:
                     self.events.emit(EventKind.FAULT, reason="HAProxy exited; restarting it")
@@ -185,9 +238,10 @@ class Supervisor:
 
     def shutdown(self) -> None:
         self.stopping.set()
-        for r in self.replicas:
+        everyone = self._all_replicas()
+        for r in everyone:
             r.stop()
-        for r in self.replicas:
+        for r in everyone:
             if r.ident is not None:
                 r.join(timeout=self.spec.termination_grace_s * self.settings.time_scale + 10)
         self.haproxy.stop()

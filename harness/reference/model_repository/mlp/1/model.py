@@ -8,8 +8,9 @@ Parameters (config.pbtxt, overridable through the model-control API):
   load_delay_s   seconds to sleep in initialize(): the "slow model load" fault.
   arena_mb       memory reserved at load, like a framework's memory arena: on the GPU when this instance
                  runs there (so a load under GPU memory pressure fails with CUDA OOM), else host memory.
-The environment variable HARNESS_MODEL_LOAD_DELAY_S, when set, overrides load_delay_s: that is how a
-restart "with a changed parameter" works on both platforms (a Deployment env patch on Kubernetes).
+The environment variables HARNESS_MODEL_LOAD_DELAY_S and HARNESS_MODEL_ARENA_MB, when set, override
+load_delay_s and arena_mb: that is how a restart "with a changed parameter" works on both platforms (a
+Deployment env patch on Kubernetes); the OOM-at-load fault sets the arena this way.
 
 A KIND_GPU instance computes on its GPU with torch, or does not load: when torch is missing, has no
 CUDA, or cannot see the instance's device, initialize() raises with the reason (Triton then reports the
@@ -88,7 +89,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         delay = float(os.environ.get("HARNESS_MODEL_LOAD_DELAY_S") or params.get("load_delay_s") or 0)
-        arena_mb = int(float(params.get("arena_mb") or 0))
+        arena_mb = int(float(os.environ.get("HARNESS_MODEL_ARENA_MB") or params.get("arena_mb") or 0))
         weights = _verify_and_load(Path(__file__).parent / "weights")
 
         self.device = "cpu"

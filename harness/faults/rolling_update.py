@@ -1,0 +1,67 @@
+"""Rolling update: replace every replica under load, as ``kubectl rollout restart`` does.
+
+The Deployment's maxSurge / maxUnavailable, preStop delay and grace period decide how (``harness.faults.
+rollout``); ``prestop_s`` and ``endpoint_lag_s`` let one experiment compare a rollout with and without a
+preStop delay. The errors users see come from the gap between a pod's SIGTERM and its endpoint's removal:
+with a preStop delay longer than that lag, Triton is only told to stop once nothing routes to it.
+
+Landed when every target was deleted and came back ready on the new revision (restarts +1) and the rollout
+did not stall. The landing carries each pod's phases and, under load, the requests and errors per phase
+(endpoint lag, shutdown, startup, surge startup, other). Undo drops the revision's env change (it has no
+effect on serving); the surge pods are already gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.faults.family import FamilySpec, FaultScope, Landing
+from harness.faults.podspec import spec_ops
+from harness.faults.rollout import Rollout, RolloutArgs, errors_by_phase, phases_from_events, roll_out
+
+__all__ = ["FAMILY", "NAME", "Args", "describe_phases", "inject", "undo", "verify"]
+
+NAME = "rolling-update"
+
+
+class Args(RolloutArgs):
+    pass
+
+
+FAMILY = FamilySpec(name=NAME, action="rolling_update", args=Args,
+                    summary="replace every replica (maxSurge/maxUnavailable, preStop, grace); landed when each came "
+                            "back ready on the new revision; errors per rollout phase")
+
+
+def inject(scope: FaultScope, targets: list[str], args: Args) -> Rollout:
+    return roll_out(scope, targets, args, corrupt=False)
+
+
+def describe_phases(errors: Mapping[str, Mapping[str, int]] | None) -> str:
+    if errors is None:
+        return "no load timeline (run it with harness run for errors per phase)"
+    return ", ".join(f"{phase} {v['errors']}/{v['requests']}" for phase, v in errors.items()) + " errors/requests"
+
+
+def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args, timeline_dir: Path | None) -> Landing:
+    ops = spec_ops(scope)
+    phases = phases_from_events(ops.events_since(rollout.started_ns), [*targets, *rollout.surge])
+    errors = errors_by_phase(timeline_dir, phases, (rollout.started_ns, rollout.ended_ns)) if timeline_dir else None
+    measured = {**rollout.to_json(), "phases": phases, "errors_by_phase": errors}
+    check = "every replica deleted and ready again on the new revision, without a stall"
+    not_replaced = sorted(set(targets) - set(rollout.replaced))
+    if rollout.stalled or not_replaced:
+        return Landing(NAME, tuple(targets), check, False, rollout.stalled or f"{not_replaced} were not replaced",
+                       measured)
+    plan = rollout.plan
+    detail = (f"replaced {len(targets)} replica(s) in {rollout.to_json()['duration_s']:g}s (maxSurge "
+              f"{plan['max_surge']}, maxUnavailable {plan['max_unavailable']}, preStop {plan['prestop_s']:g}s, "
+              f"endpoint lag {plan['endpoint_lag_s']:g}s); ready replicas never below {rollout.min_ready}; "
+              f"{describe_phases(errors)}")
+    return Landing(NAME, tuple(targets), check, True, detail, measured)
+
+
+def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
+    spec_ops(scope).undo_records(record)

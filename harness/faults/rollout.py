@@ -1,0 +1,209 @@
+"""A Deployment rollout played on the platform: what the rolling-update and corrupt-weights faults share.
+
+Kubernetes replaces the pods of a Deployment keeping at most ``replicas + maxSurge`` pods and at least
+``replicas - maxUnavailable`` available. Here: the new revision (an env change, optionally corrupt weights)
+is written for every target; up to ``maxSurge`` surge pods of it start first; then the targets are deleted
+in batches as large as the availability budget allows (``maxUnavailable`` plus the ready surge pods), each
+deletion as Kubernetes does it (endpoint removed after ``endpoint_lag_s``, SIGTERM after the preStop delay,
+SIGKILL after the grace period), and each batch must become ready again within ``progress_deadline_s``
+(progressDeadlineSeconds) or the rollout stalls where it is, as a Deployment does. Surge pods are removed
+once every target runs the new revision.
+
+The rollout records its phases per pod from the lifecycle events (endpoint lag, shutdown, startup), so the
+errors users saw can be attributed to a phase from the request timeline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from harness.errors import ConfigError
+from harness.events import Event, EventKind
+from harness.faults.family import FaultScope, Mode, Targeting, replica_identity
+from harness.faults.podspec import spec_ops
+from harness.timeline import timeline_files
+
+__all__ = ["REVISION_ENV", "SURGE_SLOTS", "Rollout", "RolloutArgs", "errors_by_phase", "phases_from_events",
+           "roll_out"]
+
+REVISION_ENV = "HARNESS_REVISION"  # the new revision's pod-spec change (harmless to the model)
+SURGE_SLOTS = 2  # the local platform's surge pods (harness.platforms.local.supervisor.SURGE_SLOTS)
+
+
+class RolloutArgs(Targeting):
+    max_surge: int | None = Field(default=None, ge=0, le=SURGE_SLOTS)  # None: the Deployment's
+    max_unavailable: int | None = Field(default=None, ge=0)  # None: the Deployment's
+    prestop_s: float | None = Field(default=None, ge=0, le=300)  # None: the Deployment's preStop delay
+    endpoint_lag_s: float = Field(default=1.0, ge=0, le=60)  # deletion -> endpoint removed (kube-proxy sync)
+    progress_deadline_s: float = Field(default=60.0, gt=0, le=3600)
+
+    default_mode: ClassVar[Mode] = "all"  # a rollout replaces every replica
+
+
+@dataclass
+class Rollout:
+    """What a rollout did: the undo record, its plan, whether it stalled, and the service's ready count."""
+
+    record: dict[str, Any]
+    plan: dict[str, Any]
+    targets: list[str]
+    surge: list[str]
+    started_ns: int
+    ended_ns: int = 0
+    replaced: list[str] = field(default_factory=list)  # targets deleted (running the new revision's spec)
+    stalled: str = ""  # why it stalled, "" when it completed
+    min_ready: int = 0
+    ready_at_end: int = 0
+    replicas: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": self.plan, "surge": self.surge, "replaced": self.replaced, "stalled": self.stalled,
+                "min_ready": self.min_ready, "ready_at_end": self.ready_at_end, "replicas": self.replicas,
+                "duration_s": round((self.ended_ns - self.started_ns) / 1e9, 3)}
+
+
+class _ReadyWatch(threading.Thread):
+    """Samples the service's ready replicas every 0.1 s while the rollout runs (its capacity)."""
+
+    def __init__(self, scope: FaultScope) -> None:
+        super().__init__(daemon=True)
+        self.scope = scope
+        self.min_ready: int | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            ready = sum(1 for r in self.scope.replicas().values() if r.ready)
+            self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)
+
+
+def _wait(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def roll_out(scope: FaultScope, targets: Sequence[str], args: RolloutArgs, corrupt: bool) -> Rollout:
+    ops = spec_ops(scope)
+    deployment = ops.deployment()
+    surge = deployment.max_surge if args.max_surge is None else args.max_surge
+    unavailable = deployment.max_unavailable if args.max_unavailable is None else args.max_unavailable
+    prestop = deployment.prestop_s if args.prestop_s is None else args.prestop_s
+    if surge == 0 and unavailable == 0:
+        raise ConfigError("maxSurge and maxUnavailable are both 0: no rollout can make progress (Kubernetes "
+                          "rejects it); set max_surge or max_unavailable")
+    capped = min(surge, SURGE_SLOTS)
+    plan = {"max_surge": surge, "max_unavailable": unavailable, "prestop_s": prestop,
+            "endpoint_lag_s": args.endpoint_lag_s, "grace_s": deployment.termination_grace_s,
+            "progress_deadline_s": args.progress_deadline_s, "corrupt_weights": corrupt}
+    if capped < surge:
+        plan["surge_capped_to"] = capped
+    replicas = scope.replicas()
+    before = {n: (replica_identity(r), r.restarts) for n, r in replicas.items() if n in targets}
+    rollout = Rollout({"ids": []}, plan, list(targets), [], time.time_ns(), replicas=len(replicas))
+    revision = {REVISION_ENV: scope.run_id}
+    rollout.record["ids"].extend(ops.set_revision(targets, scope.run_id, env=revision, corrupt=corrupt)["ids"])
+    watch = _ReadyWatch(scope)
+    watch.start()
+    surge_ids: list[str] = []
+    try:
+        for slot in range(capped):
+            added = ops.add_surge(slot, scope.run_id, env=revision, corrupt=corrupt)
+            surge_ids.extend(added["ids"])
+            rollout.surge.append(str(added["name"]))
+        rollout.record["ids"].extend(surge_ids)
+        surge_ready = 0
+        if rollout.surge:
+            _wait(lambda: all(scope.replicas().get(n) is not None and scope.replicas()[n].ready
+                              for n in rollout.surge), args.progress_deadline_s)
+            surge_ready = sum(1 for n in rollout.surge if (r := scope.replicas().get(n)) is not None and r.ready)
+        budget = unavailable + surge_ready
+        if budget == 0:
+            rollout.stalled = (f"the {len(rollout.surge)} surge pod(s) of the new revision were not ready within "
+                               f"{args.progress_deadline_s:g}s and maxUnavailable is 0: no old pod may go")
+        pending = list(targets)
+        while pending and not rollout.stalled:
+            batch, pending = pending[:budget], pending[budget:]
+            for name in batch:
+                ops.delete_replica(name, prestop, args.endpoint_lag_s)
+                rollout.replaced.append(name)
+
+            def replaced_and_ready(batch: list[str] = batch) -> bool:
+                now = scope.replicas()
+                return all((r := now.get(n)) is not None and r.ready and r.restarts > before[n][1] for n in batch)
+
+            if not _wait(replaced_and_ready, args.progress_deadline_s + prestop + deployment.termination_grace_s):
+                rollout.stalled = (f"{', '.join(batch)} of the new revision not ready within "
+                                   f"{args.progress_deadline_s:g}s (progressDeadlineSeconds)")
+        if not rollout.stalled and surge_ids:
+            ops.undo_records({"ids": surge_ids})  # every target runs the new revision: the extra pods go
+            rollout.record["ids"] = [i for i in rollout.record["ids"] if i not in surge_ids]
+            _wait(lambda: not any(n in scope.replicas() for n in rollout.surge), 30)
+    finally:
+        watch.stop.set()
+        watch.join(2)
+    rollout.ended_ns = time.time_ns()
+    rollout.min_ready = watch.min_ready if watch.min_ready is not None else 0
+    rollout.ready_at_end = sum(1 for r in scope.replicas().values() if r.ready)
+    return rollout
+
+
+def phases_from_events(events: Sequence[Event], pods: Sequence[str]) -> list[dict[str, Any]]:
+    """Per pod: ``endpoint-lag`` (deleted, still routed), ``shutdown`` (endpoint removed until the container
+    exited), ``startup`` (exited until ready again); a surge pod has ``surge-startup``."""
+    phases: list[dict[str, Any]] = []
+    for pod in pods:
+        mine = [e for e in events if e.replica == pod]
+        deleted = next((e.ts_ns for e in mine if e.kind == EventKind.KILLED), None)
+        if deleted is None:
+            started = next((e.ts_ns for e in mine if e.kind == EventKind.STARTED), None)
+            ready = next((e.ts_ns for e in mine if e.kind == EventKind.READY and started and e.ts_ns > started), None)
+            if started is not None:
+                phases.append({"pod": pod, "phase": "surge-startup", "start_ns": started, "end_ns": ready})
+            continue
+        unrouted = next((e.ts_ns for e in mine if e.kind == EventKind.NOT_READY and e.ts_ns >= deleted), None)
+        exited = next((e.ts_ns for e in mine if e.kind == EventKind.EXITED and e.ts_ns >= deleted), None)
+        ready = next((e.ts_ns for e in mine if e.kind == EventKind.READY and exited and e.ts_ns > exited), None)
+        routed_until = min(x for x in (unrouted, exited) if x is not None) if (unrouted or exited) else None
+        phases.append({"pod": pod, "phase": "endpoint-lag", "start_ns": deleted, "end_ns": routed_until})
+        if routed_until is not None and exited is not None and exited > routed_until:
+            phases.append({"pod": pod, "phase": "shutdown", "start_ns": routed_until, "end_ns": exited})
+        if exited is not None:
+            phases.append({"pod": pod, "phase": "startup", "start_ns": exited, "end_ns": ready})
+    return phases
+
+
+def errors_by_phase(timeline_dir: Path, phases: Sequence[Mapping[str, Any]], window: tuple[int, int],
+                    flush_wait_s: float = 1.5) -> dict[str, dict[str, int]] | None:
+    """Requests and failures by rollout phase (by request start; a request in two pods' phases counts in the
+    first), ``other`` for the rest of the rollout window. None when there is no request timeline (no load)."""
+    if not timeline_dir.exists():
+        return None
+    time.sleep(flush_wait_s)  # the load writes its timeline about once a second
+    if not timeline_files(timeline_dir):
+        return None
+    from harness.timeline import read_timeline
+
+    frame = read_timeline(timeline_dir)
+    start, end = window
+    frame = frame[(frame["start_ns"] >= start) & (frame["start_ns"] <= end)]
+    out: dict[str, dict[str, int]] = {}
+    names = ["endpoint-lag", "shutdown", "startup", "surge-startup", "other"]
+    for name in names:
+        out[name] = {"requests": 0, "errors": 0}
+    for start_ns, outcome in zip(frame["start_ns"].tolist(), frame["outcome"].tolist(), strict=True):
+        phase = next((p["phase"] for p in phases
+                      if p["start_ns"] <= start_ns <= (p["end_ns"] or end)), "other")
+        out[phase]["requests"] += 1
+        out[phase]["errors"] += int(outcome != "ok")
+    return {k: v for k, v in out.items() if v["requests"] or k == "other"}
