@@ -48,7 +48,7 @@ demo: setup
 test: setup sandbox-cache
 	@$(BIN)/ruff check harness tests loadprofiles
 	@$(BIN)/mypy
-	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 # The real-cluster tests (tests/k8s) run a Kubernetes built from Debian's source: as root, install its
 # Debian packages and build the binaries into the cache once (about 11 minutes on 2 cores, niced).

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ import yaml
 from harness.cli import main
 from harness.deployment import DEFAULT_MANIFEST
 from harness.triton.modelrepo import REFERENCE_REPOSITORY
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Docs = list[dict[str, Any]]
 
@@ -130,12 +135,15 @@ def test_measure_starts_one_replica_and_judges_with_what_it_measured(tmp_path: P
     assert budget["numbers"]["load_time_s"] > 0 and code == 1
 
 
-def test_an_empty_duration_from_the_harness_means_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_duration_from_the_harness_means_until_stopped() -> None:
     """The load of an experiment (LoadSettings.duration_s None -> HARNESS_DURATION="") must outlast a method
-    longer than the profile's 60 s default, or a rollout's after-check finds no load (it did)."""
-    from loadprofiles.steady import Steady
+    longer than the profile's 60 s default, or a rollout's after-check finds no load (it did).
 
-    monkeypatch.setenv("HARNESS_DURATION", "")
-    assert Steady().duration_s is None
-    monkeypatch.delenv("HARNESS_DURATION")
-    assert Steady().duration_s == 60
+    In a child process: importing a profile imports Locust, whose gevent patching would break this one."""
+    code = "from loadprofiles.steady import Steady; print(Steady().duration_s)"
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_DURATION"}
+    for value, expected in (("", "None"), (None, "60")):
+        run_env = env if value is None else {**env, "HARNESS_DURATION": value}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=run_env,
+                             timeout=60)
+        assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == expected, out.stdout + out.stderr
