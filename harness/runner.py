@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from harness.chaos import interrupts
@@ -276,10 +274,6 @@ def describe_plan(plans: Sequence[ExperimentPlan], replicas: Sequence[str], repe
                      f"{plan.configuration.get('harness_profile')}")
     lines.append("dry run: nothing was injected")
     return "\n".join(lines)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _wait_ready(platform: Platform, timeout_s: float) -> None:
