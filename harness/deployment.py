@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MANIFEST",
     "DeploymentSpec",
     "Probe",
+    "first_deployment",
     "load_deployment",
     "load_manifest_documents",
 ]
@@ -153,15 +154,20 @@ def _probe(kind: str, raw: Any, ports: Mapping[str, int], where: str) -> Probe |
     )
 
 
-def load_deployment(path: Path = DEFAULT_MANIFEST) -> DeploymentSpec:
-    """Parse the first Deployment in ``path`` and its first container."""
-    docs = load_manifest_documents(path)
+def first_deployment(docs: list[dict[str, Any]], path: Path, why: str) -> tuple[dict[str, Any], str, str]:
+    """The first Deployment of a manifest, its name, and how to name it in messages; a ConfigError (ending in
+    ``why``) when there is none."""
     deployments = [d for d in docs if d.get("kind") == "Deployment"]
     if not deployments:
-        raise ConfigError(f"{path}: no Deployment object; the reference service needs one")
+        raise ConfigError(f"{path}: no Deployment object; {why}")
     dep = deployments[0]
     name = str((dep.get("metadata") or {}).get("name", ""))
-    where = f"{path}: Deployment {name!r}"
+    return dep, name, f"{path}: Deployment {name!r}"
+
+
+def load_deployment(path: Path = DEFAULT_MANIFEST) -> DeploymentSpec:
+    """Parse the first Deployment in ``path`` and its first container."""
+    dep, name, where = first_deployment(load_manifest_documents(path), path, "the reference service needs one")
     try:
         spec = dep["spec"]
         pod = spec["template"]["spec"]

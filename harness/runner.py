@@ -33,6 +33,7 @@ __all__ = [
     "load_plans",
     "parse_vars",
     "run_experiments",
+    "wait_all_ready",
 ]
 
 _CONTROL_MODULE = "harness.chaos.control"
@@ -276,13 +277,14 @@ def describe_plan(plans: Sequence[ExperimentPlan], replicas: Sequence[str], repe
     return "\n".join(lines)
 
 
-def _wait_ready(platform: Platform, timeout_s: float) -> None:
+def wait_all_ready(platform: Platform, timeout_s: float, interval_s: float = 0.5) -> None:
+    """Until every replica is ready (before each repetition, and between a benchmark's faults)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = platform.status()
         if status.replicas and status.ready_replicas == len(status.replicas):
             return
-        time.sleep(0.5)
+        time.sleep(interval_s)
     raise PlatformError(f"replicas were not all ready within {timeout_s:g}s before the next repetition")
 
 
@@ -320,7 +322,7 @@ class RunSession:
         """Run one repetition; raises KeyboardInterrupt when it was interrupted (SIGINT/SIGTERM)."""
         from chaoslib.experiment import run_experiment
 
-        _wait_ready(self.platform, self.options.ready_timeout_s)
+        wait_all_ready(self.platform, self.options.ready_timeout_s)
         name = name or plan.name
         rep_dir = self.run_dir / "experiments" / name / str(rep)
         rep_dir.mkdir(parents=True, exist_ok=True)

@@ -154,13 +154,9 @@ class Injected:
 
 
 def _wait_ready(platform: LocalPlatform, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        st = platform.status()
-        if st.replicas and st.ready_replicas == len(st.replicas):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"replicas not ready again within {timeout_s:g} s: {platform.status().to_json()}")
+    from harness.runner import wait_all_ready
+
+    wait_all_ready(platform, timeout_s, 0.1)
 
 
 def _wait_restarted(platform: LocalPlatform, name: str, restarts: int, timeout_s: float = 60.0) -> None:

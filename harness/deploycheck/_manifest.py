@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.deployment import load_manifest_documents
+from harness.deployment import first_deployment, load_manifest_documents
 from harness.errors import ConfigError
 from harness.faults.family import describe_validation_error
 
@@ -159,12 +159,7 @@ def _selects(pdb: dict[str, Any], labels: dict[str, Any]) -> bool:
 def read_manifest(path: Path) -> DeploymentView:
     """Parse the first Deployment of ``path`` (its first container) and the PodDisruptionBudget selecting it."""
     docs = load_manifest_documents(path)
-    deployments = [d for d in docs if d.get("kind") == "Deployment"]
-    if not deployments:
-        raise ConfigError(f"{path}: no Deployment object; check-deployment judges a Deployment")
-    dep = deployments[0]
-    name = str((dep.get("metadata") or {}).get("name", ""))
-    where = f"{path}: Deployment {name!r}"
+    dep, name, where = first_deployment(docs, path, "check-deployment judges a Deployment")
     try:
         spec = dep["spec"]
         pod_meta = spec["template"].get("metadata") or {}
