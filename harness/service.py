@@ -9,6 +9,8 @@ Schema (``SERVICE_SCHEMA`` 1; every key always present, "" or [] when unknown):
       "endpoint": "http://127.0.0.1:8000",       # what the load called (HTTP; gRPC in "grpc")
       "grpc": "127.0.0.1:8001",
       "deployment": "triton",                     # Deployment (Kubernetes, the local manifest), "" attached
+      "namespace": "triton-chaos",                # Kubernetes: the Deployment's namespace, "" elsewhere
+      "service_name": "triton",                   # Kubernetes: the Service the load called, "" elsewhere
       "image": "nvcr.io/nvidia/tritonserver:24.10-py3",   # when the platform knows it
       "model_repository": "/path",                # local --model-repository, "" otherwise
       "server": {"name": "triton", "version": "2.51.0", "extensions": [...]},
@@ -49,7 +51,8 @@ def describe_service(platform: Platform, timeout_s: float = 3.0) -> dict[str, An
 
 def _empty(platform: str) -> dict[str, Any]:
     return {"schema": SERVICE_SCHEMA, "platform": platform, "endpoint": "", "grpc": "", "deployment": "",
-            "image": "", "model_repository": "", "server": {"name": "", "version": "", "extensions": []},
+            "namespace": "", "service_name": "", "image": "", "model_repository": "",
+            "server": {"name": "", "version": "", "extensions": []},
             "models": [], "error": ""}
 
 
@@ -103,7 +106,9 @@ def service_summary(service: Mapping[str, Any] | None) -> str:
     parts = [f"{server.get('name') or 'Triton'} {server.get('version') or ''}".strip(),
              f"on the {service.get('platform')} platform" if service.get("platform") else "",
              f"at {where}" if where else "",
-             f"deployment {service['deployment']}" if service.get("deployment") else "",
+             (f"deployment {service['namespace'] + '/' if service.get('namespace') else ''}{service['deployment']}"
+              if service.get("deployment") else ""),
+             f"service {service['service_name']}" if service.get("service_name") else "",
              f"image {service['image']}" if service.get("image") else "",
              f"repository {service['model_repository']}" if service.get("model_repository") else "",
              f"serving {models}" if models else "",

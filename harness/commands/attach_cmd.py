@@ -1,4 +1,8 @@
-"""``harness attach`` and ``harness detach``: test a Triton service that was started outside the harness."""
+"""``harness attach`` and ``harness detach``: test a Triton service that was started outside the harness.
+
+Locally (``--endpoint URL``) a Triton on a loopback address; on Kubernetes (``--platform kubernetes
+--namespace NS --deployment NAME``) a running Deployment and its Service (harness.platforms.kubernetes.attach).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,56 @@ import json
 from pathlib import Path
 
 from harness.commands.platform_cmds import format_status
+from harness.errors import ConfigError
+from harness.platforms.registry import add_platform_arguments, platform_from_args
 
 __all__ = ["register"]
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
+def _state_dir(args: argparse.Namespace) -> Path:  # the local attach's slot
     from harness.platforms.local.settings import default_state_dir
 
     return Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
 
 
+def _attach_kubernetes(args: argparse.Namespace) -> int:
+    from harness.platforms.kubernetes.attach import attach_deployment
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+
+    if not args.deployment or not args.namespace:
+        raise ConfigError("harness attach --platform kubernetes needs --namespace NS and --deployment NAME "
+                          "(and --service NAME when several Services select its pods)")
+    if args.endpoint:
+        raise ConfigError("--endpoint is for the local platform; on Kubernetes the harness finds the Service "
+                          "(--service NAME) and reaches it itself")
+    platform = platform_from_args(args, for_up=True)
+    assert isinstance(platform, KubernetesPlatform)
+    attachment = attach_deployment(platform, args.deployment, args.service or "")
+    status = platform.status()
+    if args.json:
+        print(json.dumps({"status": status.to_json(), "attached": json.loads(
+            (platform.state / "attached.json").read_text())}, indent=2))
+        return 0
+    print(format_status(status))
+    models = ", ".join(f"{m['name']} v{m['version']} {m['state']}" for m in attachment.models)
+    refused = platform.refused_actions()
+    print(f"\nattached to {attachment.where()} (Service {attachment.shape.service}, image "
+          f"{', '.join(attachment.shape.images)}), {attachment.server.get('name', 'triton')} "
+          f"{attachment.server.get('version', '')} serving {models}")
+    print("faults act on its pods; the Deployment and Service are only read. Refused here: "
+          + ("; ".join(f"{k} ({v})" for k, v in sorted(refused.items())) or "nothing"))
+    print(f"stop with: harness detach --platform kubernetes --namespace {platform.namespace}")
+    return 0
+
+
 def _cmd_attach(args: argparse.Namespace) -> int:
     from harness.platforms.attached.platform import AttachedPlatform, attach
 
+    if args.platform == "kubernetes":
+        return _attach_kubernetes(args)
+    if not args.endpoint:
+        raise ConfigError("harness attach needs --endpoint http://127.x.y.z:PORT (or --platform kubernetes "
+                          "--namespace NS --deployment NAME)")
     settings = attach(_state_dir(args), args.endpoint, args.grpc_endpoint or "")
     platform = AttachedPlatform(settings)
     if args.json:
@@ -34,9 +75,34 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_detach(args: argparse.Namespace) -> int:
-    from harness.platforms.registry import platform_from_args
+def _detach_kubernetes(args: argparse.Namespace) -> int:
+    from harness.errors import PlatformError
+    from harness.platforms.kubernetes.attach import detach
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
 
+    if not args.namespace:
+        raise ConfigError("harness detach --platform kubernetes needs --namespace NS (the attached one)")
+    platform = platform_from_args(args)
+    assert isinstance(platform, KubernetesPlatform)
+    if platform.attachment is None:
+        raise PlatformError(f"nothing is attached in namespace {platform.namespace} (state {platform.state}); "
+                            "'harness down' stops the harness's own service")
+    report = detach(platform)
+    print(f"detached from {report.where}; undone: {', '.join(report.undone) or 'nothing was left to undo'}")
+    if not report.changes:
+        print("the Deployment and Service are exactly as they were when attached: same uid, generation, spec, "
+              "labels and annotations")
+    elif report.unchanged:
+        print("the Deployment and Service are as they were when attached, except:\n  - "
+              + "\n  - ".join(report.changes))
+    else:
+        print("the Deployment or Service CHANGED while attached:\n  - " + "\n  - ".join(report.changes))
+    return 0
+
+
+def _cmd_detach(args: argparse.Namespace) -> int:
+    if args.platform == "kubernetes":
+        return _detach_kubernetes(args)
     args.platform = "attached"
     platform = platform_from_args(args)
     changes = platform.changes_since_attach()  # type: ignore[attr-defined]
@@ -51,23 +117,27 @@ def _cmd_detach(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    state_help = "state directory shared with the local platform (default: $HARNESS_STATE_DIR or ./.harness/local)"
     p = sub.add_parser(
-        "attach", help="test a Triton started outside the harness (a loopback endpoint)",
-        description="Record a running Triton service (on a 127.x.y.z address) as the service under test: "
-                    "later commands (status, load, run, suite) act on it. Only load and network blocks are "
-                    "possible; the harness never stops or changes it. 'harness detach' undoes every fault.")
-    p.add_argument("--endpoint", required=True, help="its HTTP endpoint, http://127.x.y.z:PORT")
-    p.add_argument("--grpc-endpoint", metavar="HOST:PORT", help="its gRPC endpoint (for --protocol grpc and "
-                   "network blocks of that port too)")
-    p.add_argument("--state-dir", help=state_help)
+        "attach", help="test a Triton started outside the harness (a loopback endpoint, or a Deployment)",
+        description="Record a running Triton service (on a 127.x.y.z address, or with --platform kubernetes a "
+                    "Deployment and its Service) as the service under test: later commands (status, load, run, "
+                    "suite) act on it. Locally only load and network blocks are possible; on Kubernetes faults "
+                    "act on its pods. The harness never deletes or changes it. 'harness detach' undoes every "
+                    "fault and checks it is as it was.")
+    add_platform_arguments(p)
+    p.add_argument("--endpoint", help="local: its HTTP endpoint, http://127.x.y.z:PORT")
+    p.add_argument("--grpc-endpoint", metavar="HOST:PORT", help="local: its gRPC endpoint (for --protocol grpc "
+                   "and network blocks of that port too)")
+    p.add_argument("--deployment", metavar="NAME", help="kubernetes: the Deployment to attach to")
+    p.add_argument("--service", metavar="NAME", help="kubernetes: the Service clients call (default: the one "
+                   "Service that selects the Deployment's pods)")
     p.add_argument("--json", action="store_true", help="print the status and the recorded service as JSON")
     p.set_defaults(handler=_cmd_attach)
 
     p = sub.add_parser("detach", help="undo every fault and forget the attached service (left as it was)",
                        description="Undo every fault recorded against the attached service, check it is as it "
                                    "was when attached, and forget it. The service keeps running.")
-    p.add_argument("--state-dir", help=state_help)
+    add_platform_arguments(p)
     p.set_defaults(handler=_cmd_detach)
 
 

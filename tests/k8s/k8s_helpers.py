@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from harness.events import Event, read_events
@@ -22,3 +23,51 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = 
 
 def events_of(platform: KubernetesPlatform) -> list[Event]:
     return list(read_events(platform.events_path()))
+
+
+TEXTSTATS = Path(__file__).resolve().parents[1] / "data" / "model_repository" / "textstats"
+
+
+def user_service_docs(image: str, name: str = "search-inference", service: str = "search-api",
+                      replicas: int = 2) -> list[dict[str, Any]]:
+    """A Triton service as a user would write it, nothing like the reference manifest: its own names and
+    labels (no harness label), Triton on non-default ports with names of its own (set by --http-port & co.),
+    a tcpSocket liveness probe, a Service on other ports, and the second test model (textstats: a BYTES input
+    and a variable dimension) delivered by its own ConfigMap and init container."""
+    labels = {"app": name, "tier": "serving"}
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-models", "labels": {"team": "search"}},
+         "data": {"config.pbtxt": (TEXTSTATS / "config.pbtxt").read_text(),
+                  "model.py": (TEXTSTATS / "1" / "model.py").read_text()}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": name, "labels": {"team": "search"}, "annotations": {"owner": "search-team"}},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": {**labels, "release": "rc1"}},
+                               "spec": {"terminationGracePeriodSeconds": 5,
+                                        "initContainers": [{
+                                            "name": "fetch-models", "image": image,
+                                            "command": ["sh", "-c", "mkdir -p /models/textstats/1 && cp "
+                                                        "/src/config.pbtxt /models/textstats/ && cp /src/model.py "
+                                                        "/models/textstats/1/"],
+                                            "volumeMounts": [{"name": "src", "mountPath": "/src"},
+                                                             {"name": "models", "mountPath": "/models"}]}],
+                                        "containers": [{
+                                            "name": "server", "image": image, "command": ["tritonserver"],
+                                            "args": ["--model-repository=/models", "--http-port=9000",
+                                                     "--grpc-port=9001", "--metrics-port=9002"],
+                                            "ports": [{"name": "api", "containerPort": 9000},
+                                                      {"name": "rpc", "containerPort": 9001},
+                                                      {"name": "prom", "containerPort": 9002}],
+                                            "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "api"},
+                                                               "periodSeconds": 1, "failureThreshold": 2},
+                                            "livenessProbe": {"tcpSocket": {"port": "api"}, "periodSeconds": 5,
+                                                              "initialDelaySeconds": 30},
+                                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                                          "limits": {"memory": "1Gi"}},
+                                            "volumeMounts": [{"name": "models", "mountPath": "/models"}]}],
+                                        "volumes": [{"name": "models", "emptyDir": {}},
+                                                    {"name": "src", "configMap": {"name": f"{name}-models"}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "labels": {"team": "search"}},
+         "spec": {"selector": labels, "ports": [{"name": "web", "port": 80, "targetPort": "api"},
+                                                {"name": "rpc", "port": 81, "targetPort": "rpc"}]}},
+    ]

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.deployment import load_deployment
+from harness.deployment import load_manifest_documents
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import faults, podscripts
+from harness.platforms.kubernetes import attach, faults, podscripts
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -40,6 +40,7 @@ from harness.platforms.kubernetes.render import (
     slug,
 )
 from harness.platforms.kubernetes.settings import MONITORING_MANIFEST, KubernetesSettings
+from harness.platforms.kubernetes.usermanifest import ServiceShape, deployment_spec, manifest_spec
 
 __all__ = ["KubernetesPlatform"]
 
@@ -64,13 +65,24 @@ class KubernetesPlatform:
     def __init__(self, settings: KubernetesSettings) -> None:
         self.settings = settings
         self.state = settings.state_dir / settings.namespace
-        self.spec = load_deployment(settings.manifest)
+        # The service under test: an attached Deployment (harness attach), else the manifest's (up).
+        self.attachment = attach.Attachment.load(self.state)
+        if self.attachment is not None:
+            found = self.attachment.deployment
+            self.use_shape(self.attachment.shape, {"metadata": {"name": found["name"]}, "spec": found["spec"]})
+        else:
+            self.shape, self.spec = manifest_spec(settings.manifest, settings.namespace)
         self._api: KubeApi | None = None
         self._target: Target | None = None
         self._created_namespace = False
         self._service_address: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------
+    def use_shape(self, shape: ServiceShape, dep: dict[str, Any]) -> None:
+        """Act on this Deployment and Service (``harness attach`` found them in the cluster)."""
+        self.shape, self.spec = shape, deployment_spec(dep, shape, shape.source)
+        self._service_address = None
+
     @property
     def api(self) -> KubeApi:
         if self._api is None:
@@ -119,6 +131,9 @@ class KubernetesPlatform:
     def up(self, replicas: int | None = None) -> PlatformStatus:
         if replicas is not None:
             self.settings = KubernetesSettings.from_json({**self.settings.to_json(), "replicas": replicas})
+        if self.attachment is not None:
+            raise PlatformError(f"attached to {self.attachment.where()}, which the harness did not create; "
+                                f"'harness detach --platform kubernetes --namespace {self.namespace}' first")
         run_id = "up-" + datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
         objects = self._objects(run_id)
         api = self.api
@@ -278,6 +293,13 @@ class KubernetesPlatform:
         )
 
     def down(self) -> CleanupReport:
+        if self.attachment is not None:  # never delete what the harness did not create: detach instead
+            detached = attach.detach(self)
+            verdict = ("exactly as at attach" if not detached.changes else "as at attach" if detached.unchanged
+                       else "CHANGED since attach: " + "; ".join(detached.changes))
+            return CleanupReport(killed=[u for u in detached.undone if u == "event watcher"],
+                                 removed=[*(u for u in detached.undone if u != "event watcher"),
+                                          f"the attachment to {detached.where} (left running, {verdict})"])
         report = CleanupReport()
         api = self.api
         if not api.dry_run:
@@ -378,7 +400,7 @@ class KubernetesPlatform:
         report = CleanupReport()
         api = self.api
         # Patched Deployments first: restoring them is what brings the service back.
-        for dep in api.list(_KIND["Deployment"], self.namespace, harness_selector()):
+        for dep in self._patchable_deployments():
             record = faults.env_patch_record(dep)
             if record is not None and (self._stale_record(record)):
                 faults.restore_env(api, record)
@@ -388,6 +410,14 @@ class KubernetesPlatform:
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
             report.killed.append("event watcher")
         return report
+
+    def _patchable_deployments(self) -> list[dict[str, Any]]:
+        """Deployments an env-patch fault may have changed: the harness's own, and the attached one."""
+        deps = self.api.list(_KIND["Deployment"], self.namespace, harness_selector())
+        if self.attachment is not None and self.spec.name not in {d["metadata"]["name"] for d in deps}:
+            attached = self.api.get(self._deployment_path())
+            deps += [attached] if attached is not None else []
+        return deps
 
     def _stale_record(self, record: dict[str, Any]) -> bool:
         expires = _parse_time(str(record.get("expires_at", "")))
@@ -400,14 +430,14 @@ class KubernetesPlatform:
         Inside a cluster (and on its nodes) the DNS name works; from a machine routed into the cluster
         network but outside its DNS (the ``harness sandbox`` host) only the ClusterIP does.
         """
-        name = f"{self.spec.name}.{self.namespace}.svc.cluster.local"
+        name = f"{self.shape.service}.{self.namespace}.svc.cluster.local"
         if self._service_address is not None:
             return self._service_address
         try:
             socket.getaddrinfo(name, None)
         except (OSError, UnicodeError):
             svc = None if self.api.dry_run else self.api.get(
-                f"{_KIND['Service'].collection(self.namespace)}/{self.spec.name}"
+                f"{_KIND['Service'].collection(self.namespace)}/{self.shape.service}"
             )
             ip = str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
             if not ip or ip == "None":
@@ -424,9 +454,10 @@ class KubernetesPlatform:
             for p in pods
             if (p.get("status") or {}).get("podIP")
         )
+        grpc_port = self.shape.service_ports.get("grpc")
         return Endpoints(
-            http=self.settings.service_http or f"http://{host}:{self.spec.port('http')}",
-            grpc=self.settings.service_grpc or f"{host}:{self.spec.port('grpc')}",
+            http=self.settings.service_http or f"http://{host}:{self.shape.service_port('http')}",
+            grpc=self.settings.service_grpc or (f"{host}:{grpc_port}" if grpc_port else ""),
             prometheus=self.settings.prometheus_url,
             metrics=metrics,
         )
@@ -481,10 +512,13 @@ class KubernetesPlatform:
             "namespace": self.namespace,
             "context": self._target.context if self._target else "",
             "deployment": self.spec.name,
+            "service": self.shape.service,
+            "attached": self.attachment is not None,
             "run_id": self._read_state().get("run_id", ""),
             "event_watcher": f"pid {pid}" if (pid := self._watcher_pid()) else "not running (no events recorded)",
             "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
-            f"svc/{self.spec.name} {self.spec.port('http')} {self.spec.port('grpc')}",
+            f"svc/{self.shape.service} "
+            + " ".join(str(p) for p in (self.shape.service_ports.get(r) for r in ("http", "grpc")) if p),
         }
         if dep is not None:
             limits = (dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
@@ -543,9 +577,14 @@ class KubernetesPlatform:
         dep = self.api.get(self._deployment_path())
         if dep is None and not self.api.dry_run:
             raise FaultError(f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first")
-        if dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE:
+        if (dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE
+                and self.attachment is None):
             raise FaultError(f"Deployment {self.namespace}/{self.spec.name} was not created by the harness")
-        return faults.patch_env(
+        if self.attachment is not None and not self.api.dry_run:
+            reason = self.refused_actions().get("slow_model_load")
+            if reason:
+                raise FaultError(reason)
+        record = faults.patch_env(
             self.api,
             self.namespace,
             self.spec.name,
@@ -555,6 +594,9 @@ class KubernetesPlatform:
             expiry(max_s or self.settings.fault_ttl_s),
             list(names or []),
         )
+        if self.attachment is not None:
+            attach.note_deployment_fault(self.state, record)
+        return record
 
     def restore_env(self, record: Mapping[str, Any]) -> None:
         faults.restore_env(self.api, self._checked(record))
@@ -663,7 +705,7 @@ class KubernetesPlatform:
             expired = expires is not None and expires < time.time()
             return expired or (not only_orphaned and not self._run_live(slug(str(meta_or_record["run_id"]))))
 
-        for dep in self.api.list(_KIND["Deployment"], self.namespace, harness_selector()):
+        for dep in self._patchable_deployments():
             record = faults.env_patch_record(dep)
             if record is not None and stale(record):
                 faults.restore_env(self.api, record)
@@ -743,7 +785,7 @@ class KubernetesPlatform:
             workers=workers,
             image=image,
             profile=profile,
-            host=f"http://{self.spec.name}.{self.namespace}.svc.cluster.local:{self.spec.port('http')}",
+            host=f"http://{self.shape.service}.{self.namespace}.svc.cluster.local:{self.shape.service_port('http')}",
             users=users,
             spawn_rate=spawn_rate,
             duration_s=duration_s,
@@ -756,3 +798,29 @@ class KubernetesPlatform:
         if job.namespace != self.namespace:
             raise ConfigError(f"load job is for namespace {job.namespace}, this platform acts in {self.namespace}")
         return run_distributed_load(self.api, job, timeline_dir, timeout_s)
+
+    # -- what the service is, and what it cannot undergo (harness.service, harness.platforms.capabilities) ----
+    def service_identity(self) -> dict[str, Any]:
+        """The Deployment under test for ``run.json``'s ``service``; models come from Triton itself."""
+        images = ", ".join(self.shape.images)
+        if not self.api.dry_run and (dep := self.api.get(self._deployment_path())) is not None:
+            pod = dep["spec"]["template"]["spec"]
+            images = ", ".join(dict.fromkeys(str(c.get("image", "")) for c in
+                                             [*pod["containers"], *(pod.get("initContainers") or [])]))
+        return {"deployment": self.spec.name, "namespace": self.namespace, "image": images,
+                "service_name": self.shape.service}
+
+    def refused_actions(self) -> dict[str, str]:
+        """Chaos Toolkit actions that cannot apply to this Deployment, with the reason (before any injection)."""
+        if self.attachment is not None:
+            template = self.attachment.deployment["spec"]["template"]
+            python3: bool | None = self.attachment.python3
+        else:
+            template = next(d for d in load_manifest_documents(self.settings.manifest)
+                            if d["kind"] == "Deployment")["spec"]["template"]
+            python3 = None
+        container: dict[str, Any] = next(
+            (c for c in template["spec"]["containers"] if c.get("name") == self.shape.container), {})
+        if self.attachment is None and self.settings.gpus_per_replica:
+            container = {**container, "resources": {"limits": {"nvidia.com/gpu": self.settings.gpus_per_replica}}}
+        return attach.refused_actions(container, self.attachment is not None, python3)
