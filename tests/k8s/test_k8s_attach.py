@@ -1,0 +1,161 @@
+"""Attach to a Deployment the harness did not create: the test creates it through the API as a user would (no
+harness label), the harness attaches, faults land on its pods, and ``detach`` (or ``down``) leaves the
+Deployment and Service exactly as they were, with no harness object left in the namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.render import harness_selector
+from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.sandbox import SandboxStatus
+from tests.k8s.k8s_helpers import user_service_docs, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTSTATS_INPUT = ROOT / "tests" / "data" / "textstats-input.json"
+pytestmark = pytest.mark.timeout(600)
+
+
+class UserCluster:
+    """The user's side: the plain Kubernetes client, never the harness's."""
+
+    def __init__(self, kubeconfig: str, namespace: str) -> None:
+        from kubernetes import client, config
+
+        self.api = config.new_client_from_config(kubeconfig)
+        self.core, self.apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
+        self.net = client.NetworkingV1Api(self.api)
+        self.namespace = namespace
+
+    def snapshot(self) -> dict[str, Any]:
+        """The Deployment and Service as a reviewer would compare them (status and managedFields aside)."""
+        dep = self.api.sanitize_for_serialization(self.apps.read_namespaced_deployment("search-inference",
+                                                                                       self.namespace))
+        svc = self.api.sanitize_for_serialization(self.core.read_namespaced_service("search-api", self.namespace))
+        keep = ("uid", "generation", "labels", "annotations", "resourceVersion")
+        return {"deployment": {"metadata": {k: dep["metadata"].get(k) for k in keep if k != "resourceVersion"},
+                               "spec": dep["spec"]},
+                "service": {"metadata": {k: svc["metadata"].get(k) for k in keep}, "spec": svc["spec"]}}
+
+    def pods(self) -> list[Any]:
+        return [p for p in self.core.list_namespaced_pod(self.namespace, label_selector="app=search-inference").items
+                if p.metadata.deletion_timestamp is None]
+
+    def harness_objects(self) -> list[str]:
+        sel = harness_selector()
+        found = [f"networkpolicy {p.metadata.name}" for p in
+                 self.net.list_namespaced_network_policy(self.namespace, label_selector=sel).items]
+        found += [f"configmap {c.metadata.name}" for c in
+                  self.core.list_namespaced_config_map(self.namespace, label_selector=sel).items]
+        found += [f"pod {p.metadata.name}" for p in
+                  self.core.list_namespaced_pod(self.namespace, label_selector=sel).items]
+        found += [f"pod label {p.metadata.name}" for p in self.pods()
+                  if "harness.blocked-by" in (p.metadata.labels or {})]
+        return found
+
+
+@pytest.fixture
+def user(sandbox: SandboxStatus) -> Iterator[UserCluster]:
+    namespace = f"chaos-{uuid.uuid4().hex[:8]}"
+    cluster = UserCluster(sandbox.kubeconfig, namespace)
+    cluster.core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        cm, dep, svc = user_service_docs(sandbox.triton_image)
+        cluster.core.create_namespaced_config_map(namespace, cm)
+        cluster.apps.create_namespaced_deployment(namespace, dep)
+        cluster.core.create_namespaced_service(namespace, svc)
+        wait_for(lambda: len([p for p in cluster.pods() if all(c.ready for c in p.status.container_statuses or [])
+                              and p.status.container_statuses]) == 2, 180, "the user's pods ready")
+        yield cluster
+    finally:
+        cluster.core.delete_namespace(namespace)
+
+
+def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
+        sandbox: SandboxStatus, user: UserCluster, tmp_path: Path) -> None:
+    state = tmp_path / "k8s"
+    common = ["--platform", "kubernetes", "--namespace", user.namespace, "--kubeconfig", sandbox.kubeconfig,
+              "--k8s-state-dir", str(state)]
+
+    def harness(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True,
+                              cwd=ROOT, timeout=400, env={**os.environ, "HARNESS_REPORTS_DIR": str(tmp_path / "r"),
+                                                          **(env or {})})
+
+    before = user.snapshot()
+    # Bad attach arguments: a clear error naming the namespace and the name; nothing recorded.
+    proc = harness("attach", *common, "--deployment", "nope")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"no Deployment 'nope' in namespace '{user.namespace}'" in proc.stderr and "search-inference" in proc.stderr
+    proc = harness("attach", *common, "--deployment", "search-inference", "--service", "nope")
+    assert proc.returncode == 2 and f"no Service 'nope' in namespace {user.namespace}" in proc.stderr
+    assert not (state / user.namespace / "attached.json").exists()
+
+    proc = harness("attach", *common, "--deployment", "search-inference")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Service search-api" in proc.stdout and "textstats v1 READY" in proc.stdout
+    attached = json.loads((state / user.namespace / "attached.json").read_text())
+    assert attached["deployment"]["uid"] == before["deployment"]["metadata"]["uid"]
+    assert attached["service"]["name"] == "search-api" and attached["shape"]["service_ports"]["http"] == 80
+    assert harness("up", *common).returncode == 4  # the harness's own service cannot go over it
+
+    # A fault the service cannot undergo is refused with the reason, and nothing is injected.
+    reports = tmp_path / "reports"
+    proc = harness("run", str(ROOT / "experiments" / "slow-model-load.yaml"), *common, "--reports-dir", str(reports))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "nothing was injected" in proc.stderr and "HARNESS_MODEL_LOAD_DELAY_S" in proc.stderr
+    assert not reports.exists() and user.snapshot() == before
+
+    run = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--warmup", "3", "--observation",
+                  "25", "--var", "recovery_wait_s=3", "--reports-dir", str(reports),
+                  env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    rep = next(reports.glob("*/experiments/pod-kill/1"))
+    info = json.loads((rep / "experiment.json").read_text())
+    (landing,) = info["landings"]
+    assert landing["landed"] and "replaced by" in landing["detail"] and info["void"] is None
+    assert info["injected"][0]["targets"][0].startswith("search-inference-")
+    service = json.loads(next(reports.glob("*/run.json")).read_text())["service"]
+    assert (service["deployment"], service["namespace"], service["service_name"]) == (
+        "search-inference", user.namespace, "search-api")
+    assert service["image"] == sandbox.triton_image and [m["name"] for m in service["models"]] == ["textstats"]
+    wait_for(lambda: len(user.pods()) == 2, 60, "the Deployment back at two pods")
+
+    # A network block left in place (a crashed run): the policy and pod labels exist until detach.
+    platform = KubernetesPlatform(KubernetesSettings.load(state / user.namespace))
+    victim = platform.replica_names()[0]
+    record = platform.block_network([victim], "crashed-run", 600)
+    assert user.harness_objects() == [f"networkpolicy {record['policy']}", f"pod label {victim}"]
+
+    proc = harness("detach", *common)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"networkpolicy {record['policy']}" in proc.stdout and "exactly as they were" in proc.stdout
+    after = user.snapshot()
+    for part in ("deployment", "service"):
+        assert after[part]["spec"] == before[part]["spec"]
+        assert after[part]["metadata"]["labels"] == before[part]["metadata"]["labels"]
+        assert after[part]["metadata"]["annotations"] == before[part]["metadata"]["annotations"]
+    assert after["deployment"]["metadata"]["generation"] == before["deployment"]["metadata"]["generation"]
+    assert after["service"]["metadata"]["resourceVersion"] == before["service"]["metadata"]["resourceVersion"]
+    assert user.harness_objects() == [] and len(user.pods()) == 2
+    assert not (state / user.namespace / "attached.json").exists()
+    assert not platform._watcher_pid()
+
+    # down on an attached Deployment detaches; it never deletes the user's objects.
+    assert harness("attach", *common, "--deployment", "search-inference", "--service", "search-api").returncode == 0
+    time.sleep(0.5)
+    down = harness("down", *common)
+    assert down.returncode == 0 and "left running, exactly as at attach" in down.stdout, down.stdout + down.stderr
+    assert user.snapshot() == after and len(user.pods()) == 2
