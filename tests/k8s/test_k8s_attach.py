@@ -83,9 +83,20 @@ def user(sandbox: SandboxStatus) -> Iterator[UserCluster]:
         cluster.core.delete_namespace(namespace)
 
 
-def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
-        sandbox: SandboxStatus, user: UserCluster, tmp_path: Path) -> None:
+@pytest.fixture
+def state(user: UserCluster, tmp_path: Path) -> Iterator[Path]:
+    """The harness's state directory; whatever the test did, no attachment or watcher outlives it."""
     state = tmp_path / "k8s"
+    yield state
+    if (state / user.namespace / "settings.json").exists():
+        platform = KubernetesPlatform(KubernetesSettings.load(state / user.namespace))
+        if platform.attachment is not None:
+            platform.down()
+        platform._stop_watcher()
+
+
+def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
+        sandbox: SandboxStatus, user: UserCluster, state: Path, tmp_path: Path) -> None:
     common = ["--platform", "kubernetes", "--namespace", user.namespace, "--kubeconfig", sandbox.kubeconfig,
               "--k8s-state-dir", str(state)]
 
@@ -159,3 +170,33 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     down = harness("down", *common)
     assert down.returncode == 0 and "left running, exactly as at attach" in down.stdout, down.stdout + down.stderr
     assert user.snapshot() == after and len(user.pods()) == 2
+
+
+def test_detach_names_every_difference_and_the_fault_that_moved_the_generation() -> None:
+    from harness.platforms.kubernetes.attach import Attachment, compare
+    from harness.platforms.kubernetes.usermanifest import shape_from_documents
+
+    _cm, dep, svc = user_service_docs("img:1")
+    dep["metadata"].update(uid="u1", generation=1)
+    svc["metadata"].update(uid="s1")
+    shape = shape_from_documents([dep, svc], Path("user.yaml"))
+    found = Attachment(namespace="team", run_id="attach-x", attached_ns=0, shape=shape,
+                       deployment={**{k: dep["metadata"].get(k) for k in ("name", "uid", "generation")},
+                                   "labels": dep["metadata"]["labels"], "annotations": dep["metadata"]["annotations"],
+                                   "spec": dep["spec"]},
+                       service={"name": "search-api", "uid": "s1", "generation": None,
+                                "labels": svc["metadata"]["labels"], "annotations": {}, "spec": svc["spec"]})
+    assert compare(found, dep, svc, []) == []
+    rolled = {**dep, "metadata": {**dep["metadata"], "generation": 3,
+                                  "annotations": {**dep["metadata"]["annotations"],
+                                                  "deployment.kubernetes.io/revision": "3"}}}
+    notes = [{"kind": "env-patch", "env": {"HARNESS_MODEL_LOAD_DELAY_S": "5"}, "run_id": "r1"}]
+    (line,) = compare(found, rolled, svc, notes)
+    assert "generation 1 -> 3" in line and "env-patch" in line and "its spec is as it was" in line
+    (line,) = compare(found, rolled, svc, [])
+    assert "changed by someone else" in line
+    scaled = {**dep, "spec": {**dep["spec"], "replicas": 5}, "metadata": {**dep["metadata"], "labels": {"team": "x"}}}
+    changes = compare(found, scaled, None, [])
+    assert any("spec.replicas differs" in c for c in changes)
+    assert any("label team: 'search' -> 'x'" in c for c in changes)
+    assert any("Service team/search-api no longer exists" in c for c in changes)
