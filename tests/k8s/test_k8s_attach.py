@@ -5,6 +5,7 @@ Deployment and Service exactly as they were, with no harness object left in the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from harness.platforms.kubernetes.attach import attach_deployment, detach
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.render import harness_selector
 from harness.platforms.kubernetes.settings import KubernetesSettings
@@ -66,21 +68,30 @@ class UserCluster:
         return found
 
 
-@pytest.fixture
-def user(sandbox: SandboxStatus) -> Iterator[UserCluster]:
+@contextlib.contextmanager
+def user_service(sandbox: SandboxStatus, replicas: int = 2, env: dict[str, str] | None = None) -> Iterator[UserCluster]:
+    """The user's Deployment, ConfigMap and Service in a namespace of theirs, created with the plain client."""
     namespace = f"chaos-{uuid.uuid4().hex[:8]}"
     cluster = UserCluster(sandbox.kubeconfig, namespace)
     cluster.core.create_namespace({"metadata": {"name": namespace}})
     try:
-        cm, dep, svc = user_service_docs(sandbox.triton_image)
+        cm, dep, svc = user_service_docs(sandbox.triton_image, replicas=replicas)
+        if env:
+            dep["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": k, "value": v} for k, v in env.items()]
         cluster.core.create_namespaced_config_map(namespace, cm)
         cluster.apps.create_namespaced_deployment(namespace, dep)
         cluster.core.create_namespaced_service(namespace, svc)
         wait_for(lambda: len([p for p in cluster.pods() if all(c.ready for c in p.status.container_statuses or [])
-                              and p.status.container_statuses]) == 2, 180, "the user's pods ready")
+                              and p.status.container_statuses]) == replicas, 180, "the user's pods ready")
         yield cluster
     finally:
         cluster.core.delete_namespace(namespace)
+
+
+@pytest.fixture
+def user(sandbox: SandboxStatus) -> Iterator[UserCluster]:
+    with user_service(sandbox) as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -117,6 +128,8 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     proc = harness("attach", *common, "--deployment", "search-inference")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Service search-api" in proc.stdout and "textstats v1 READY" in proc.stdout
+    refused = proc.stdout.split("Refused here: ")[1]  # the attached container's own limits and env decide
+    assert "slow_model_load" in refused and "container 'server'" in refused and "memory_pressure" not in refused
     attached = json.loads((state / user.namespace / "attached.json").read_text())
     assert attached["deployment"]["uid"] == before["deployment"]["metadata"]["uid"]
     assert attached["service"]["name"] == "search-api" and attached["shape"]["service_ports"]["http"] == 80
@@ -170,6 +183,39 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     down = harness("down", *common)
     assert down.returncode == 0 and "left running, exactly as at attach" in down.stdout, down.stdout + down.stderr
     assert user.snapshot() == after and len(user.pods()) == 2
+
+
+def test_detach_restores_an_env_patch_left_on_the_users_deployment_and_names_it(
+        sandbox: SandboxStatus, tmp_path: Path) -> None:
+    """A Deployment whose model reads the load delay may take the slow-load env patch; a run that died with it
+    in place leaves the undo record in the cluster, and detach restores it and says why the generation moved."""
+    delay = "HARNESS_MODEL_LOAD_DELAY_S"
+    with user_service(sandbox, replicas=1, env={delay: ""}) as user:
+        before = user.snapshot()
+        platform = KubernetesPlatform(KubernetesSettings(namespace=user.namespace, namespace_confirmed=True,
+                                                         kubeconfig=sandbox.kubeconfig, state_dir=tmp_path / "k8s"))
+        try:
+            attach_deployment(platform, "search-inference")
+            assert "slow_model_load" not in platform.refused_actions()
+            platform.restart_with_env({delay: "1"}, "died-run", platform.replica_names())
+            patched = user.snapshot()["deployment"]
+            assert "harness/env-patch" in patched["metadata"]["annotations"]
+            assert patched["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": delay, "value": "1"}]
+            report = detach(platform)
+        finally:
+            if platform.attachment is not None and (platform.state / "attached.json").exists():
+                platform.down()
+        assert report.undone[0] == "env patch of deployment search-inference (run died-run)"
+        (change,) = report.changes
+        # Each patch moves the generation (annotations too, on a Deployment): say it, and that the spec is as it was.
+        assert "generation 1 -> " in change and "env-patch" in change and "spec is as it was" in change
+        assert report.unchanged
+        after = user.snapshot()["deployment"]
+        assert after["spec"] == before["deployment"]["spec"]
+        assert after["metadata"]["annotations"] == before["deployment"]["metadata"]["annotations"] | {
+            "deployment.kubernetes.io/revision": after["metadata"]["annotations"]["deployment.kubernetes.io/revision"]}
+        assert after["metadata"]["labels"] == before["deployment"]["metadata"]["labels"]
+        assert not platform._watcher_pid()
 
 
 def test_detach_names_every_difference_and_the_fault_that_moved_the_generation() -> None:

@@ -188,6 +188,7 @@ def attach_deployment(platform: KubernetesPlatform, deployment: str, service: st
     log = EventLog(platform.events_path(), platform="kubernetes")
     log.emit(EventKind.PLATFORM_UP, "", "attached", namespace=ns, run_id=run_id, deployment=deployment)
     log.close()
+    platform.attachment = attachment
     return attachment
 
 
