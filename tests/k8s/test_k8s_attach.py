@@ -156,6 +156,15 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
         "search-inference", user.namespace, "search-api")
     assert service["image"] == sandbox.triton_image and [m["name"] for m in service["models"]] == ["textstats"]
     wait_for(lambda: len(user.pods()) == 2, 60, "the Deployment back at two pods")
+    # The sandbox's bridge plugin does not enforce NetworkPolicy: the probe, aimed at the user's own port 9000,
+    # still connects, so the block must come out "not enforced" (void), never as a block that landed.
+    block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--warmup", "3",
+                    "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2", "--reports-dir",
+                    str(reports), env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+    assert block.returncode == 5, block.stdout + block.stderr
+    info = json.loads(next(reports.glob("*/experiments/network-policy-block/1/experiment.json")).read_text())
+    assert info["void"] and "not enforced" in info["void"], info["void"]
+    assert user.harness_objects() == []  # its rollback removed the policy and the pod labels
 
     # A network block left in place (a crashed run): the policy and pod labels exist until detach.
     platform = KubernetesPlatform(KubernetesSettings.load(state / user.namespace))
