@@ -27,9 +27,9 @@ def _attach_kubernetes(args: argparse.Namespace) -> int:
     from harness.platforms.kubernetes.attach import attach_deployment
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
-    if not args.deployment or not args.namespace:
-        raise ConfigError("harness attach --platform kubernetes needs --namespace NS and --deployment NAME "
-                          "(and --service NAME when several Services select its pods)")
+    if not args.deployment:
+        raise ConfigError("harness attach --platform kubernetes needs --deployment NAME (and --namespace NS, or "
+                          "namespace in --k8s-settings; --service NAME when several Services select its pods)")
     if args.endpoint:
         raise ConfigError("--endpoint is for the local platform; on Kubernetes the harness finds the Service "
                           "(--service NAME) and reaches it itself")
@@ -80,8 +80,6 @@ def _detach_kubernetes(args: argparse.Namespace) -> int:
     from harness.platforms.kubernetes.attach import detach
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
-    if not args.namespace:
-        raise ConfigError("harness detach --platform kubernetes needs --namespace NS (the attached one)")
     platform = platform_from_args(args)
     assert isinstance(platform, KubernetesPlatform)
     if platform.attachment is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -255,3 +256,37 @@ def test_detach_names_every_difference_and_the_fault_that_moved_the_generation()
     assert any("spec.replicas differs" in c for c in changes)
     assert any("label team: 'search' -> 'x'" in c for c in changes)
     assert any("Service team/search-api no longer exists" in c for c in changes)
+
+
+def test_attach_is_refused_before_any_request_on_a_production_context_or_without_a_deployment(
+        tmp_path: Path) -> None:
+    """The production refusal and the argument checks hold for attach too: the refused context's server (a
+    listening socket) sees no connection, and nothing is recorded."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gke_acme_prod-eu",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{listener.getsockname()[1]}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "gke_acme_prod-eu", "context": {"cluster": "c", "user": "u"}}]}))
+    common = ["--platform", "kubernetes", "--kubeconfig", str(kubeconfig), "--k8s-state-dir", str(tmp_path / "k8s")]
+
+    def harness(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True,
+                              cwd=ROOT, timeout=60)
+
+    proc = harness("attach", *common, "--namespace", "team-ns", "--deployment", "search-inference")
+    assert proc.returncode == 2 and "production pattern" in proc.stderr, proc.stderr
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+    proc = harness("attach", *common, "--namespace", "team-ns")
+    assert proc.returncode == 2 and "needs --deployment NAME" in proc.stderr
+    proc = harness("attach", *common, "--deployment", "search-inference")
+    assert proc.returncode == 2 and "no namespace: pass --namespace NAME" in proc.stderr
+    proc = harness("detach", *common, "--namespace", "team-ns")
+    assert proc.returncode == 4 and "nothing is attached in namespace team-ns" in proc.stderr
+    assert not list((tmp_path / "k8s").rglob("attached.json"))
