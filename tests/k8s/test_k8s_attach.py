@@ -152,6 +152,8 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     (landing,) = info["landings"]
     assert landing["landed"] and "replaced by" in landing["detail"] and info["void"] is None
     assert info["injected"][0]["targets"][0].startswith("search-inference-")
+    figures = json.loads((rep.parents[2] / "results.json").read_text())["experiments"][0]["runs"][0]
+    assert figures["capacity_recovery_s"] is not None and figures["capacity_recovery_s"] > 0  # from its pods' events
     service = json.loads(next(reports.glob("*/run.json")).read_text())["service"]
     assert (service["deployment"], service["namespace"], service["service_name"]) == (
         "search-inference", user.namespace, "search-api")

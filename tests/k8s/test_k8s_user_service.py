@@ -118,6 +118,8 @@ def test_users_deployment_up_pod_kill_report_and_down(sandbox: SandboxStatus, tm
         assert len(killed) == 1 and killed[0].startswith("search-inference-")
         events = [e for e in read_events(rep / "events.jsonl") if e.ts_ns >= info["fault_start_ns"]]
         assert any(e.replica == killed[0] and e.kind in (EventKind.KILLED, EventKind.STOPPED) for e in events)
+        figures = json.loads((rep.parents[2] / "results.json").read_text())["experiments"][0]["runs"][0]
+        assert figures["capacity_recovery_s"] is not None and figures["capacity_recovery_s"] > 0
         # The load learnt the model from the server: textstats, both sample entries, answered ok.
         plan = json.loads(next(rep.rglob("request-plan.json")).read_text())
         assert [m["name"] for m in plan["models"]] == ["textstats"]
