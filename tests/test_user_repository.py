@@ -69,5 +69,9 @@ def test_up_serves_the_users_repository_and_a_pod_kill_runs_against_it(
     service = json.loads(next(reports.glob("*/run.json")).read_text())["service"]
     assert service["model_repository"] == str(TEST_REPOSITORY) and service["deployment"] == "triton"
     assert [(m["name"], m["state"]) for m in service["models"]] == [("textstats", "READY")]
-    assert (reports / rep.relative_to(reports).parts[0] / "index.html").exists()
+    run_dir = reports / rep.relative_to(reports).parts[0]
+    for page in ("index.html", "summary.md"):  # the report says which release it is evidence about
+        text = (run_dir / page).read_text()
+        assert "Service under test" in text and "textstats v1 (READY)" in text and str(TEST_REPOSITORY) in text
+    assert "Service under test" in proc.stdout
     wait_for(lambda: platform.status().ready_replicas == 2, 60, "the killed replica back")

@@ -12,6 +12,7 @@ from harness.analysis import ExperimentAnalysis, RepetitionResult, RunAnalysis, 
 from harness.report._gpu import gpu_series
 from harness.report._plots import gpu_svg, repetition_svg
 from harness.report._text import reps_cell
+from harness.service import service_summary
 
 __all__ = ["CSS", "page", "render_index"]
 
@@ -174,9 +175,12 @@ def render_index(a: RunAnalysis) -> str:
                       f" / {format_duration(t.budget_per_30d_s)} per 30 days" for t in a.settings.tiers)
     voids = "".join(f"<li class=\"void\">VOID {escape(v)}: no figures, and the run does not pass</li>"
                     for v in a.void_repetitions)
+    service = service_summary(a.run.get("service"))
     body = (f"<h1>Resilience run {escape(a.run_id)}</h1>"
             f"<p>Status <b>{escape(a.status)}</b>: <b>{'passed' if a.passed else 'not passed'}</b>. "
-            f"Tiers: {escape(tiers)}.</p>{'<ul>' + voids + '</ul>' if voids else ''}"
+            f"Tiers: {escape(tiers)}.</p>"
+            + (f"<p class=\"service\">{escape(service)}</p>" if service else "")
+            + f"{'<ul>' + voids + '</ul>' if voids else ''}"
             f"{'<ul>' + notes + '</ul>' if notes else ''}"
             f"{_summary_table(a)}"
             "<p>TTR: time to recover (censored values show as “&gt; x”); bad time: total duration of bad "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.analysis import ExperimentAnalysis, RunAnalysis
+from harness.service import service_summary
 
 __all__ = ["render_summary_table", "reps_cell", "summary_markdown"]
 
@@ -52,6 +53,8 @@ def render_summary_table(a: RunAnalysis) -> str:
                  + " (passes only when no repetition is void, every repetition completed, no hypothesis "
                  "deviated and every required tier passes its evidence gate)")
     lines.extend(f"note: {n}" for n in a.notes)
+    if service := service_summary(a.run.get("service")):
+        lines.append(service)
     return "\n".join(lines)
 
 
@@ -59,6 +62,8 @@ def summary_markdown(a: RunAnalysis) -> str:
     head = _header(a)
     out = [f"# Resilience run {a.run_id}", "",
            f"Status: **{a.status}**, " + ("**passed**" if a.passed else "**not passed**"), ""]
+    if service := service_summary(a.run.get("service")):
+        out += [service, ""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(_row(e)) + " |" for e in a.experiments]
     out.append("")
