@@ -101,6 +101,7 @@ def test_users_deployment_up_pod_kill_report_and_down(sandbox: SandboxStatus, tm
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "keep-me"}, "data": {"a": "b"}})
         up = _cli(tmp_path, "up", *common, "--manifest", str(manifest))
         assert up.returncode == 0, up.stdout + up.stderr
+        manifest.write_text("edited after up: later commands read the copy kept at up\n")
         status = _cli(tmp_path, "status", *common, "--json")
         details = json.loads(status.stdout)
         assert details["details"]["deployment"] == "search-inference" and details["details"]["service"] == "search-api"

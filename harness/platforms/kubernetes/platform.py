@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.deployment import load_manifest_documents
+from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
@@ -152,8 +153,9 @@ class KubernetesPlatform:
                 f"{', '.join(foreign)}; the harness never changes them. "
                 f"Use another namespace or remove them yourself"
             )
-        self.settings.save(self.state)
         self.state.mkdir(parents=True, exist_ok=True)
+        self._keep_applied_manifest()
+        self.settings.save(self.state)
         (self.state / "selector").write_text(self.selector)
         (self.state / "stopping").unlink(missing_ok=True)
         self._write_state(
@@ -181,6 +183,16 @@ class KubernetesPlatform:
         log.emit(EventKind.PLATFORM_UP, "", "rolled out", namespace=self.namespace, run_id=run_id)
         log.close()
         return self.status()
+
+    def _keep_applied_manifest(self) -> None:
+        """Keep a copy of a user's manifest as applied: later commands (run, status, down) read the copy, so
+        editing the file after ``up`` cannot make them disagree with what is in the cluster."""
+        if self.settings.manifest == DEFAULT_MANIFEST:
+            return
+        copy = self.state / "applied-manifest.yaml"
+        if self.settings.manifest.resolve() != copy.resolve():
+            shutil.copyfile(self.settings.manifest, copy)
+        self.settings = KubernetesSettings.from_json({**self.settings.to_json(), "manifest": str(copy)})
 
     def _ensure_namespace(self, run_id: str) -> None:
         path = f"{_KIND['Namespace'].collection('')}/{self.namespace}"
