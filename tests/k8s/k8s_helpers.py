@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.events import Event, read_events
 from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.sandbox.images import PAUSE_IMAGE
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
@@ -32,8 +33,9 @@ def user_service_docs(image: str, name: str = "search-inference", service: str =
                       replicas: int = 2) -> list[dict[str, Any]]:
     """A Triton service as a user would write it, nothing like the reference manifest: its own names and
     labels (no harness label), Triton on non-default ports with names of its own (set by --http-port & co.),
-    a tcpSocket liveness probe, a Service on other ports, and the second test model (textstats: a BYTES input
-    and a variable dimension) delivered by its own ConfigMap and init container."""
+    a tcpSocket liveness probe, a Service on other ports, a sidecar as the pod's first container, and the second
+    test model (textstats: a BYTES input and a variable dimension) delivered by its own ConfigMap and init
+    container."""
     labels = {"app": name, "tier": "serving"}
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-models", "labels": {"team": "search"}},
@@ -52,6 +54,10 @@ def user_service_docs(image: str, name: str = "search-inference", service: str =
                                             "volumeMounts": [{"name": "src", "mountPath": "/src"},
                                                              {"name": "models", "mountPath": "/models"}]}],
                                         "containers": [{
+                                            # a sidecar first: exec and env patches must find Triton's
+                                            "name": "log-shipper", "image": PAUSE_IMAGE, "command": ["/pause"],
+                                            "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}},
+                                        }, {
                                             "name": "server", "image": image, "command": ["tritonserver"],
                                             "args": ["--model-repository=/models", "--http-port=9000",
                                                      "--grpc-port=9001", "--metrics-port=9002"],
@@ -71,3 +77,9 @@ def user_service_docs(image: str, name: str = "search-inference", service: str =
          "spec": {"selector": labels, "ports": [{"name": "web", "port": 80, "targetPort": "api"},
                                                 {"name": "rpc", "port": 81, "targetPort": "rpc"}]}},
     ]
+
+
+def server_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The Triton container ("server") of a Deployment made from ``user_service_docs``."""
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == "server")

@@ -24,7 +24,8 @@ from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.render import harness_selector
 from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.sandbox import SandboxStatus
-from tests.k8s.k8s_helpers import user_service_docs, wait_for
+from harness.sandbox.images import PAUSE_IMAGE
+from tests.k8s.k8s_helpers import server_container, user_service_docs, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTSTATS_INPUT = ROOT / "tests" / "data" / "textstats-input.json"
@@ -78,7 +79,7 @@ def user_service(sandbox: SandboxStatus, replicas: int = 2, env: dict[str, str] 
     try:
         cm, dep, svc = user_service_docs(sandbox.triton_image, replicas=replicas)
         if env:
-            dep["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+            server_container(dep)["env"] = [{"name": k, "value": v} for k, v in env.items()]
         cluster.core.create_namespaced_config_map(namespace, cm)
         cluster.apps.create_namespaced_deployment(namespace, dep)
         cluster.core.create_namespaced_service(namespace, svc)
@@ -157,7 +158,8 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     service = json.loads(next(reports.glob("*/run.json")).read_text())["service"]
     assert (service["deployment"], service["namespace"], service["service_name"]) == (
         "search-inference", user.namespace, "search-api")
-    assert service["image"] == sandbox.triton_image and [m["name"] for m in service["models"]] == ["textstats"]
+    assert service["image"] == f"{sandbox.triton_image}, {PAUSE_IMAGE}"  # Triton's image first, then the sidecar
+    assert [m["name"] for m in service["models"]] == ["textstats"]
     wait_for(lambda: len(user.pods()) == 2, 60, "the Deployment back at two pods")
     # The sandbox's bridge plugin does not enforce NetworkPolicy: the probe, aimed at the user's own port 9000,
     # still connects, so the block must come out "not enforced" (void), never as a block that landed.
@@ -212,7 +214,7 @@ def test_detach_restores_an_env_patch_left_on_the_users_deployment_and_names_it(
             platform.restart_with_env({delay: "1"}, "died-run", platform.replica_names())
             patched = user.snapshot()["deployment"]
             assert "harness/env-patch" in patched["metadata"]["annotations"]
-            assert patched["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": delay, "value": "1"}]
+            assert server_container(patched)["env"] == [{"name": delay, "value": "1"}]
             report = detach(platform)
         finally:
             if platform.attachment is not None and (platform.state / "attached.json").exists():

@@ -25,8 +25,9 @@ from harness.errors import ConfigError
 from harness.events import EventKind, read_events
 from harness.platforms.kubernetes.usermanifest import shape_from_documents
 from harness.sandbox import SandboxStatus
+from harness.sandbox.images import PAUSE_IMAGE
 from harness.timeline import read_timeline
-from tests.k8s.k8s_helpers import user_service_docs
+from tests.k8s.k8s_helpers import server_container, user_service_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTSTATS_INPUT = ROOT / "tests" / "data" / "textstats-input.json"
@@ -50,7 +51,7 @@ def test_the_shape_of_a_users_manifest_is_read_not_assumed() -> None:
     assert dict(shape.selector) == {"app": "search-inference", "tier": "serving"}
     assert dict(shape.ports) == {"http": 9000, "grpc": 9001, "metrics": 9002}  # from --http-port & co.
     assert dict(shape.service_ports) == {"http": 80, "grpc": 81}
-    assert shape.container == "server" and shape.images == ("img:1",)
+    assert shape.container == "server" and shape.images == ("img:1", PAUSE_IMAGE)  # Triton's first
 
 
 def test_a_manifest_the_harness_cannot_use_is_refused_before_anything() -> None:
@@ -61,9 +62,9 @@ def test_a_manifest_the_harness_cannot_use_is_refused_before_anything() -> None:
     assert "found 2 (search-inference, other)" in _problems(two)
     assert "no Service selects the pods" in _problems([d for d in good if d["kind"] != "Service"])
     no_ports = copy.deepcopy(good)
-    server = no_ports[1]["spec"]["template"]["spec"]["containers"][0]
+    server = server_container(no_ports[1])
     server["ports"], server["args"] = [{"name": "web", "containerPort": 7000}], []
-    assert "no container exposes Triton's HTTP port (containers: server)" in _problems(no_ports)
+    assert "no container exposes Triton's HTTP port (containers: log-shipper, server)" in _problems(no_ports)
     wrong_target = copy.deepcopy(good)
     wrong_target[2]["spec"]["ports"] = [{"name": "web", "port": 80, "targetPort": "prom"}]
     assert "has no port whose targetPort is Triton's HTTP port (9000)" in _problems(wrong_target)
@@ -130,7 +131,7 @@ def test_users_deployment_up_pod_kill_report_and_down(sandbox: SandboxStatus, tm
         service = json.loads(next((tmp_path / "reports").glob("*/run.json")).read_text())["service"]
         assert service["platform"] == "kubernetes" and service["deployment"] == "search-inference"
         assert service["namespace"] == namespace and service["service_name"] == "search-api"
-        assert service["image"] == sandbox.triton_image and service["error"] == ""
+        assert service["image"] == f"{sandbox.triton_image}, {PAUSE_IMAGE}" and service["error"] == ""
         assert [(m["name"], m["version"], m["state"]) for m in service["models"]] == [("textstats", "1", "READY")]
     finally:
         down = _cli(tmp_path, "down", *common)

@@ -163,7 +163,8 @@ def attach_deployment(platform: KubernetesPlatform, deployment: str, service: st
                             f"models: {described['error'] or 'no models (the repository extension is off?)'}; the "
                             "harness needs the server's model metadata to build its requests")
     try:
-        code, _out, _err = exec_raw(api, ns, pods[0]["metadata"]["name"], ["python3", "-c", "pass"], timeout_s=30)
+        code, _out, _err = exec_raw(api, ns, pods[0]["metadata"]["name"], ["python3", "-c", "pass"], timeout_s=30,
+                                      container=shape.container)
         python3 = code == 0
     except Exception:  # noqa: BLE001 - any exec failure means the in-pod scripts cannot run there
         python3 = False

@@ -169,14 +169,18 @@ def patch_env(
     run_id: str,
     expires_at: str,
     replicas: list[str] | None = None,
+    container_name: str = "",
 ) -> dict[str, Any]:
-    """Set env vars on the Deployment's first container: the template changes, so the pods roll.
+    """Set env vars on the Deployment's Triton container (``container_name``, else the first): the template
+    changes, so the pods roll. In a user's pod the first container may be a sidecar.
 
     The previous env (exactly as it was, None when absent) goes into the undo record, and the record
     into an annotation, so ``harness cleanup`` can restore it after a crash.
     """
     path = f"{_KIND['Deployment'].collection(namespace)}/{deployment}"
-    container: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0] if dep else {"name": "?"}
+    containers: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"] if dep else [{"name": "?"}]
+    index = next((i for i, c in enumerate(containers) if c.get("name") == container_name), 0)
+    container = containers[index]
     previous = container.get("env")
     if dep is not None and ENV_PATCH in (dep["metadata"].get("annotations") or {}):
         raise FaultError(
@@ -198,6 +202,7 @@ def patch_env(
         "namespace": namespace,
         "deployment": deployment,
         "container": container["name"],
+        "container_index": index,
         "previous_env": previous,
         "env": env,
         "run_id": run_id,
@@ -205,9 +210,10 @@ def patch_env(
         "replicas": replicas or [],  # what the experiment selected; the whole Deployment rolls
     }
     api.patch(path, {"metadata": {"annotations": {ENV_PATCH: json.dumps(record, sort_keys=True)}}})
+    at = f"/spec/template/spec/containers/{index}"
     ops = [
-        {"op": "test", "path": "/spec/template/spec/containers/0/name", "value": container["name"]},
-        {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": new},
+        {"op": "test", "path": f"{at}/name", "value": container["name"]},  # the container we read, still there
+        {"op": "add", "path": f"{at}/env", "value": new},
     ]
     api.patch(path, ops, content_type="application/json-patch+json")
     return record
@@ -226,13 +232,12 @@ def env_patch_record(dep: dict[str, Any]) -> dict[str, Any] | None:
 
 def restore_env(api: KubeApi, record: dict[str, Any]) -> None:
     path = f"{_KIND['Deployment'].collection(record['namespace'])}/{record['deployment']}"
-    ops: list[dict[str, Any]] = [
-        {"op": "test", "path": "/spec/template/spec/containers/0/name", "value": record["container"]}
-    ]
+    at = f"/spec/template/spec/containers/{int(record.get('container_index', 0))}"
+    ops: list[dict[str, Any]] = [{"op": "test", "path": f"{at}/name", "value": record["container"]}]
     if record["previous_env"] is None:
-        ops.append({"op": "remove", "path": "/spec/template/spec/containers/0/env"})
+        ops.append({"op": "remove", "path": f"{at}/env"})
     else:
-        ops.append({"op": "add", "path": "/spec/template/spec/containers/0/env", "value": record["previous_env"]})
+        ops.append({"op": "add", "path": f"{at}/env", "value": record["previous_env"]})
     try:
         api.patch(path, ops, content_type="application/json-patch+json")
     except ApiFailure as exc:
@@ -243,9 +248,13 @@ def restore_env(api: KubeApi, record: dict[str, Any]) -> None:
 
 
 def exec_raw(
-    api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120, binary: bool = False
+    api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120, binary: bool = False,
+    container: str = "",
 ) -> tuple[int, Any, Any]:
-    """Exec over the WebSocket (v4 channel protocol): exit code, stdout, stderr (bytes when ``binary``)."""
+    """Exec over the WebSocket (v4 channel protocol): exit code, stdout, stderr (bytes when ``binary``).
+
+    ``container`` names the Triton container; without it the API server picks the pod's first container,
+    which in a user's pod may be a sidecar."""
     from kubernetes import client as k8s
     from kubernetes.stream import stream
 
@@ -262,6 +271,7 @@ def exec_raw(
             tty=False,
             _preload_content=False,
             binary=binary,
+            **({"container": container} if container else {}),
         )
     except Exception as exc:
         raise FaultError(f"exec in pod {namespace}/{name} failed to start: {exc}") from exc
@@ -274,12 +284,13 @@ def exec_raw(
     return int(code or 0), out, err
 
 
-def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120) -> str:
-    """Run a command in the pod; its stdout, or FaultError with its stderr."""
+def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120,
+                container: str = "") -> str:
+    """Run a command in the pod's ``container``; its stdout, or FaultError with its stderr."""
     if api.dry_run:
         api.out(f"[dry-run] GET (websocket) {_KIND['Pod'].collection(namespace)}/{name}/exec command={command}")
         return ""
-    code, out, err = exec_raw(api, namespace, name, command, timeout_s)
+    code, out, err = exec_raw(api, namespace, name, command, timeout_s, container=container)
     if code != 0:
         raise FaultError(
             f"command {command[:3]}... in pod {namespace}/{name} exited with {code}: "

@@ -41,7 +41,7 @@ from harness.platforms.kubernetes.render import (
     slug,
 )
 from harness.platforms.kubernetes.settings import MONITORING_MANIFEST, KubernetesSettings
-from harness.platforms.kubernetes.usermanifest import ServiceShape, deployment_spec, manifest_spec
+from harness.platforms.kubernetes.usermanifest import ServiceShape, deployment_spec, manifest_spec, template_images
 
 __all__ = ["KubernetesPlatform"]
 
@@ -533,7 +533,9 @@ class KubernetesPlatform:
             + " ".join(str(p) for p in (self.shape.service_ports.get(r) for r in ("http", "grpc")) if p),
         }
         if dep is not None:
-            limits = (dep["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
+            container: dict[str, Any] = next((c for c in dep["spec"]["template"]["spec"]["containers"]
+                                              if c.get("name") == self.shape.container), {})
+            limits = (container.get("resources") or {}).get("limits") or {}
             details["gpus_per_replica"] = int(limits.get("nvidia.com/gpu", 0))
             details["desired_replicas"] = int(dep["spec"].get("replicas", 1))
         return PlatformStatus(
@@ -605,6 +607,7 @@ class KubernetesPlatform:
             run_id,
             expiry(max_s or self.settings.fault_ttl_s),
             list(names or []),
+            container_name=self.shape.container,
         )
         if self.attachment is not None:
             attach.note_deployment_fault(self.state, record)
@@ -647,7 +650,8 @@ class KubernetesPlatform:
         launch = f'nohup python3 -c "$0" "$@" >"${{TMPDIR:-/tmp}}/harness-hog-{tag}.log" 2>&1 & echo $!'
         pids: dict[str, int] = {}
         for name in names:
-            out = faults.exec_in_pod(self.api, self.namespace, name, ["sh", "-c", launch, *args])
+            out = faults.exec_in_pod(self.api, self.namespace, name, ["sh", "-c", launch, *args],
+                                     container=self.shape.container)
             pids[name] = int(out.strip() or 0)
         return {
             "kind": "memory-pressure",
@@ -664,7 +668,8 @@ class KubernetesPlatform:
         out: dict[str, dict[str, Any] | None] = {}
         for name in dict(record.get("pods") or {}):
             try:
-                text = faults.exec_in_pod(self.api, self.namespace, name, ["cat", str(record["status_file"])])
+                text = faults.exec_in_pod(self.api, self.namespace, name, ["cat", str(record["status_file"])],
+                                          container=self.shape.container)
                 data = json.loads(text)
             except (FaultError, ValueError, KeyError):
                 data = None
@@ -678,7 +683,8 @@ class KubernetesPlatform:
             if not pid:
                 continue
             try:
-                faults.exec_in_pod(self.api, self.namespace, name, ["kill", str(pid)])
+                faults.exec_in_pod(self.api, self.namespace, name, ["kill", str(pid)],
+                                   container=self.shape.container)
             except FaultError:
                 continue  # already exited by its deadline, or the pod was replaced
 
@@ -688,7 +694,8 @@ class KubernetesPlatform:
         """Unload-and-load through Triton's model-control API, from inside the pod (HTTP on localhost)."""
         self._require_replicas([name])
         if self.api.dry_run:
-            faults.exec_in_pod(self.api, self.namespace, name, ["python3", "-c", "<reload script>", model])
+            faults.exec_in_pod(self.api, self.namespace, name, ["python3", "-c", "<reload script>", model],
+                               container=self.shape.container)
             return True, ""
         code, out, err = faults.exec_raw(
             self.api,
@@ -696,6 +703,7 @@ class KubernetesPlatform:
             name,
             ["python3", "-c", podscripts.RELOAD_MODEL, model, json.dumps(dict(parameters or {})), f"{timeout_s:g}"],
             timeout_s=timeout_s + 30,
+            container=self.shape.container,
         )
         if code == 0:
             return True, ""
@@ -760,7 +768,7 @@ class KubernetesPlatform:
             code, _out, _err = faults.exec_raw(
                 self.api, self.namespace, clients[0],
                 ["python3", "-c", podscripts.CONNECT_PROBE, ip, str(self.spec.port("http")), f"{timeout_s:g}"],
-                timeout_s=timeout_s + 30,
+                timeout_s=timeout_s + 30, container=self.shape.container,
             )
         except FaultError:
             return None
@@ -768,7 +776,8 @@ class KubernetesPlatform:
 
     def exec_in_replica(self, name: str, command: list[str]) -> str:
         self._require_replicas([name])
-        return faults.exec_in_pod(self.api, self.namespace, name, command)
+        return faults.exec_in_pod(self.api, self.namespace, name, command,
+                                  container=self.shape.container)
 
     def _checked(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if record.get("namespace") != self.namespace:
@@ -816,9 +825,7 @@ class KubernetesPlatform:
         """The Deployment under test for ``run.json``'s ``service``; models come from Triton itself."""
         images = ", ".join(self.shape.images)
         if not self.api.dry_run and (dep := self.api.get(self._deployment_path())) is not None:
-            pod = dep["spec"]["template"]["spec"]
-            images = ", ".join(dict.fromkeys(str(c.get("image", "")) for c in
-                                             [*pod["containers"], *(pod.get("initContainers") or [])]))
+            images = ", ".join(template_images(dep["spec"]["template"]["spec"], self.shape.container))
         return {"deployment": self.spec.name, "namespace": self.namespace, "image": images,
                 "service_name": self.shape.service}
 

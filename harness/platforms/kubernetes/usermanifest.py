@@ -32,6 +32,7 @@ __all__ = [
     "shape_from_documents",
     "shape_from_live",
     "shape_of_manifest",
+    "template_images",
     "triton_ports",
 ]
 
@@ -165,11 +166,10 @@ def _shape(dep: Mapping[str, Any], svc: Mapping[str, Any] | None, where: str, pr
                             f"Triton's HTTP port ({roles.get('http')}); the load calls Triton through it")
     if problems or svc is None:
         return None
-    pod = dep["spec"]["template"]["spec"]
-    images = tuple(str(c.get("image", "")) for c in [*pod.get("containers", []), *(pod.get("initContainers") or [])])
+    images = template_images(dep["spec"]["template"]["spec"], str(container.get("name", "")))
     return ServiceShape(deployment=str(dep["metadata"]["name"]), service=str(svc["metadata"]["name"]),
                         selector=selector, container=str(container.get("name", "")), ports=roles,
-                        service_ports=service_ports, images=tuple(dict.fromkeys(images)), source=source)
+                        service_ports=service_ports, images=images, source=source)
 
 
 def shape_from_documents(docs: Sequence[Mapping[str, Any]], path: Path, namespace: str = "") -> ServiceShape:
@@ -255,3 +255,10 @@ def manifest_spec(path: Path, namespace: str) -> tuple[ServiceShape, DeploymentS
     return shape, dataclasses.replace(spec, startup=strict.startup, readiness=strict.readiness,
                                       liveness=strict.liveness)
 
+
+def template_images(pod: Mapping[str, Any], triton: str) -> tuple[str, ...]:
+    """Every image of a pod template, Triton's container first (the release a report is evidence about),
+    then sidecars, then init containers; each once."""
+    containers = [*pod.get("containers", []), *(pod.get("initContainers") or [])]
+    ordered = sorted(containers, key=lambda c: c.get("name") != triton)  # stable: the rest keep their order
+    return tuple(dict.fromkeys(str(c.get("image", "")) for c in ordered))
