@@ -19,7 +19,7 @@ from harness.deployment import first_deployment, load_manifest_documents
 from harness.errors import ConfigError
 from harness.faults.family import describe_validation_error
 
-__all__ = ["DeploymentView", "ProbeView", "parse_quantity_mb", "read_manifest", "resolve_rollout"]
+__all__ = ["DeploymentView", "ProbeView", "parse_quantity_mb", "read_documents", "read_manifest", "resolve_rollout"]
 
 DEFAULT_EXIT_TIMEOUT_S = 30.0  # tritonserver --exit-timeout-secs
 
@@ -158,7 +158,12 @@ def _selects(pdb: dict[str, Any], labels: dict[str, Any]) -> bool:
 
 def read_manifest(path: Path) -> DeploymentView:
     """Parse the first Deployment of ``path`` (its first container) and the PodDisruptionBudget selecting it."""
-    docs = load_manifest_documents(path)
+    return read_documents(load_manifest_documents(path), path)
+
+
+def read_documents(docs: list[dict[str, Any]], path: Path) -> DeploymentView:
+    """``read_manifest`` for documents already loaded (a live Deployment read from the cluster: ``path`` then
+    names it in messages)."""
     dep, name, where = first_deployment(docs, path, "check-deployment judges a Deployment")
     try:
         spec = dep["spec"]
