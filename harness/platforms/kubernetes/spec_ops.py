@@ -328,7 +328,9 @@ class KubernetesSpecOps:
             record = spec_patch_record(dep)
             if record is not None and record.get("deployment") == dep["metadata"]["name"] and stale(record):
                 KubernetesSpecOps(self.platform).restore_spec(record)
-                done.append(f"pod-spec patch of deployment {dep['metadata']['name']} (run {record.get('run_id')})")
+                weights = f", configmap {record['configmap']} deleted" if record.get("configmap") else ""
+                done.append(f"pod-spec patch of deployment {dep['metadata']['name']} (run {record.get('run_id')}"
+                            f"{weights})")
         return done
 
     # -- following what the controller and the kubelet do --------------------------------------------
