@@ -331,6 +331,11 @@ class KubernetesSpecOps:
                 weights = f", configmap {record['configmap']} deleted" if record.get("configmap") else ""
                 done.append(f"pod-spec patch of deployment {dep['metadata']['name']} (run {record.get('run_id')}"
                             f"{weights})")
+        for rec in self.store().orphaned():  # this machine's records whose run died (restoring twice is safe)
+            if rec.kind == SPEC_UNDO_KIND and rec.payload.get("namespace") == self.namespace:
+                self.restore_spec(rec.payload)
+                (self.store().path(rec)).unlink(missing_ok=True)
+                done.append(f"local undo record {rec.id} of run {rec.run_id}")
         return done
 
     # -- following what the controller and the kubelet do --------------------------------------------
