@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.chaos import actions, rollbacks
+from harness.deployment import load_manifest_documents
 from harness.errors import FaultError
 from harness.events import EventKind
 from harness.platforms.kubernetes.api import KIND_BY_NAME
@@ -42,11 +44,19 @@ pytestmark = pytest.mark.timeout(600)
 def field(sandbox: SandboxStatus, small_manifest: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubernetesPlatform]:
     tmp = tmp_path_factory.mktemp("k8sfield")
+    # A startup budget of 20 s (not 120): a server that never gets its model is killed, and back-offs come,
+    # within a test's time; the model here loads in a few seconds.
+    docs = load_manifest_documents(small_manifest)
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] = 20
+    manifest = tmp / "triton.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
         platform = KubernetesPlatform(KubernetesSettings(
             namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
-            state_dir=tmp / "state", manifest=small_manifest, image=sandbox.triton_image, gpus_per_replica=0,
+            state_dir=tmp / "state", manifest=manifest, image=sandbox.triton_image, gpus_per_replica=0,
             replicas=2, ready_timeout_s=240.0))
         platform.up()
         try:
@@ -80,6 +90,7 @@ def _undone(platform: KubernetesPlatform, original: dict[str, Any]) -> None:
     assert not [c["metadata"]["name"] for c in configmaps if c["metadata"]["name"].startswith("harness-weights-")]
     assert platform.fault_store().records() == []
     platform.wait_rolled_out(180)
+    wait_for(lambda: len(platform.status().replicas) == 2, 60, "the replaced pods to be gone")
 
 
 def _landing(run_dir: Path) -> dict[str, Any]:
@@ -194,8 +205,12 @@ def test_oom_at_load_is_oomkilled_by_the_cluster_or_void(field: KubernetesPlatfo
     new = _landing(tmp_path / "run")["targets"]
     for pod in new:
         events = [e for e in events_of(field) if e.replica == pod and e.ts_ns >= since]
-        assert any(e.kind == EventKind.EXITED and e.reason == "OOMKilled" for e in events), events
-        assert any(e.kind == EventKind.BACKOFF and "OOMKilled" in e.reason for e in events), events
+        # OOMKilled again after the restart (a restart loop), or OOMKilled and the kubelet's back-off
+        ooms = [e for e in events if e.kind == EventKind.EXITED and e.reason == "OOMKilled"]
+        backoffs = [e for e in events if e.kind == EventKind.BACKOFF and "OOMKilled" in e.reason]
+        assert len(ooms) >= 2 or (ooms and backoffs), events
+        print(f"OOM at load: {pod} OOMKilled at +{[round((e.ts_ns - since) / 1e9, 1) for e in ooms]}s, "
+              f"back-off {[e.details.get('backoff_s') for e in backoffs]}")
     wait_for(lambda: set(field.replica_names()) == old, 120, "the OOM-looping pod to go")
     _undone(field, original)
 
