@@ -90,7 +90,7 @@ def _undone(platform: KubernetesPlatform, original: dict[str, Any]) -> None:
     assert not [c["metadata"]["name"] for c in configmaps if c["metadata"]["name"].startswith("harness-weights-")]
     assert platform.fault_store().records() == []
     platform.wait_rolled_out(180)
-    wait_for(lambda: len(platform.status().replicas) == 2, 60, "the replaced pods to be gone")
+    assert len(platform.replica_names()) == 2  # pods being deleted may linger a while in the kubelet
 
 
 def _landing(run_dir: Path) -> dict[str, Any]:
@@ -242,7 +242,7 @@ def test_corrupt_weights_rollout_stalls_with_capacity_kept_or_lost(field: Kubern
 
 def test_partial_targeting_is_refused_before_anything_runs(field: KubernetesPlatform, tmp_path: Path) -> None:
     common = ["--platform", "kubernetes", "--namespace", field.namespace, "--kubeconfig",
-              str(field.settings.kubeconfig), "--k8s-state-dir", str(field.settings.state_dir), "--dry-run",
+              str(field.settings.kubeconfig), "--k8s-state-dir", str(field.settings.state_dir),
               "--reports-dir", str(tmp_path / "reports")]
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -253,6 +253,5 @@ def test_partial_targeting_is_refused_before_anything_runs(field: KubernetesPlat
     refused = run(str(ROOT / "experiments" / "probe-kills-slow-load.yaml"))
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "mode 'one'" in refused.stderr and "--var probe_mode=all" in refused.stderr, refused.stderr
-    allowed = run(str(ROOT / "experiments" / "probe-kills-slow-load.yaml"), "--var", "probe_mode=all")
-    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "nothing was injected" in refused.stderr and not list((tmp_path / "reports").glob("*/run.json"))
     assert SPEC_PATCH not in (_deployment(field)["metadata"].get("annotations") or {})

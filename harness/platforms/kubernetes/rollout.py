@@ -52,11 +52,13 @@ def _stalled(dep: Mapping[str, Any]) -> str:
 def _complete(dep: Mapping[str, Any], generation: int, pods: Sequence[Mapping[str, Any]]) -> bool:
     want = int((dep.get("spec") or {}).get("replicas", 1))
     st = dep.get("status") or {}
+    # Pods being deleted no longer count (as for the ReplicaSet controller and ``kubectl rollout status``): the
+    # kubelet may take a while to finish one, and it is out of the Service from the deletion request on.
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     return (int(st.get("observedGeneration", 0)) >= max(generation, int(dep["metadata"].get("generation", 1)))
             and st.get("updatedReplicas") == want and st.get("readyReplicas") == want
             and st.get("availableReplicas") == want and st.get("replicas") == want
-            and len(pods) == want and all(_ready(p) for p in live))
+            and len(live) == want and all(_ready(p) for p in live))
 
 
 def follow(ops: KubernetesSpecOps, record: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -97,7 +99,8 @@ def follow(ops: KubernetesSpecOps, record: Mapping[str, Any], timeout_s: float) 
             "duration_s": round(time.monotonic() - started, 3), "min_ready": min_ready or 0,
             "ready_at_end": sum(1 for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")),
             "replicas": replicas, "old_pods": sorted(before), "new_pods": new_pods,
-            "replaced": sorted(before - {p["metadata"]["name"] for p in pods})}
+            "replaced": sorted(before - {p["metadata"]["name"] for p in pods
+                                         if not p["metadata"].get("deletionTimestamp")})}
 
 
 def phases(events: Sequence[Event], old_pods: Sequence[str], new_pods: Sequence[str]) -> list[dict[str, Any]]:
