@@ -105,6 +105,7 @@ class Traffic:
         self.url = url
         self.writer = TimelineWriter(run_dir / "timeline", worker="t")
         self.outcomes: list[tuple[int, bool]] = []
+        self.errors: list[tuple[int, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -116,6 +117,8 @@ class Traffic:
             self.writer.record(start, (time.time_ns() - start) / 1e9, "ok" if outcome.ok else "error",
                                "" if outcome.ok else "other", 200 if outcome.ok else -1)
             self.outcomes.append((start, outcome.ok))
+            if not outcome.ok:
+                self.errors.append((start, outcome.error[:80]))
             time.sleep(0.01)
         self.writer.close()
 
@@ -153,10 +156,16 @@ def test_rolling_update_is_rolled_by_the_controller_with_errors_per_phase(field:
         phases = {p["phase"] for p in measured["phases"]}
         assert phases == {"terminating", "new-pod-startup"}, measured["phases"]
         errors = measured["errors_by_phase"]
-        assert errors is not None and errors["other"]["requests"] > 0
+        assert errors is not None and sum(v["requests"] for v in errors.values()) > 0
         assert sum(v["errors"] for v in errors.values()) <= seen + 1
         assert field.deployment_spec_ops().deployment().prestop_s == prestop
-        failures[prestop] = {"duration_s": measured["duration_s"], "errors_by_phase": errors, "failed": seen}
+        starts = sorted(p["start_ns"] for p in measured["phases"] if p["phase"] == "terminating")
+        when = [(round((ts - max([s for s in starts if s <= ts] or [since])) / 1e9, 2), why)
+                for ts, why in traffic.errors if ts >= since]
+        hooks = [f"{e.get('reason')}: {str(e.get('message'))[:100]}"
+                 for e in field.api.list(KIND_BY_NAME["Event"], field.namespace) if "PreStop" in str(e.get("reason"))]
+        failures[prestop] = {"duration_s": measured["duration_s"], "errors_by_phase": errors, "failed": seen,
+                             "after_deletion_s": when, "prestop_hook_events": hooks}
         rollbacks.restore_pod_spec(configuration=config)
         _undone(field, original)
     print(f"rolling update on Kubernetes by preStop delay: {json.dumps(failures)}")
