@@ -114,6 +114,18 @@ def test_reference_manifest_passes_with_numbers(capsys: pytest.CaptureFixture[st
     assert budget["severity"] == "ok" and budget["numbers"]["budget_s"] == 120.0
 
 
+def test_a_sidecar_listed_first_is_not_judged_as_triton(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The checks judge Triton's container (found by its HTTP port, as the platform finds it), not whichever
+    container comes first: a sidecar without probes or limits must not turn into findings about Triton."""
+    docs = list(yaml.safe_load_all(DEFAULT_MANIFEST.read_text()))
+    _container(docs)["resources"]["limits"].update(memory="512Mi")  # the mistake, on Triton's container
+    _pod(docs)["containers"].insert(0, {"name": "log-shipper", "image": "busybox", "resources": {
+        "limits": {"memory": "8Gi"}}})
+    code, report = _run(capsys, "--manifest", _write(tmp_path, docs), "--load-time", "10", "--load-peak-mb", "900")
+    assert code == 1 and [f["check"] for f in report["findings"] if f["severity"] == "error"] == ["memory-limit"]
+    assert next(f for f in report["findings"] if f["check"] == "load-budget")["severity"] == "ok"
+
+
 def test_bad_manifest_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: Service\nmetadata: {name: x}\n")

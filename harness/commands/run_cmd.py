@@ -93,7 +93,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plans = load_plans([Path(e) for e in args.experiments], options, replicas)
     if platform_problem is not None:
         raise platform_problem
-    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans])
+    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans],
+                       {plan.path: plan.configuration for plan in plans})
     if args.dry_run:
         print(describe_plan(plans, replicas, args.repeat))
         return 0

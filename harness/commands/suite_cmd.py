@@ -69,7 +69,8 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
         per_plan[plan.name] = entry_vars
     if problems:
         raise ConfigError(f"the suite {suite_file} is not valid; nothing was injected:\n" + "\n".join(problems))
-    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans])
+    refuse_unsupported(platform, [(plan.path, plan.experiment) for plan in plans],
+                       {plan.path: plan.configuration for plan in plans})
     service = describe_service(platform)
     options = RunOptions(reports_dir=reports_dir, repeat=repeat, command=sys.argv)
     crashed: HarnessError | None = None

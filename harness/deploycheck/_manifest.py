@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.deployment import first_deployment, load_manifest_documents
 from harness.errors import ConfigError
 from harness.faults.family import describe_validation_error
+from harness.platforms.kubernetes.usermanifest import triton_ports
 
-__all__ = ["DeploymentView", "ProbeView", "parse_quantity_mb", "read_manifest", "resolve_rollout"]
+__all__ = ["DeploymentView", "ProbeView", "parse_quantity_mb", "read_documents", "read_manifest", "resolve_rollout"]
 
 DEFAULT_EXIT_TIMEOUT_S = 30.0  # tritonserver --exit-timeout-secs
 
@@ -157,14 +158,21 @@ def _selects(pdb: dict[str, Any], labels: dict[str, Any]) -> bool:
 
 
 def read_manifest(path: Path) -> DeploymentView:
-    """Parse the first Deployment of ``path`` (its first container) and the PodDisruptionBudget selecting it."""
-    docs = load_manifest_documents(path)
+    """Parse the first Deployment of ``path`` (its Triton container) and the PodDisruptionBudget selecting it."""
+    return read_documents(load_manifest_documents(path), path)
+
+
+def read_documents(docs: list[dict[str, Any]], path: Path) -> DeploymentView:
+    """``read_manifest`` for documents already loaded (a live Deployment read from the cluster: ``path`` then
+    names it in messages)."""
     dep, name, where = first_deployment(docs, path, "check-deployment judges a Deployment")
     try:
         spec = dep["spec"]
         pod_meta = spec["template"].get("metadata") or {}
         pod = spec["template"]["spec"]
-        container = pod["containers"][0]
+        containers = pod["containers"]
+        # Triton's container, found as the platform finds it (a user's first container may be a sidecar)
+        container = next((c for c in containers if isinstance(c, dict) and "http" in triton_ports(c)), containers[0])
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{where}: missing {exc} (spec.template.spec.containers[0])") from exc
     replicas = int(spec.get("replicas", 1))

@@ -24,8 +24,6 @@ __all__ = ["ACTION_FAULTS", "FAULTS", "PLATFORMS", "Diagnosis", "FaultSupport", 
 
 FAULTS = ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure", "rolling-update",
           "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
-# Pod-spec faults (harness.faults.podspec) run on the local platform only for now.
-_LOCAL_ONLY = ("rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
 PLATFORMS = ("local", "kubernetes")
 # The injecting actions of harness.chaos.actions, by the fault they inject (a compound experiment has several).
 ACTION_FAULTS = {"kill_replicas": "pod-kill", "block_network": "network-policy-block",
@@ -40,6 +38,12 @@ _K8S_NOTES = {
     "slow-model-load": "patches the Deployment, a rolling restart",
     "gpu-memory-pressure": "a hog exec'd in the pod: GPU memory when the pod has a GPU, else the pod's own memory "
                            "limit",
+    # Pod-spec faults (harness.faults.podspec): a template patch the Deployment controller rolls out (mode: all)
+    "rolling-update": "patches the pod template (strategy, preStop as asked); the Deployment controller rolls it",
+    "probe-kills-slow-load": "patches the probe budget and load delay; the kubelet's probe kills the new pods",
+    "corrupt-weights-rollout": "rolls out a model-repository ConfigMap with a corrupt weight file",
+    "oom-at-load": "patches resources.limits.memory below the load-time arena; void where the cluster does not "
+                   "enforce memory limits",
 }
 
 
@@ -77,9 +81,6 @@ def _memory_pressure_local(host: HostPaths) -> FaultSupport:
 def fault_support(fault: str, platform: str, host: HostPaths | None = None) -> FaultSupport:
     """Whether ``fault`` can be injected on ``platform`` from this machine (only the checks it needs run)."""
     host = host or HostPaths()
-    if platform == "kubernetes" and fault in _LOCAL_ONLY:
-        return FaultSupport(fault, platform, False, reason="the Kubernetes side of this pod-spec fault is not wired "
-                            "yet", fix="run it on the local platform (--platform local)")
     if platform == "kubernetes":
         return FaultSupport(fault, platform, True, _K8S_NOTES.get(fault, ""))
     if fault == "oom-at-load":

@@ -9,6 +9,10 @@ Landed when the rollout stalled, no pod of the new revision became ready, and th
 failed weight check. The landing measures the capacity left (ready replicas at the stall and the minimum
 during the rollout, out of the Deployment's replicas). Undo is ``kubectl rollout undo``: the weights and
 env are restored, surge pods removed, and the replaced pods restarted on the old revision.
+
+On Kubernetes the revision's pods read the model repository from a ConfigMap of the harness's own with one
+weight file corrupted; the real controller rolls it out and reports ``ProgressDeadlineExceeded``, and the
+not-ready reason is read from Triton's repository index inside each new pod.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from harness.faults.family import FamilySpec, FaultScope, Landing
-from harness.faults.podspec import spec_ops
+from harness.faults.podspec import native_spec, spec_ops, undo_spec
 from harness.faults.rollout import Rollout, RolloutArgs, roll_out
 
 __all__ = ["FAMILY", "NAME", "Args", "inject", "undo", "verify"]
@@ -43,15 +47,22 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> Rollout:
 def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args) -> Landing:
     check = "the rollout stalled: no pod of the corrupt revision became ready, because of the weight check"
     now = scope.replicas()
-    new_pods = [*rollout.replaced, *rollout.surge]
+    native = native_spec(scope)
+    new_pods = sorted(rollout.new_pods) if native is not None else [*rollout.replaced, *rollout.surge]
     ready_new = sorted(n for n in new_pods if (r := now.get(n)) is not None and r.ready)
-    reasons = {n: now[n].reason for n in new_pods if n in now}
+    if native is not None:  # the pod says "not ready"; Triton's repository index says why
+        reasons = {n: native.model_reason(n) for n in new_pods if n in now and not now[n].ready}
+    else:
+        reasons = {n: now[n].reason for n in new_pods if n in now}
     measured = {**rollout.to_json(), "new_pod_reasons": reasons,
                 "capacity_lost": max(rollout.replicas - rollout.ready_at_end, 0)}
     if not rollout.stalled or ready_new:
         return Landing(NAME, tuple(targets), check, False,
                        f"pods of the corrupt revision became ready ({ready_new or 'all'}): the weights were not "
                        "corrupted, or the SHA-256 check did not run", measured)
+    if native is not None and "ProgressDeadlineExceeded" not in rollout.stalled:
+        return Landing(NAME, tuple(targets), check, False,
+                       f"the Deployment controller never reported the stall ({rollout.stalled})", measured)
     if not any("corrupt" in why or "sha256" in why for why in reasons.values()):
         return Landing(NAME, tuple(targets), check, False,
                        f"the rollout stalled, but not on the weight check (reasons: {reasons})", measured)
@@ -65,6 +76,9 @@ def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args) 
 
 def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
     """Restore weights and env, remove the surge pods, then restart the replaced pods on the old revision."""
+    if native_spec(scope) is not None:
+        undo_spec(scope, record)  # the original template: the controller scales the old ReplicaSet back up
+        return
     ops = spec_ops(scope)
     ops.undo_records(record)
     for name in record.get("replaced", []):

@@ -2,31 +2,48 @@
 CrashLoopBackOff out of the lifecycle events.
 
 Those faults (rolling update, probe kills slow load, corrupt weights rollout, OOM at load) need
-``harness.platforms.base.SpecTarget``; a platform without it gets a clear FaultError before anything is
-changed, never a fault that silently did nothing.
+``harness.platforms.base.SpecTarget`` (the harness plays the rollout, locally) or offer
+``DeploymentSpecTarget`` (a real Deployment controller does, on Kubernetes); a platform with neither gets a
+clear FaultError before anything is changed, never a fault that silently did nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from harness.errors import FaultError
 from harness.events import Event, EventKind
 from harness.faults.family import FaultScope
-from harness.platforms.base import SpecTarget
+from harness.platforms.base import DeploymentSpecTarget, SpecTarget
 
-__all__ = ["CrashLoop", "crash_loops", "spec_ops", "wait_for_crash_loops"]
+__all__ = ["CrashLoop", "crash_loops", "native_spec", "spec_ops", "undo_spec", "wait_for_crash_loops"]
+
+
+def native_spec(scope: FaultScope) -> DeploymentSpecTarget | None:
+    """The platform's own Deployment rollout (Kubernetes: the real controller and kubelet), None where the
+    harness plays the pod spec itself (``SpecTarget``, the local platform)."""
+    offer = getattr(scope.ops, "deployment_spec_ops", None)
+    return cast(DeploymentSpecTarget, offer()) if callable(offer) else None
 
 
 def spec_ops(scope: FaultScope) -> SpecTarget:
     if not isinstance(scope.ops, SpecTarget):
         raise FaultError(f"this platform ({type(scope.ops).__name__}) cannot change the pod spec of a replica "
-                         "(rolling update, probes, memory limit, weights); run this experiment on the local "
-                         "platform (the Kubernetes side is not wired yet)")
+                         "(rolling update, probes, memory limit, weights); run this experiment on the local or "
+                         "the Kubernetes platform")
     return scope.ops
+
+
+def undo_spec(scope: FaultScope, record: Mapping[str, Any]) -> None:
+    """Undo a pod-spec change: the original template back (Kubernetes), or each local override dropped."""
+    native = native_spec(scope)
+    if native is not None:
+        native.restore_spec(record)
+    else:
+        spec_ops(scope).undo_records(record)
 
 
 @dataclass
@@ -58,12 +75,14 @@ def crash_loops(events: Sequence[Event], targets: Sequence[str]) -> dict[str, Cr
     return loops
 
 
-def wait_for_crash_loops(ops: SpecTarget, since_ns: int, targets: Sequence[str], timeout_s: float,
+def wait_for_crash_loops(ops: SpecTarget | DeploymentSpecTarget, since_ns: int,
+                         targets: Sequence[str] | Callable[[], Sequence[str]], timeout_s: float,
                          done: Callable[[CrashLoop], bool]) -> dict[str, CrashLoop]:
-    """Poll the events until ``done`` holds for every target, or ``timeout_s`` passes; the last reading."""
+    """Poll the events until ``done`` holds for every target (at least one), or ``timeout_s`` passes; the last
+    reading. ``targets`` may be a callable: on Kubernetes the pods of the new template appear as it rolls."""
     deadline = time.monotonic() + timeout_s
     while True:
-        loops = crash_loops(ops.events_since(since_ns), targets)
-        if all(done(loop) for loop in loops.values()) or time.monotonic() >= deadline:
+        loops = crash_loops(ops.events_since(since_ns), targets() if callable(targets) else targets)
+        if (loops and all(done(loop) for loop in loops.values())) or time.monotonic() >= deadline:
             return loops
         time.sleep(0.2)

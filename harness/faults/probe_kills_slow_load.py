@@ -9,6 +9,11 @@ Landed when the events show, for every target, the probe killing the server duri
 as the reason) and at least one CrashLoopBackOff; the landing names the probe, its budget, the load time,
 the kills and the back-off delays. Undo drops both overrides; a crash-looping replica then starts at once
 (a changed pod spec ends its back-off, as a fixed Deployment makes a new pod).
+
+On Kubernetes the Deployment's template gets the load delay and the probe budget, the controller rolls it out
+as its strategy allows, and the kubelet's probe kills the new pods (``Unhealthy`` Events, CrashLoopBackOff
+with its real back-off); landed when every pod of the new template crash-loops that way. With
+maxUnavailable 0 that is the surge pod alone and the old pods keep serving (the rollout stalls).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from harness.faults.family import MAX_FAULT_S, FamilySpec, FaultScope, Landing, Targeting
-from harness.faults.podspec import CrashLoop, spec_ops, wait_for_crash_loops
+from harness.faults.podspec import CrashLoop, native_spec, spec_ops, undo_spec, wait_for_crash_loops
 from harness.faults.slow_load import DELAY_ENV
 
 __all__ = ["FAMILY", "NAME", "Args", "inject", "undo", "verify"]
@@ -55,6 +60,10 @@ def _probes(args: Args) -> dict[str, dict[str, float] | None]:
 
 
 def inject(scope: FaultScope, targets: list[str], args: Args) -> dict[str, Any]:
+    native = native_spec(scope)
+    if native is not None:  # Kubernetes: the patched template rolls out and the kubelet's probe does the killing
+        native.require_every_pod(targets, "probe kills slow load")
+        return native.patch_spec(scope.run_id, {"env": {DELAY_ENV: f"{args.load_s:g}"}, "probes": _probes(args)})
     ops = spec_ops(scope)
     since_ns = time.time_ns()
     record = ops.set_revision(targets, scope.run_id, env={DELAY_ENV: f"{args.load_s:g}"}, probes=_probes(args))
@@ -68,13 +77,22 @@ def _looping(loop: CrashLoop) -> bool:
 
 
 def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], args: Args) -> Landing:
-    ops = spec_ops(scope)
-    loops = wait_for_crash_loops(ops, int(record["since_ns"]), targets, args.verify_timeout_s, _looping)
+    native = native_spec(scope)
+    if native is not None:  # the pods that crash-loop are those of the new template, as the controller made them
+        loops = wait_for_crash_loops(native, int(record["since_ns"]), lambda: native.new_pods(record),
+                                     args.verify_timeout_s, _looping)
+        targets = sorted(loops)
+    else:
+        loops = wait_for_crash_loops(spec_ops(scope), int(record["since_ns"]), targets, args.verify_timeout_s,
+                                     _looping)
     check = (f"the {args.probe} probe (budget {args.budget_s}s) killed each {args.load_s:g}s model load and "
              "CrashLoopBackOff followed")
     measured = {"probe": args.probe, "budget_s": args.budget_s, "load_s": args.load_s,
                 "replicas": {n: loop.to_json() for n, loop in loops.items()}}
     missing = sorted(n for n, loop in loops.items() if not _looping(loop))
+    if not loops:
+        return Landing(NAME, tuple(targets), check, False,
+                       f"no pod of the new pod spec appeared within {args.verify_timeout_s:g}s", measured)
     if missing:
         why = "; ".join(f"{n}: {len(loops[n].probe_kills)} probe kill(s), {len(loops[n].backoff_s)} back-off(s)"
                         for n in missing)
@@ -87,4 +105,4 @@ def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], arg
 
 
 def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
-    spec_ops(scope).undo_records(record)
+    undo_spec(scope, record)

@@ -9,6 +9,11 @@ Landed when every target was deleted and came back ready on the new revision (re
 did not stall. The landing carries each pod's phases and, under load, the requests and errors per phase
 (endpoint lag, shutdown, startup, surge startup, other). Undo drops the revision's env change (it has no
 effect on serving); the surge pods are already gone.
+
+On Kubernetes the Deployment's template gets the revision (and the strategy or preStop delay the experiment
+overrides) and the real controller rolls it out; landed when it completed (every pod on the new template,
+ready, no old pod left), not when the controller reported ``ProgressDeadlineExceeded``. Undo restores the
+original template: the controller rolls back, as ``kubectl rollout undo``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.faults.family import FamilySpec, FaultScope, Landing
-from harness.faults.podspec import spec_ops
+from harness.faults.podspec import native_spec, spec_ops, undo_spec
 from harness.faults.rollout import Rollout, RolloutArgs, errors_by_phase, phases_from_events, roll_out
 
 __all__ = ["FAMILY", "NAME", "Args", "describe_phases", "inject", "undo", "verify"]
@@ -46,8 +51,11 @@ def describe_phases(errors: Mapping[str, Mapping[str, int]] | None) -> str:
 
 
 def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args, timeline_dir: Path | None) -> Landing:
-    ops = spec_ops(scope)
-    phases = phases_from_events(ops.events_since(rollout.started_ns), [*targets, *rollout.surge])
+    native = native_spec(scope)
+    if native is not None:  # Kubernetes: old pods terminating, new pods starting, from the watcher's events
+        phases = native.rollout_phases(rollout.started_ns, targets, sorted(rollout.new_pods))
+    else:
+        phases = phases_from_events(spec_ops(scope).events_since(rollout.started_ns), [*targets, *rollout.surge])
     errors = errors_by_phase(timeline_dir, phases, (rollout.started_ns, rollout.ended_ns)) if timeline_dir else None
     measured = {**rollout.to_json(), "phases": phases, "errors_by_phase": errors}
     check = "every replica deleted and ready again on the new revision, without a stall"
@@ -56,12 +64,14 @@ def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args, 
         return Landing(NAME, tuple(targets), check, False, rollout.stalled or f"{not_replaced} were not replaced",
                        measured)
     plan = rollout.plan
-    detail = (f"replaced {len(targets)} replica(s) in {rollout.to_json()['duration_s']:g}s (maxSurge "
+    lag = ("the cluster's" if plan["endpoint_lag_s"] is None else f"{plan['endpoint_lag_s']:g}s")
+    by = "by the Deployment controller " if rollout.native else ""
+    detail = (f"replaced {len(targets)} replica(s) {by}in {rollout.to_json()['duration_s']:g}s (maxSurge "
               f"{plan['max_surge']}, maxUnavailable {plan['max_unavailable']}, preStop {plan['prestop_s']:g}s, "
-              f"endpoint lag {plan['endpoint_lag_s']:g}s); ready replicas never below {rollout.min_ready}; "
+              f"endpoint lag {lag}); ready replicas never below {rollout.min_ready}; "
               f"{describe_phases(errors)}")
     return Landing(NAME, tuple(targets), check, True, detail, measured)
 
 
 def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
-    spec_ops(scope).undo_records(record)
+    undo_spec(scope, record)

@@ -11,6 +11,11 @@ once every target runs the new revision.
 
 The rollout records its phases per pod from the lifecycle events (endpoint lag, shutdown, startup), so the
 errors users saw can be attributed to a phase from the request timeline.
+
+On Kubernetes none of that is played: the platform offers its own rollout (``DeploymentSpecTarget``), the
+template is patched (the revision's env, the overridden strategy and preStop delay) and the real Deployment
+controller replaces the pods while this follows it to completion or to its ``ProgressDeadlineExceeded``
+stall; the phases there are ``terminating`` (old pods) and ``new-pod-startup`` (new ones).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from pydantic import Field
 from harness.errors import ConfigError
 from harness.events import Event, EventKind
 from harness.faults.family import FaultScope, Mode, Targeting, replica_identity
-from harness.faults.podspec import spec_ops
+from harness.faults.podspec import native_spec, spec_ops
+from harness.platforms.base import DeploymentSpecTarget
 from harness.timeline import timeline_files
 
 __all__ = ["REVISION_ENV", "SURGE_SLOTS", "Rollout", "RolloutArgs", "errors_by_phase", "phases_from_events",
@@ -62,11 +68,20 @@ class Rollout:
     min_ready: int = 0
     ready_at_end: int = 0
     replicas: int = 0
+    new_pods: dict[str, str] = field(default_factory=dict)  # Kubernetes: the new template's pods, last reason
+
+    @property
+    def native(self) -> bool:
+        """Whether a real Deployment controller rolled it out (Kubernetes), not the harness."""
+        return bool(self.plan.get("controller"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"plan": self.plan, "surge": self.surge, "replaced": self.replaced, "stalled": self.stalled,
-                "min_ready": self.min_ready, "ready_at_end": self.ready_at_end, "replicas": self.replicas,
-                "duration_s": round((self.ended_ns - self.started_ns) / 1e9, 3)}
+        out = {"plan": self.plan, "surge": self.surge, "replaced": self.replaced, "stalled": self.stalled,
+               "min_ready": self.min_ready, "ready_at_end": self.ready_at_end, "replicas": self.replicas,
+               "duration_s": round((self.ended_ns - self.started_ns) / 1e9, 3)}
+        if self.native:
+            out["new_pods"] = self.new_pods
+        return out
 
 
 class _ReadyWatch(threading.Thread):
@@ -93,7 +108,41 @@ def _wait(predicate: Any, timeout_s: float) -> bool:
     return bool(predicate())
 
 
+def _native_roll_out(native: DeploymentSpecTarget, scope: FaultScope, targets: Sequence[str], args: RolloutArgs,
+                     corrupt: bool) -> Rollout:
+    """Kubernetes: patch the template (and the strategy the experiment overrides), let the controller roll."""
+    native.require_every_pod(targets, "a corrupt-weights rollout" if corrupt else "a rolling update")
+    deployment = native.deployment()
+    surge = deployment.max_surge if args.max_surge is None else args.max_surge
+    unavailable = deployment.max_unavailable if args.max_unavailable is None else args.max_unavailable
+    prestop = deployment.prestop_s if args.prestop_s is None else args.prestop_s
+    if surge == 0 and unavailable == 0:
+        raise ConfigError("maxSurge and maxUnavailable are both 0: no rollout can make progress (Kubernetes "
+                          "rejects it); set max_surge or max_unavailable")
+    plan = {"controller": "kubernetes", "max_surge": surge, "max_unavailable": unavailable, "prestop_s": prestop,
+            "grace_s": deployment.termination_grace_s, "progress_deadline_s": args.progress_deadline_s,
+            "corrupt_weights": corrupt, "endpoint_lag_s": None}  # the lag is the cluster's own (kube-proxy)
+    record = native.patch_spec(scope.run_id, {
+        "env": {REVISION_ENV: scope.run_id}, "corrupt_weights": corrupt, "max_surge": args.max_surge,
+        "max_unavailable": args.max_unavailable, "prestop_s": args.prestop_s,
+        "progress_deadline_s": args.progress_deadline_s})
+    rollout = Rollout(record, plan, list(targets), [], int(record["since_ns"]), replicas=deployment.replicas)
+    per_pod = args.progress_deadline_s + prestop + deployment.termination_grace_s
+    followed = native.follow_rollout(record, per_pod * (deployment.replicas + surge + 1) + 60)
+    rollout.ended_ns = time.time_ns()
+    rollout.stalled = str(followed["stalled"])
+    rollout.replaced = list(followed["replaced"])
+    rollout.min_ready = int(followed["min_ready"])
+    rollout.ready_at_end = int(followed["ready_at_end"])
+    rollout.replicas = int(followed["replicas"])
+    rollout.new_pods = dict(followed["new_pods"])
+    return rollout
+
+
 def roll_out(scope: FaultScope, targets: Sequence[str], args: RolloutArgs, corrupt: bool) -> Rollout:
+    native = native_spec(scope)
+    if native is not None:
+        return _native_roll_out(native, scope, targets, args, corrupt)
     ops = spec_ops(scope)
     deployment = ops.deployment()
     surge = deployment.max_surge if args.max_surge is None else args.max_surge
@@ -198,9 +247,9 @@ def errors_by_phase(timeline_dir: Path, phases: Sequence[Mapping[str, Any]], win
     start, end = window
     frame = frame[(frame["start_ns"] >= start) & (frame["start_ns"] <= end)]
     out: dict[str, dict[str, int]] = {}
-    names = ["endpoint-lag", "shutdown", "startup", "surge-startup", "other"]
-    for name in names:
-        out[name] = {"requests": 0, "errors": 0}
+    names = ["endpoint-lag", "shutdown", "startup", "surge-startup", "terminating", "new-pod-startup", "other"]
+    for name in [*names, *(p["phase"] for p in phases)]:
+        out.setdefault(name, {"requests": 0, "errors": 0})
     for start_ns, outcome in zip(frame["start_ns"].tolist(), frame["outcome"].tolist(), strict=True):
         phase = next((p["phase"] for p in phases
                       if p["start_ns"] <= start_ns <= (p["end_ns"] or end)), "other")

@@ -13,6 +13,14 @@ from harness.faults.undo import UndoRecord
 
 __all__ = ["UNDOERS"]
 
+def _k8s_spec(record: UndoRecord) -> None:
+    """A Kubernetes pod-spec patch: reconnect with the settings ``up`` saved and restore the template
+    (imported here, not at the top: the local watchdog needs no Kubernetes client)."""
+    from harness.platforms.kubernetes.spec_ops import undo_from_store
+
+    undo_from_store(record)
+
+
 UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "nft": nft.undo,  # a network block's nftables table
     "hog": hog.undo,  # a memory hog process (GPU or host analogue)
@@ -21,4 +29,5 @@ UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "probes": overrides.undo_probes,  # a probe override of one replica (probe-kills-slow-load)
     "weights": overrides.undo_weights,  # a replica's corrupted weights (corrupt-weights-rollout)
     "surge": overrides.undo_surge,  # a surge pod of a rolling update
+    "k8s-spec": _k8s_spec,  # a Deployment's pod template patched by a pod-spec fault (Kubernetes)
 }

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "Endpoints", "FaultTarget", "Platform", "PlatformStatus", "ReplicaStatus", "SpecTarget"]
+__all__ = ["CleanupReport", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "Platform", "PlatformStatus",
+           "ReplicaStatus", "SpecTarget"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +169,44 @@ class SpecTarget(FaultTarget, Protocol):
         """A memory limit for these replicas from their next start."""
 
     def undo_records(self, record: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class DeploymentSpecTarget(Protocol):
+    """The pod-spec faults where a real Deployment controller and kubelet do the work (Kubernetes): the
+    Deployment's template is patched and the controller rolls it out, instead of the harness playing the
+    rollout pod by pod (``SpecTarget``). ``FaultTarget.deployment_spec_ops()`` returns one where offered.
+
+    Every patch writes its undo record first (on the Deployment itself and in the local undo store), and
+    ``restore_spec`` puts back exactly the original template and strategy (``kubectl rollout undo``)."""
+
+    def deployment(self) -> Any:
+        """The live Deployment as ``harness.deploycheck`` reads it (a ``DeploymentView``)."""
+
+    def events_since(self, since_ns: int) -> list[Any]: ...
+
+    def require_every_pod(self, targets: Sequence[str], fault: str) -> None:
+        """ConfigError unless ``targets`` are every pod: a template change replaces them all."""
+
+    def patch_spec(self, run_id: str, change: Mapping[str, Any], max_s: float = ...) -> dict[str, Any]:
+        """Change the pod template (``env``, ``probes``, ``memory_limit_mb``, ``corrupt_weights``) and the
+        strategy (``max_surge``, ``max_unavailable``, ``prestop_s``, ``progress_deadline_s``); the record
+        (with ``since_ns`` and the pods before) undoes it."""
+
+    def new_pods(self, record: Mapping[str, Any]) -> list[str]:
+        """The pods of the patched template (created after the patch) that exist now."""
+
+    def rollout_phases(self, since_ns: int, old_pods: Sequence[str], new_pods: Sequence[str]) -> list[dict[str, Any]]:
+        """Each pod's phases from the lifecycle events (``phase``, ``pod``, ``start_ns``, ``end_ns``)."""
+
+    def model_reason(self, pod: str, model: str = ...) -> str:
+        """Why the model is not ready on ``pod``, as Triton says it."""
+
+    def memory_limit_seen(self, pod: str) -> str:
+        """The memory limit as the pod's container sees it (its cgroup), or why it cannot be read."""
+
+    def follow_rollout(self, record: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Watch the controller roll the patched template out until it completed or stalled
+        (``Progressing=False``, ``ProgressDeadlineExceeded``), sampling the ready pods."""
+
+    def restore_spec(self, record: Mapping[str, Any]) -> None: ...

@@ -20,25 +20,49 @@ __all__ = ["refusals", "refuse_unsupported"]
 _ACTIONS_MODULE = "harness.chaos.actions"
 
 
-def refusals(platform: Platform, path: Path, experiment: Mapping[str, Any]) -> list[str]:
-    """Why each activity of ``experiment`` cannot run on ``platform`` (empty: all can)."""
+def refusals(platform: Platform, path: Path, experiment: Mapping[str, Any],
+             config: Mapping[str, Any] | None = None) -> list[str]:
+    """Why each activity of ``experiment`` cannot run on ``platform`` (empty: all can).
+
+    A platform may also refuse some arguments of an action it can run (``refused_arguments(func, arguments)
+    -> reason | None``: Kubernetes cannot target some pods with a pod-template change); the arguments are
+    substituted with ``config`` (the experiment's resolved configuration, --var included) first."""
     refused_of = getattr(platform, "refused_actions", None)
     refused: Mapping[str, str] = refused_of() if callable(refused_of) else {}
-    if not refused:
+    arguments_of = getattr(platform, "refused_arguments", None)
+    if not refused and not callable(arguments_of):
         return []
     problems = []
     for section in ("method", "rollbacks"):
         for activity in experiment.get(section) or []:
             provider = (activity.get("provider") or {}) if isinstance(activity, dict) else {}
             func = str(provider.get("func") or "")
-            if provider.get("module") == _ACTIONS_MODULE and func in refused:
-                problems.append(f"{path}: {section} activity {activity.get('name', '?')!r} ({func}) cannot run on the "
-                                f"{platform.name} platform: {refused[func]}")
+            if provider.get("module") != _ACTIONS_MODULE:
+                continue
+            name = activity.get("name", "?")
+            where = f"{path}: {section} activity {name!r} ({func}) cannot run on the {platform.name}"
+            if func in refused:
+                problems.append(f"{where} platform: {refused[func]}")
+            elif callable(arguments_of):
+                why = arguments_of(func, _substituted(provider.get("arguments") or {}, experiment, config))
+                if why:
+                    problems.append(f"{where} platform with these arguments: {why}")
     return problems
 
 
-def refuse_unsupported(platform: Platform, experiments: Iterable[tuple[Path, Mapping[str, Any]]]) -> None:
-    """``ConfigError`` listing every activity the platform refuses; nothing has been injected yet."""
-    problems = [p for path, experiment in experiments for p in refusals(platform, path, experiment)]
+def _substituted(arguments: Mapping[str, Any], experiment: Mapping[str, Any],
+                 config: Mapping[str, Any] | None) -> dict[str, Any]:
+    from chaoslib import substitute
+
+    resolved = config if config is not None else (experiment.get("configuration") or {})
+    return dict(substitute(dict(arguments), dict(resolved), None))
+
+
+def refuse_unsupported(platform: Platform, experiments: Iterable[tuple[Path, Mapping[str, Any]]],
+                       configs: Mapping[Path, Mapping[str, Any]] | None = None) -> None:
+    """``ConfigError`` listing every activity the platform refuses; nothing has been injected yet.
+    ``configs``: each experiment's resolved configuration (its defaults are used where none is given)."""
+    problems = [p for path, experiment in experiments
+                for p in refusals(platform, path, experiment, (configs or {}).get(path))]
     if problems:
         raise ConfigError("these experiments cannot run here; nothing was injected:\n  - " + "\n  - ".join(problems))

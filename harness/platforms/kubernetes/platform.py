@@ -24,8 +24,9 @@ from typing import Any
 from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
+from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, podscripts
+from harness.platforms.kubernetes import attach, faults, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -417,6 +418,7 @@ class KubernetesPlatform:
             if record is not None and (self._stale_record(record)):
                 faults.restore_env(api, record)
                 report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -730,6 +732,7 @@ class KubernetesPlatform:
             if record is not None and stale(record):
                 faults.restore_env(self.api, record)
                 done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        done += spec_ops.KubernetesSpecOps(self).sweep(stale)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
@@ -740,6 +743,18 @@ class KubernetesPlatform:
                 done.append(f"networkpolicy {meta['name']}")
         done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
         return done
+
+    def deployment_spec_ops(self) -> spec_ops.KubernetesSpecOps:
+        """The pod-spec faults as Deployment patches the real controller rolls out (harness.faults.podspec)."""
+        return spec_ops.KubernetesSpecOps(self)
+
+    def fault_store(self) -> UndoStore:
+        """Local undo records of this namespace's faults (pod-spec patches), undone by the runner's close."""
+        return spec_ops.KubernetesSpecOps(self).store()
+
+    def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
+        """Arguments a fault cannot honour here (a pod-template change cannot target some pods)."""
+        return spec_ops.targeting_refusal(func, arguments)
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
         """Open a TCP connection to pod ``name``'s Triton HTTP port as an in-cluster client would.

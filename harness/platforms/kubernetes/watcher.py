@@ -8,6 +8,7 @@ events must cover them all. Pods are the replicas; the pod name is the replica n
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 from harness.events import EventKind, EventLog
 
-__all__ = ["PodTracker", "main"]
+__all__ = ["PodTracker", "backoff_seconds", "main"]
 
 
 @dataclass
@@ -44,12 +45,25 @@ def _state_of(pod: dict[str, Any]) -> _PodState:
     )
 
 
+def backoff_seconds(message: str) -> float | None:
+    """The kubelet's delay from its waiting message (``back-off 1m20s restarting failed container=...``)."""
+    match = re.search(r"back-off ((?:\d+h)?(?:\d+m)?(?:\d+(?:\.\d+)?s)?)", message)
+    if not match or not match.group(1):
+        return None
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", match.group(1))
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in parts)
+
+
 class PodTracker:
     """Compares each pod update with the last one seen and emits what changed."""
 
     def __init__(self, log: EventLog, stopping_marker: Path | None = None) -> None:
         self.log = log
         self.pods: dict[str, _PodState] = {}
+        # Pods whose deletion was requested (deletionTimestamp seen), and those whose container has exited
+        # since: a rollout's phases start at the deletion request, as they do locally, not at the removal.
+        self.terminating: set[str] = set()
+        self.exited: set[str] = set()
         self.stopping = False
         # ``down`` creates this file before deleting, so deletions read as stopped, not killed.
         self.stopping_marker = stopping_marker
@@ -59,11 +73,28 @@ class PodTracker:
         new = _state_of(pod)
         old = self.pods.get(name)
         ip = str((pod.get("status") or {}).get("podIP", ""))
+        stopping = self.stopping or bool(self.stopping_marker and self.stopping_marker.exists())
         if kind == "DELETED":
             self.pods.pop(name, None)
-            stopping = self.stopping or bool(self.stopping_marker and self.stopping_marker.exists())
+            if name in self.terminating:  # its deletion (and maybe its exit) was already recorded
+                self.terminating.discard(name)
+                if name not in self.exited:
+                    self.log.emit(EventKind.EXITED, name, "pod removed", address=ip)
+                self.exited.discard(name)
+                return
             self.log.emit(EventKind.STOPPED if stopping else EventKind.KILLED, name, "pod deleted", address=ip)
             return
+        if pod["metadata"].get("deletionTimestamp") and name not in self.terminating:
+            self.terminating.add(name)
+            grace = pod["metadata"].get("deletionGracePeriodSeconds")
+            self.log.emit(EventKind.STOPPED if stopping else EventKind.KILLED, name,
+                          f"pod deletion requested (grace {grace}s)", address=ip)
+        if name in self.terminating and name not in self.exited:
+            ended = (_container(pod).get("state") or {}).get("terminated")
+            if ended:
+                self.exited.add(name)
+                self.log.emit(EventKind.EXITED, name, str(ended.get("reason", "container exited")),
+                              exit_code=ended.get("exitCode"))
         self.pods[name] = new
         if old is None:
             self.log.emit(EventKind.STARTED, name, "pod created", address=ip)
@@ -78,7 +109,11 @@ class PodTracker:
                 restarts=new.restarts,
             )
         if new.waiting == "CrashLoopBackOff" and old.waiting != "CrashLoopBackOff":
-            self.log.emit(EventKind.BACKOFF, name, "CrashLoopBackOff", restarts=new.restarts)
+            waiting = (_container(pod).get("state") or {}).get("waiting") or {}
+            last = (_container(pod).get("lastState") or {}).get("terminated") or {}
+            reason = f"CrashLoopBackOff after {last['reason']}" if last.get("reason") else "CrashLoopBackOff"
+            self.log.emit(EventKind.BACKOFF, name, reason, restarts=new.restarts,
+                          backoff_s=backoff_seconds(str(waiting.get("message", ""))))
         if new.restarts > old.restarts and not new.waiting:
             self.log.emit(EventKind.RESTARTED, name, "container restarted", restarts=new.restarts)
         elif old.waiting == "CrashLoopBackOff" and not new.waiting:

@@ -1,0 +1,266 @@
+"""The faults from the field on a real Kubernetes (the sandbox): the Deployment controller and the kubelet do
+the work, the harness patches the template, follows, and puts it back exactly.
+
+One Deployment (two replicas of the small manifest: 50m CPU, grace 5 s, the default 25 % strategy, so
+maxSurge 1 and maxUnavailable 0) serves every test of this module; each test checks afterwards that the
+template, strategy and progress deadline are the original ones again, that no harness fault object (the
+annotation, a weights ConfigMap, a local undo record) is left, and that the Deployment rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.chaos import actions, rollbacks
+from harness.deployment import load_manifest_documents
+from harness.errors import FaultError
+from harness.events import EventKind
+from harness.platforms.kubernetes.api import KIND_BY_NAME
+from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.platforms.kubernetes.spec_ops import SPEC_PATCH
+from harness.sandbox import SandboxStatus
+from harness.timeline import TimelineWriter
+from harness.triton.client import infer_http, reference_input
+from tests.k8s.k8s_helpers import events_of, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def field(sandbox: SandboxStatus, small_manifest: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubernetesPlatform]:
+    tmp = tmp_path_factory.mktemp("k8sfield")
+    # A startup budget of 20 s (not 120): a server that never gets its model is killed, and back-offs come,
+    # within a test's time; the model here loads in a few seconds.
+    docs = load_manifest_documents(small_manifest)
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] = 20
+    manifest = tmp / "triton.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
+        platform = KubernetesPlatform(KubernetesSettings(
+            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
+            state_dir=tmp / "state", manifest=manifest, image=sandbox.triton_image, gpus_per_replica=0,
+            replicas=2, ready_timeout_s=240.0))
+        platform.up()
+        try:
+            yield platform
+        finally:
+            platform.down()
+
+
+def _config(platform: KubernetesPlatform, run_dir: Path) -> dict[str, object]:
+    return {"harness_platform": "kubernetes", "harness_state_dir": str(platform.settings.state_dir),
+            "harness_namespace": platform.namespace, "harness_run_id": f"field-{uuid.uuid4().hex[:6]}",
+            "harness_run_dir": str(run_dir)}
+
+
+def _deployment(platform: KubernetesPlatform) -> dict[str, Any]:
+    dep = platform.api.get(f"{KIND_BY_NAME['Deployment'].collection(platform.namespace)}/triton")
+    assert dep is not None
+    return dep
+
+
+def _spec(platform: KubernetesPlatform) -> dict[str, Any]:
+    spec = _deployment(platform)["spec"]
+    return {k: spec.get(k) for k in ("template", "strategy", "progressDeadlineSeconds")}
+
+
+def _undone(platform: KubernetesPlatform, original: dict[str, Any]) -> None:
+    """The template exactly as before, the Deployment rolled back, and no fault object anywhere."""
+    assert _spec(platform) == original
+    assert SPEC_PATCH not in (_deployment(platform)["metadata"].get("annotations") or {})
+    configmaps = platform.api.list(KIND_BY_NAME["ConfigMap"], platform.namespace)
+    assert not [c["metadata"]["name"] for c in configmaps if c["metadata"]["name"].startswith("harness-weights-")]
+    assert platform.fault_store().records() == []
+    platform.wait_rolled_out(180)
+    assert len(platform.replica_names()) == 2  # pods being deleted may linger a while in the kubelet
+
+
+def _landing(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((run_dir / "landings.jsonl").read_text().splitlines()[-1]))
+
+
+class Traffic:
+    """Requests to the Service's ClusterIP in a loop, a fresh connection each (as new clients connect),
+    written to the run's request timeline so the rollout can attribute errors to its phases."""
+
+    def __init__(self, url: str, run_dir: Path) -> None:
+        self.url = url
+        self.writer = TimelineWriter(run_dir / "timeline", worker="t")
+        self.outcomes: list[tuple[int, bool]] = []
+        self.errors: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        data = reference_input()
+        while not self._stop.is_set():
+            start = time.time_ns()
+            outcome = infer_http(self.url, data, timeout_s=1.0)
+            self.writer.record(start, (time.time_ns() - start) / 1e9, "ok" if outcome.ok else "error",
+                               "" if outcome.ok else "other", 200 if outcome.ok else -1)
+            self.outcomes.append((start, outcome.ok))
+            if not outcome.ok:
+                self.errors.append((start, outcome.error[:80]))
+            time.sleep(0.01)
+        self.writer.close()
+
+    def failures(self, start_ns: int, end_ns: int) -> int:
+        return sum(1 for ts, ok in list(self.outcomes) if start_ns <= ts <= end_ns and not ok)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def test_rolling_update_is_rolled_by_the_controller_with_errors_per_phase(field: KubernetesPlatform,
+                                                                          tmp_path: Path) -> None:
+    original = _spec(field)
+    failures: dict[float, dict[str, Any]] = {}
+    for prestop in (0.0, 2.0):
+        run_dir = tmp_path / f"prestop-{prestop:g}"
+        config = _config(field, run_dir)
+        before = set(field.replica_names())
+        with Traffic(field.status().endpoints.http, run_dir) as traffic:
+            time.sleep(1)
+            since = time.time_ns()
+            result = actions.rolling_update(prestop_s=prestop, configuration=config)
+            seen = traffic.failures(since, time.time_ns())
+        landing = _landing(run_dir)
+        measured = landing["measured"]
+        assert landing["landed"] and "by the Deployment controller" in result["landing"], result
+        assert not before & set(field.replica_names()), "every pod was replaced"
+        assert set(measured["new_pods"]) == set(field.replica_names())
+        assert measured["min_ready"] >= 2, "maxUnavailable 0: the controller kept both replicas serving"
+        phases = {p["phase"] for p in measured["phases"]}
+        assert phases == {"terminating", "new-pod-startup"}, measured["phases"]
+        errors = measured["errors_by_phase"]
+        assert errors is not None and sum(v["requests"] for v in errors.values()) > 0
+        assert sum(v["errors"] for v in errors.values()) <= seen + 1
+        assert field.deployment_spec_ops().deployment().prestop_s == prestop
+        starts = sorted(p["start_ns"] for p in measured["phases"] if p["phase"] == "terminating")
+        when = [(round((ts - max([s for s in starts if s <= ts] or [since])) / 1e9, 2), why)
+                for ts, why in traffic.errors if ts >= since]
+        hooks = [f"{e.get('reason')}: {str(e.get('message'))[:100]}"
+                 for e in field.api.list(KIND_BY_NAME["Event"], field.namespace) if "PreStop" in str(e.get("reason"))]
+        failures[prestop] = {"duration_s": measured["duration_s"], "errors_by_phase": errors, "failed": seen,
+                             "after_deletion_s": when, "prestop_hook_events": hooks}
+        rollbacks.restore_pod_spec(configuration=config)
+        _undone(field, original)
+    print(f"rolling update on Kubernetes by preStop delay: {json.dumps(failures)}")
+
+
+def test_probe_kills_slow_load_crashloops_the_new_pods_by_the_kubelets_probe(field: KubernetesPlatform,
+                                                                              tmp_path: Path) -> None:
+    original = _spec(field)
+    config = _config(field, tmp_path / "run")
+    old = set(field.replica_names())
+    since = time.time_ns()
+    result = actions.probe_kills_slow_load(mode="all", budget_s=2, load_s=8, configuration=config)
+    assert "killed by the startup probe" in result["landing"] and "CrashLoopBackOff" in result["landing"]
+    landing = _landing(tmp_path / "run")
+    new = landing["targets"]
+    assert new and not set(new) & old
+    for pod in new:
+        events = [e for e in events_of(field) if e.replica == pod and e.ts_ns >= since]
+        kills = [e for e in events if e.kind == EventKind.STARTUP_FAILED]
+        assert kills and all(e.reason.startswith("Startup probe failed") for e in kills), kills
+        backoffs = [e for e in events if e.kind == EventKind.BACKOFF]
+        assert backoffs and all(float(e.details["backoff_s"]) >= 10 for e in backoffs), backoffs
+        assert not [e for e in events if e.kind == EventKind.READY], "killed during every load"
+        print(f"probe kills slow load: {pod} back-off {[e.details['backoff_s'] for e in backoffs]}")
+    # maxUnavailable 0: the old pods were never deleted and kept serving while the new one crash-looped
+    assert old <= set(field.replica_names()) and field.status().ready_replicas == 2
+    rollbacks.restore_pod_spec(configuration=config)
+    wait_for(lambda: set(field.replica_names()) == old, 120, "the crash-looping pod to go")
+    _undone(field, original)
+
+
+def test_oom_at_load_is_oomkilled_by_the_cluster_or_void(field: KubernetesPlatform, tmp_path: Path) -> None:
+    original = _spec(field)
+    config = _config(field, tmp_path / "run")
+    old = set(field.replica_names())
+    since = time.time_ns()
+    try:
+        result = actions.oom_at_load(mode="all", limit_mb=384, arena_mb=768, configuration=config)
+    except FaultError as exc:  # only acceptable as "could not verify", with what the container saw
+        landing = _landing(tmp_path / "run")
+        assert not landing["landed"] and "could not verify" in landing["detail"], landing
+        pytest.fail(f"this cluster did not OOMKill the load (void, as it must be): {exc}")
+    finally:
+        rollbacks.restore_pod_spec(configuration=config)
+    assert "OOMKilled" in result["landing"]
+    new = _landing(tmp_path / "run")["targets"]
+    for pod in new:
+        events = [e for e in events_of(field) if e.replica == pod and e.ts_ns >= since]
+        # OOMKilled again after the restart (a restart loop), or OOMKilled and the kubelet's back-off
+        ooms = [e for e in events if e.kind == EventKind.EXITED and e.reason == "OOMKilled"]
+        backoffs = [e for e in events if e.kind == EventKind.BACKOFF and "OOMKilled" in e.reason]
+        assert len(ooms) >= 2 or (ooms and backoffs), events
+        print(f"OOM at load: {pod} OOMKilled at +{[round((e.ts_ns - since) / 1e9, 1) for e in ooms]}s, "
+              f"back-off {[e.details.get('backoff_s') for e in backoffs]}")
+    wait_for(lambda: set(field.replica_names()) == old, 120, "the OOM-looping pod to go")
+    _undone(field, original)
+
+
+def test_corrupt_weights_rollout_stalls_with_capacity_kept_or_lost(field: KubernetesPlatform, tmp_path: Path) -> None:
+    original = _spec(field)
+    config = _config(field, tmp_path / "kept")
+    held = actions.corrupt_weights_rollout(max_surge=1, max_unavailable=0, progress_deadline_s=8,
+                                           configuration=config)
+    landing = _landing(tmp_path / "kept")
+    assert held["stalled"].startswith("Progressing=False, ProgressDeadlineExceeded") and held["capacity_lost"] == 0
+    assert landing["measured"]["min_ready"] == 2
+    assert all("corrupt" in why for why in landing["measured"]["new_pod_reasons"].values()), landing
+    rollbacks.restore_pod_spec(configuration=config)
+    _undone(field, original)
+
+    # maxUnavailable 1: one old pod goes for a pod that never serves. Left in place as a crashed run would
+    # leave it: harness cleanup restores the Deployment from its annotation and deletes the ConfigMap.
+    config = _config(field, tmp_path / "lost")
+    lost = actions.corrupt_weights_rollout(max_surge=0, max_unavailable=1, progress_deadline_s=8,
+                                           configuration=config)
+    landing = _landing(tmp_path / "lost")
+    assert lost["stalled"] and lost["capacity_lost"] == 1 and landing["measured"]["min_ready"] == 1
+    print(f"corrupt weights: kept {json.dumps(held)}; lost {json.dumps(lost)}")
+    text = field.cleanup().describe()
+    assert "pod-spec patch of deployment triton" in text and "configmap harness-weights-" in text, text
+    _undone(field, original)
+
+
+def test_partial_targeting_is_refused_before_anything_runs(field: KubernetesPlatform, tmp_path: Path) -> None:
+    common = ["--platform", "kubernetes", "--namespace", field.namespace, "--kubeconfig",
+              str(field.settings.kubeconfig), "--k8s-state-dir", str(field.settings.state_dir),
+              "--reports-dir", str(tmp_path / "reports")]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness.cli", "run", *argv, *common], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120,
+                              env={**os.environ, "HARNESS_REPORTS_DIR": str(tmp_path / "reports")})
+
+    refused = run(str(ROOT / "experiments" / "probe-kills-slow-load.yaml"))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "mode 'one'" in refused.stderr and "--var probe_mode=all" in refused.stderr, refused.stderr
+    assert "nothing was injected" in refused.stderr and not list((tmp_path / "reports").glob("*/run.json"))
+    assert SPEC_PATCH not in (_deployment(field)["metadata"].get("annotations") or {})
