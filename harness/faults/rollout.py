@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -35,6 +35,9 @@ from harness.faults.family import FaultScope, Mode, Targeting, replica_identity
 from harness.faults.podspec import native_spec, spec_ops
 from harness.platforms.base import DeploymentSpecTarget
 from harness.timeline import timeline_files
+
+if TYPE_CHECKING:
+    from harness.deploycheck import DeploymentView
 
 __all__ = ["REVISION_ENV", "SURGE_SLOTS", "Rollout", "RolloutArgs", "errors_by_phase", "phases_from_events",
            "roll_out"]
@@ -108,17 +111,24 @@ def _wait(predicate: Any, timeout_s: float) -> bool:
     return bool(predicate())
 
 
-def _native_roll_out(native: DeploymentSpecTarget, scope: FaultScope, targets: Sequence[str], args: RolloutArgs,
-                     corrupt: bool) -> Rollout:
-    """Kubernetes: patch the template (and the strategy the experiment overrides), let the controller roll."""
-    native.require_every_pod(targets, "a corrupt-weights rollout" if corrupt else "a rolling update")
-    deployment = native.deployment()
+def _strategy(deployment: DeploymentView, args: RolloutArgs) -> tuple[int, int, float]:
+    """maxSurge, maxUnavailable and the preStop delay: the experiment's where it sets them, else the
+    Deployment's; both budgets 0 is refused, as Kubernetes refuses it."""
     surge = deployment.max_surge if args.max_surge is None else args.max_surge
     unavailable = deployment.max_unavailable if args.max_unavailable is None else args.max_unavailable
     prestop = deployment.prestop_s if args.prestop_s is None else args.prestop_s
     if surge == 0 and unavailable == 0:
         raise ConfigError("maxSurge and maxUnavailable are both 0: no rollout can make progress (Kubernetes "
                           "rejects it); set max_surge or max_unavailable")
+    return int(surge), int(unavailable), float(prestop)
+
+
+def _native_roll_out(native: DeploymentSpecTarget, scope: FaultScope, targets: Sequence[str], args: RolloutArgs,
+                     corrupt: bool) -> Rollout:
+    """Kubernetes: patch the template (and the strategy the experiment overrides), let the controller roll."""
+    native.require_every_pod(targets, "a corrupt-weights rollout" if corrupt else "a rolling update")
+    deployment = native.deployment()
+    surge, unavailable, prestop = _strategy(deployment, args)
     plan = {"controller": "kubernetes", "max_surge": surge, "max_unavailable": unavailable, "prestop_s": prestop,
             "grace_s": deployment.termination_grace_s, "progress_deadline_s": args.progress_deadline_s,
             "corrupt_weights": corrupt, "endpoint_lag_s": None}  # the lag is the cluster's own (kube-proxy)
@@ -145,12 +155,7 @@ def roll_out(scope: FaultScope, targets: Sequence[str], args: RolloutArgs, corru
         return _native_roll_out(native, scope, targets, args, corrupt)
     ops = spec_ops(scope)
     deployment = ops.deployment()
-    surge = deployment.max_surge if args.max_surge is None else args.max_surge
-    unavailable = deployment.max_unavailable if args.max_unavailable is None else args.max_unavailable
-    prestop = deployment.prestop_s if args.prestop_s is None else args.prestop_s
-    if surge == 0 and unavailable == 0:
-        raise ConfigError("maxSurge and maxUnavailable are both 0: no rollout can make progress (Kubernetes "
-                          "rejects it); set max_surge or max_unavailable")
+    surge, unavailable, prestop = _strategy(deployment, args)
     capped = min(surge, SURGE_SLOTS)
     plan = {"max_surge": surge, "max_unavailable": unavailable, "prestop_s": prestop,
             "endpoint_lag_s": args.endpoint_lag_s, "grace_s": deployment.termination_grace_s,

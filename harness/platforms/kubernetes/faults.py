@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "exec_in_pod",
     "exec_raw",
     "kill_pod",
+    "merged_env",
     "network_policy",
     "patch_env",
     "restore_env",
@@ -188,15 +189,7 @@ def patch_env(
             f"({json.loads(dep['metadata']['annotations'][ENV_PATCH]).get('run_id')}); restore it first "
             f"(harness cleanup --platform kubernetes --namespace {namespace})"
         )
-    new = [dict(e) for e in previous or []]
-    for key, value in env.items():
-        for item in new:
-            if item.get("name") == key:
-                item.clear()
-                item.update({"name": key, "value": str(value)})
-                break
-        else:
-            new.append({"name": key, "value": str(value)})
+    new = merged_env(previous, env)
     record = {
         "kind": "env-patch",
         "namespace": namespace,
@@ -217,6 +210,21 @@ def patch_env(
     ]
     api.patch(path, ops, content_type="application/json-patch+json")
     return record
+
+
+def merged_env(previous: list[dict[str, Any]] | None, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A container's env list with ``env`` set: a variable already there (even one from a secret) is replaced
+    in place, a new one appended, the rest kept exactly."""
+    items = [dict(e) for e in previous or []]
+    for key, value in env.items():
+        for item in items:
+            if item.get("name") == key:
+                item.clear()
+                item.update({"name": key, "value": str(value)})
+                break
+        else:
+            items.append({"name": key, "value": str(value)})
+    return items
 
 
 def env_patch_record(dep: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from harness.events import Event, read_events
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.kubernetes import rollout as k8s_rollout
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure
-from harness.platforms.kubernetes.faults import ENV_PATCH
+from harness.platforms.kubernetes.faults import ENV_PATCH, merged_env
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -90,16 +90,7 @@ def spec_patch_record(dep: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _env(container: dict[str, Any], env: Mapping[str, str]) -> None:
-    items = [dict(e) for e in container.get("env") or []]
-    for key, value in env.items():
-        for item in items:
-            if item.get("name") == key:
-                item.clear()
-                item.update({"name": key, "value": str(value)})
-                break
-        else:
-            items.append({"name": key, "value": str(value)})
-    container["env"] = items
+    container["env"] = merged_env(container.get("env"), env)
 
 
 def _probes(container: dict[str, Any], probes: Mapping[str, Mapping[str, float] | None]) -> None:
