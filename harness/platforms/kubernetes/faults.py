@@ -24,6 +24,7 @@ from harness.platforms.kubernetes.render import EXPIRES, MANAGED_BY, MANAGED_BY_
 __all__ = [
     "BLOCKED_BY",
     "ENV_PATCH",
+    "annotation_record",
     "block_network",
     "env_patch_record",
     "exec_in_pod",
@@ -227,15 +228,20 @@ def merged_env(previous: list[dict[str, Any]] | None, env: Mapping[str, str]) ->
     return items
 
 
-def env_patch_record(dep: dict[str, Any]) -> dict[str, Any] | None:
-    raw = (dep["metadata"].get("annotations") or {}).get(ENV_PATCH)
+def annotation_record(dep: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    """The undo record a Deployment carries in annotation ``key``; None when it carries none (or garbage)."""
+    raw = ((dep.get("metadata") or {}).get("annotations") or {}).get(key)
     if not raw:
         return None
     try:
-        record: dict[str, Any] = json.loads(raw)
+        record = json.loads(raw)
     except ValueError:
         return None
-    return record
+    return record if isinstance(record, dict) else None
+
+
+def env_patch_record(dep: Mapping[str, Any]) -> dict[str, Any] | None:
+    return annotation_record(dep, ENV_PATCH)
 
 
 def restore_env(api: KubeApi, record: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from harness.events import Event, read_events
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.kubernetes import rollout as k8s_rollout
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure
-from harness.platforms.kubernetes.faults import ENV_PATCH, merged_env
+from harness.platforms.kubernetes.faults import ENV_PATCH, annotation_record, merged_env
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -79,14 +79,7 @@ def targeting_refusal(func: str, arguments: Mapping[str, Any]) -> str | None:
 
 def spec_patch_record(dep: Mapping[str, Any]) -> dict[str, Any] | None:
     """The undo record a Deployment carries in its annotation, None when it carries none (or garbage)."""
-    raw = (dep.get("metadata", {}).get("annotations") or {}).get(SPEC_PATCH)
-    if not raw:
-        return None
-    try:
-        record: dict[str, Any] = json.loads(raw)
-    except ValueError:
-        return None
-    return record
+    return annotation_record(dep, SPEC_PATCH)
 
 
 def _env(container: dict[str, Any], env: Mapping[str, str]) -> None:
