@@ -85,6 +85,29 @@ def test_up_refuses_a_bad_manifest_without_contacting_a_cluster(tmp_path: Path) 
     assert not (tmp_path / "k8s").exists()
 
 
+def test_faults_that_need_the_reference_models_knobs_are_refused_for_a_users_service(tmp_path: Path) -> None:
+    """A user's models ignore the load delay and the load-time arena, and the harness delivers no repository
+    of theirs to corrupt: those faults could only come out void, so they are refused before anything runs,
+    each with its reason. The reference service refuses none; a rolling update applies to any Deployment."""
+    from harness.deployment import DEFAULT_MANIFEST
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+    from harness.platforms.kubernetes.settings import KubernetesSettings
+
+    manifest = tmp_path / "search.yaml"
+    manifest.write_text(yaml.safe_dump_all(user_service_docs("img:1")))
+
+    def refused(path: Path) -> dict[str, str]:
+        settings = KubernetesSettings(namespace="team-ns", namespace_confirmed=True, manifest=path,
+                                      kubeconfig=str(tmp_path / "no-such-kubeconfig"), state_dir=tmp_path / "k8s")
+        return KubernetesPlatform(settings).refused_actions()  # no cluster contacted: the manifest decides
+
+    users = refused(manifest)
+    assert sorted(users) == ["corrupt_weights_rollout", "oom_at_load", "probe_kills_slow_load", "slow_model_load"]
+    assert "HARNESS_MODEL_LOAD_DELAY_S" in users["probe_kills_slow_load"] and "'server'" in users["oom_at_load"]
+    assert "mounts no such ConfigMap" in users["corrupt_weights_rollout"]
+    assert refused(DEFAULT_MANIFEST) == {}
+
+
 @pytest.mark.timeout(600)
 def test_users_deployment_up_pod_kill_report_and_down(sandbox: SandboxStatus, tmp_path: Path) -> None:
     from kubernetes import client, config

@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError, PlatformError
 from harness.events import EventKind, EventLog
+from harness.faults.oom_at_load import ARENA_ENV
 from harness.jsonfile import write_json_atomic
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.faults import ENV_PATCH, env_patch_record, exec_raw, restore_env
+from harness.platforms.kubernetes.render import MODEL_CONFIGMAP
 from harness.platforms.kubernetes.usermanifest import ServiceShape, selects, shape_from_live
 
 if TYPE_CHECKING:
@@ -287,19 +289,35 @@ def detach(platform: KubernetesPlatform) -> DetachReport:
                         harness_caused=[f"{n.get('kind')} {n.get('env')}" for n in notes], where=attachment.where())
 
 
-def refused_actions(container: Mapping[str, Any], attached: bool, python3: bool | None) -> dict[str, str]:
+def refused_actions(container: Mapping[str, Any], attached: bool, python3: bool | None,
+                    pod: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Chaos Toolkit actions that cannot apply to this service, with the reason (checked before any injection).
 
-    ``container`` is the Triton container of the Deployment's template; ``python3`` whether it can run
-    the harness's in-pod scripts (None: not known, the harness's own image has it).
+    ``container`` is the Triton container of the Deployment's template and ``pod`` the template's pod spec;
+    ``python3`` whether it can run the harness's in-pod scripts (None: not known, the harness's own image has
+    it). The knobs some faults turn (a load delay, a load-time arena, the model repository the harness
+    delivers) exist only with the reference model: a service without them would never show the fault, which
+    could then only come out void, so it is refused up front with the reason.
     """
     refused: dict[str, str] = {}
     env = {str(e.get("name")) for e in container.get("env") or [] if isinstance(e, dict)}
     if DELAY_ENV not in env:
-        refused["slow_model_load"] = (
-            f"the slow-load fault sets {DELAY_ENV}, which only the reference model reads; the Triton container "
-            f"{container.get('name')!r} does not declare it, so its models would load as fast as ever and the fault "
-            "could not land")
+        slow = (f"the fault sets {DELAY_ENV}, which only the reference model reads; the Triton container "
+                f"{container.get('name')!r} does not declare it, so its models would load as fast as ever and the "
+                "fault could not land")
+        refused["slow_model_load"] = slow
+        refused["probe_kills_slow_load"] = slow + " (the probe budget is judged against that slowed load)"
+    volumes = [v for v in (pod or {}).get("volumes") or [] if isinstance(v, dict)]
+    reference_repo = any((v.get("configMap") or {}).get("name") == MODEL_CONFIGMAP for v in volumes)
+    if not reference_repo and pod is not None:
+        refused["corrupt_weights_rollout"] = (
+            f"the fault corrupts the weights of the model repository the harness delivers (ConfigMap "
+            f"{MODEL_CONFIGMAP}); this pod template mounts no such ConfigMap, so there is nothing it can corrupt")
+        if ARENA_ENV not in env:
+            refused["oom_at_load"] = (
+                f"the fault makes the model reserve {ARENA_ENV} MB while it loads, which only the reference model "
+                f"does; the Triton container {container.get('name')!r} serves other models, so the limit would not "
+                "be crossed at load")
     limits = (container.get("resources") or {}).get("limits") or {}
     no_python = f"the Triton container {container.get('name')!r} has no python3 to run the harness's in-pod scripts"
     if "nvidia.com/gpu" not in limits and "memory" not in limits:

@@ -857,4 +857,4 @@ class KubernetesPlatform:
             (c for c in template["spec"]["containers"] if c.get("name") == self.shape.container), {})
         if self.attachment is None and self.settings.gpus_per_replica:
             container = {**container, "resources": {"limits": {"nvidia.com/gpu": self.settings.gpus_per_replica}}}
-        return attach.refused_actions(container, self.attachment is not None, python3)
+        return attach.refused_actions(container, self.attachment is not None, python3, template["spec"])
