@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,13 @@ def test_faults_on_real_pods(make_k8s) -> None:
 
     # exec runs in the pod with its env; a failing command raises with its stderr.
     assert platform.exec_in_replica(a, ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"]) == "delay=\n"
+    # Execs at once (the network block probes its targets in parallel) beside REST calls: each exec has a client
+    # of its own, so the platform's REST client is never left speaking websocket ("Handshake status 200 OK").
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outs = list(pool.map(lambda i: platform.exec_in_replica((a, b)[i % 2], ["echo", str(i)]), range(12)))
+        lists = [pool.submit(platform.replica_names) for _ in range(6)]
+    assert outs == [f"{i}\n" for i in range(12)] and all(sorted(f.result()) == sorted([a, b]) for f in lists)
+    assert sorted(platform.replica_names()) == sorted([a, b])
     with pytest.raises(FaultError, match="exited with 3"):
         platform.exec_in_replica(a, ["sh", "-c", "echo oops >&2; exit 3"])
 

@@ -272,7 +272,12 @@ def exec_raw(
     from kubernetes import client as k8s
     from kubernetes.stream import stream
 
-    core = k8s.CoreV1Api(api.client)
+    # A client of its own for every exec: ``stream`` swaps the ApiClient's ``request`` for the websocket call
+    # while it connects, so two execs at once on a shared client (the network block probes its targets in
+    # parallel) can leave it swapped for good, and every later REST call on it (the block's DELETE, found in a
+    # CI run) fails with "Handshake status 200 OK".
+    own = k8s.ApiClient(api.client.configuration)
+    core = k8s.CoreV1Api(own)
     try:
         ws = stream(
             core.connect_get_namespaced_pod_exec,
@@ -288,6 +293,7 @@ def exec_raw(
             **({"container": container} if container else {}),
         )
     except Exception as exc:
+        own.close()  # type: ignore[no-untyped-call]  # the client library is untyped
         raise FaultError(f"exec in pod {namespace}/{name} failed to start: {exc}") from exc
     try:
         ws.run_forever(timeout=timeout_s)
@@ -295,6 +301,7 @@ def exec_raw(
         code = ws.returncode
     finally:
         ws.close()
+        own.close()  # type: ignore[no-untyped-call]  # the client library is untyped
     return int(code or 0), out, err
 
 
