@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,14 @@ class UserCluster:
         return found
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def user_service(sandbox: SandboxStatus, replicas: int = 2, env: dict[str, str] | None = None) -> Iterator[UserCluster]:
     """The user's Deployment, ConfigMap and Service in a namespace of theirs, created with the plain client."""
@@ -85,6 +94,10 @@ def user_service(sandbox: SandboxStatus, replicas: int = 2, env: dict[str, str] 
         cluster.core.create_namespaced_service(namespace, svc)
         wait_for(lambda: len([p for p in cluster.pods() if all(c.ready for c in p.status.container_statuses or [])
                               and p.status.container_statuses]) == replicas, 180, "the user's pods ready")
+        # A user's service has been serving for a while: wait until kube-proxy routes its new ClusterIP (on a
+        # loaded node that lags the pods; before it, connections fail with "Network is unreachable").
+        ip = cluster.core.read_namespaced_service(svc["metadata"]["name"], namespace).spec.cluster_ip
+        wait_for(lambda: _answers(f"http://{ip}:80/v2/health/ready"), 60, "the user's Service to answer")
         yield cluster
     finally:
         cluster.core.delete_namespace(namespace)
