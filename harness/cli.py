@@ -6,8 +6,8 @@ Exit codes (also in README.md):
   2  bad input: experiment, profile, manifest, settings or arguments
   3  the machine lacks something: a system package, a free port, the right Python
   4  platform problem: not up, half dead, or not ready in time
-  5  a fault could not be injected or rolled back
-  130 interrupted (SIGINT/SIGTERM); rollbacks and cleanup have run
+  5  a fault could not be injected or rolled back, or did not land: the run is void (evidence of nothing)
+  130 interrupted (SIGINT/SIGTERM) in any phase, the warm-up included; rollbacks and cleanup have run
 """
 
 from __future__ import annotations
