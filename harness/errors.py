@@ -7,12 +7,15 @@ Messages say what was wrong, where, and what to do about it.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 __all__ = [
     "ConfigError",
     "EnvironmentProblem",
     "FaultError",
     "HarnessError",
     "PlatformError",
+    "describe_validation_error",
 ]
 
 
@@ -44,3 +47,21 @@ class FaultError(HarnessError):
     """A fault could not be injected or rolled back."""
 
     exit_code = 5
+
+
+def describe_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem of a pydantic model (fault arguments, run settings, manifests): the field, what is
+    wrong, and the value that was given. Here, beside the errors, because every floor validates its input."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            lines.append(f"{where}: unknown argument")
+        elif not where:
+            lines.append(message)
+        elif err.get("type") in ("value_error", "assertion_error"):
+            lines.append(f"{where}: {message}")
+        else:
+            lines.append(f"{where}: {message} (got {err.get('input')!r})")
+    return lines

@@ -17,8 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import ConfigError
-from harness.faults.family import describe_validation_error
+from harness.errors import ConfigError, describe_validation_error
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "RunSettings", "check_run_settings", "load_document", "safe_yaml_value"]
 

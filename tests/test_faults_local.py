@@ -216,7 +216,7 @@ def test_sigkill_of_the_harness_leftovers_removed_by_watchdog_and_cleanup(make_p
         _no_faults_left(platform)
         # and `harness cleanup` removes it at once, watchdog or not
         _inject_then_sigkill(platform, tmp_path, action)
-        for watchdog in processes_mentioning("harness.faults.watchdog"):
+        for watchdog in processes_mentioning("harness.watchdog"):
             if str(platform.state) in watchdog:
                 os.kill(int(watchdog.split()[0]), signal.SIGKILL)
         assert platform.fault_store().records() != []

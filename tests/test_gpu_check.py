@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.gpucheck import _pressure_rows, metric_by_gpu
+from harness.commands.gpucheck import _pressure_rows, metric_by_gpu
 from harness.triton.gpus import GpuInfo, query_gpus
 
 ROOT = Path(__file__).parent.parent

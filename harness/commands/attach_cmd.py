@@ -24,7 +24,6 @@ def _state_dir(args: argparse.Namespace) -> Path:  # the local attach's slot
 
 
 def _attach_kubernetes(args: argparse.Namespace) -> int:
-    from harness.platforms.kubernetes.attach import attach_deployment
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
     if not args.deployment:
@@ -35,7 +34,7 @@ def _attach_kubernetes(args: argparse.Namespace) -> int:
                           "(--service NAME) and reaches it itself")
     platform = platform_from_args(args, for_up=True)
     assert isinstance(platform, KubernetesPlatform)
-    attachment = attach_deployment(platform, args.deployment, args.service or "")
+    attachment = platform.attach_deployment(args.deployment, args.service or "")
     status = platform.status()
     if args.json:
         print(json.dumps({"status": status.to_json(), "attached": json.loads(
@@ -77,7 +76,6 @@ def _cmd_attach(args: argparse.Namespace) -> int:
 
 def _detach_kubernetes(args: argparse.Namespace) -> int:
     from harness.errors import PlatformError
-    from harness.platforms.kubernetes.attach import detach
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
     platform = platform_from_args(args)
@@ -85,7 +83,7 @@ def _detach_kubernetes(args: argparse.Namespace) -> int:
     if platform.attachment is None:
         raise PlatformError(f"nothing is attached in namespace {platform.namespace} (state {platform.state}); "
                             "'harness down' stops the harness's own service")
-    report = detach(platform)
+    report = platform.detach()
     print(f"detached from {report.where}; undone: {', '.join(report.undone) or 'nothing was left to undo'}")
     if not report.changes:
         print("the Deployment and Service are exactly as they were when attached: same uid, generation, spec, "

@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
-    from harness.gpucheck import format_table, run_gpu_check
+    from harness.commands.gpucheck import format_table, run_gpu_check
 
     rows, code = run_gpu_check(Path(args.state_dir), Path(args.reports_dir), args.replicas)
     print(format_table(rows))

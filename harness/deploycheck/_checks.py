@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from harness.deploycheck._manifest import DeploymentView
+from harness.manifest import DeploymentView
 
 __all__ = ["CHECKS", "TIER_NEEDS", "CheckInput", "Finding", "Report", "run_checks"]
 

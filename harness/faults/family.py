@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.errors import ConfigError, FaultError
+from harness.errors import ConfigError, FaultError, describe_validation_error
 from harness.platforms.base import FaultTarget, PlatformStatus, ReplicaStatus
 
 __all__ = [
@@ -128,23 +128,6 @@ def select_replicas(
     else:
         raise ConfigError(f"mode must be one of one, count, percent, all; got {mode!r}")
     return sorted(random.Random(seed).sample(pool, size))
-
-
-def describe_validation_error(exc: ValidationError) -> list[str]:
-    """One line per problem: the argument, what is wrong, and the value that was given."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        if err.get("type") == "extra_forbidden":
-            lines.append(f"{where}: unknown argument")
-        elif not where:
-            lines.append(message)
-        elif err.get("type") in ("value_error", "assertion_error"):
-            lines.append(f"{where}: {message}")
-        else:
-            lines.append(f"{where}: {message} (got {err.get('input')!r})")
-    return lines
 
 
 def check_args(model: type[A], arguments: Mapping[str, Any]) -> tuple[A | None, list[str]]:

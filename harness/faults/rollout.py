@@ -37,7 +37,7 @@ from harness.platforms.base import DeploymentSpecTarget
 from harness.timeline import timeline_files
 
 if TYPE_CHECKING:
-    from harness.deploycheck import DeploymentView
+    from harness.manifest import DeploymentView
 
 __all__ = ["REVISION_ENV", "SURGE_SLOTS", "Rollout", "RolloutArgs", "errors_by_phase", "phases_from_events",
            "roll_out"]

@@ -3,6 +3,10 @@
 A record names its kind, the run that made it, the process that owns it and a deadline. Three things
 undo it, whichever comes first: the rollback of the run, the watchdog (when the owner is gone or the
 deadline passed), and ``harness cleanup`` (which sweeps every record after a crash).
+
+The store knows no kinds of fault: whoever opens one hands it the undoers of the records it writes (each
+platform its own; the watchdog, ``harness.watchdog``, every one), as Chaos Toolkit's runner knows no
+activity kinds. So this lowest module imports no fault, mechanism or platform.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 from harness.errors import FaultError
 from harness.procs import alive
 
-__all__ = ["UndoRecord", "UndoStore", "terminate"]
+__all__ = ["UndoRecord", "UndoStore", "Undoer", "terminate"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,15 @@ class UndoRecord:
         return cls(**json.loads(path.read_text()))
 
 
-class UndoStore:
-    """The folder of undo records of one platform instance (``<state>/faults``)."""
+Undoer = Callable[["UndoRecord"], None]
 
-    def __init__(self, directory: Path) -> None:
+
+class UndoStore:
+    """The folder of undo records of one platform instance (``<state>/faults``), with the undoers of its kinds."""
+
+    def __init__(self, directory: Path, undoers: Mapping[str, Undoer]) -> None:
         self.directory = directory
+        self.undoers = undoers
 
     def path(self, record: UndoRecord) -> Path:
         return self.directory / f"{record.id}.json"
@@ -68,7 +77,7 @@ class UndoStore:
 
     def _spawn_watchdog(self, path: Path) -> None:
         subprocess.Popen(
-            [sys.executable, "-m", "harness.faults.watchdog", str(path)],
+            [sys.executable, "-m", "harness.watchdog", str(path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=(self.directory / "watchdog.log").open("ab"),
@@ -89,12 +98,12 @@ class UndoStore:
 
     def undo(self, record: UndoRecord) -> None:
         """Undo one fault and drop its record; a record whose fault is already gone is just dropped."""
-        from harness.faults.undoers import UNDOERS  # the undoers import this module
-
         try:
-            undoer = UNDOERS[record.kind]
+            undoer = self.undoers[record.kind]
         except KeyError:
-            raise FaultError(f"no undo known for fault kind {record.kind!r} (record {self.path(record)})") from None
+            raise FaultError(f"no undo known here for fault kind {record.kind!r} (record {self.path(record)}; this "
+                             f"store undoes {sorted(self.undoers)}): run 'harness cleanup' with the platform that "
+                             "made it") from None
         undoer(record)
         self.path(record).unlink(missing_ok=True)
 

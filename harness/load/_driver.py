@@ -16,7 +16,7 @@ from harness.errors import ConfigError, PlatformError
 from harness.load.context import LoadContext, attach, load_plan
 from harness.load.profile import load_profile
 from harness.load.settings import LoadSettings
-from harness.platforms.local.procs import parent_death_signal
+from harness.procs import parent_death_signal
 
 __all__ = ["run_master_or_local", "run_worker", "say_ready"]
 

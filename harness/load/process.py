@@ -35,7 +35,7 @@ from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.load.profile import check_profile_file
 from harness.load.requests import RequestOptions, read_plan
 from harness.load.settings import LoadSettings, Protocol
-from harness.platforms.local.procs import kill_group, parent_death_signal, wait_gone
+from harness.procs import kill_group, parent_death_signal, wait_gone
 
 __all__ = ["PLAN_FILE", "LoadProcess", "check_endpoint"]
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from harness.platforms.kubernetes.attach import attach_deployment, detach
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.render import harness_selector
 from harness.platforms.kubernetes.settings import KubernetesSettings
@@ -222,13 +221,13 @@ def test_detach_restores_an_env_patch_left_on_the_users_deployment_and_names_it(
         platform = KubernetesPlatform(KubernetesSettings(namespace=user.namespace, namespace_confirmed=True,
                                                          kubeconfig=sandbox.kubeconfig, state_dir=tmp_path / "k8s"))
         try:
-            attach_deployment(platform, "search-inference")
+            platform.attach_deployment("search-inference")
             assert "slow_model_load" not in platform.refused_actions()
             platform.restart_with_env({delay: "1"}, "died-run", platform.replica_names())
             patched = user.snapshot()["deployment"]
             assert "harness/env-patch" in patched["metadata"]["annotations"]
             assert server_container(patched)["env"] == [{"name": delay, "value": "1"}]
-            report = detach(platform)
+            report = platform.detach()
         finally:
             if platform.attachment is not None and (platform.state / "attached.json").exists():
                 platform.down()

@@ -17,6 +17,7 @@ from typing import Any
 from harness.errors import FaultError
 from harness.faults.nft import recorded_block
 from harness.faults.undo import UndoStore
+from harness.faults.undoers import UNDOERS
 from harness.platforms.attached.settings import AttachedSettings
 
 __all__ = ["REFUSED", "REPLICA", "AttachedFaultOps"]
@@ -36,7 +37,7 @@ REFUSED: Mapping[str, str] = {
 class AttachedFaultOps:
     def __init__(self, settings: AttachedSettings) -> None:
         self.settings = settings
-        self.store = UndoStore(settings.state_dir / "faults")
+        self.store = UndoStore(settings.state_dir / "faults", UNDOERS)
 
     def _check(self, names: Sequence[str]) -> None:
         unknown = sorted(set(names) - {REPLICA})

@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import ConfigError, PlatformError
 from harness.faults.nft import harness_tables
 from harness.faults.undo import UndoStore
+from harness.faults.undoers import UNDOERS
 from harness.platforms.attached.faults import REFUSED, REPLICA, AttachedFaultOps
 from harness.platforms.attached.settings import ATTACHED_FILE, AttachedSettings
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
@@ -104,7 +105,7 @@ class AttachedPlatform:
         return AttachedFaultOps(self.settings)
 
     def fault_store(self) -> UndoStore:
-        return UndoStore(self.state / "faults")
+        return UndoStore(self.state / "faults", UNDOERS)
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         store = self.fault_store()

@@ -1,5 +1,8 @@
 """``harness attach --platform kubernetes``: test a Deployment the harness did not create, and leave it as it was.
 
+This module holds the attachment's record and the rules that judge it (what it found, what may be done to it,
+whether it is as it was); ``KubernetesPlatform.attach`` and ``.detach`` act on the cluster with them.
+
 State (``<k8s state dir>/<namespace>/``, the same folder ``up`` uses, so one namespace holds either the
 harness's own service or an attached one):
 
@@ -24,29 +27,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.errors import ConfigError, PlatformError
-from harness.events import EventKind, EventLog
+from harness.errors import ConfigError
 from harness.faults.oom_at_load import ARENA_ENV
 from harness.jsonfile import write_json_atomic
-from harness.platforms.kubernetes.api import KIND_BY_NAME
-from harness.platforms.kubernetes.faults import ENV_PATCH, env_patch_record, exec_raw, restore_env
+from harness.platforms.kubernetes.api import KIND_BY_NAME, KubeApi
+from harness.platforms.kubernetes.faults import ENV_PATCH
 from harness.platforms.kubernetes.render import MODEL_CONFIGMAP
-from harness.platforms.kubernetes.usermanifest import ServiceShape, selects, shape_from_live
-
-if TYPE_CHECKING:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.usermanifest import ServiceShape, selects
 
 __all__ = [
     "ATTACHED_FILE",
     "FAULT_LOG",
     "Attachment",
     "DetachReport",
-    "attach_deployment",
     "compare",
-    "detach",
+    "fault_notes",
+    "find_service",
+    "new_attachment",
     "note_deployment_fault",
+    "record_of",
     "refused_actions",
 ]
 
@@ -95,20 +96,15 @@ class Attachment:
         return f"Deployment {self.namespace}/{self.deployment['name']}"
 
 
-def _record(obj: Mapping[str, Any]) -> dict[str, Any]:
+def record_of(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     return {"name": meta.get("name"), "uid": meta.get("uid"), "generation": meta.get("generation"),
             "labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {}),
             "spec": obj.get("spec") or {}}
 
 
-def _triton_container(dep: Mapping[str, Any], shape: ServiceShape) -> dict[str, Any]:
-    containers = dep["spec"]["template"]["spec"]["containers"]
-    return dict(next((c for c in containers if c.get("name") == shape.container), containers[0]))
-
-
-def _find_service(platform: KubernetesPlatform, dep: dict[str, Any], name: str) -> dict[str, Any]:
-    ns, api = platform.namespace, platform.api
+def find_service(api: KubeApi, ns: str, dep: dict[str, Any], name: str) -> dict[str, Any]:
+    """The Service clients call: the one named, which must select the Deployment's pods, else the only one that does."""
     if name:
         svc = api.get(f"{_KIND['Service'].collection(ns)}/{name}")
         if svc is None:
@@ -128,71 +124,13 @@ def _find_service(platform: KubernetesPlatform, dep: dict[str, Any], name: str) 
     return found[0]
 
 
-def attach_deployment(platform: KubernetesPlatform, deployment: str, service: str = "") -> Attachment:
-    """Record a running Deployment as the service under test and start watching its pods.
-
-    Reads only; the one write to the cluster is none at all. Refused when the namespace already holds an
-    attachment or the harness's own service.
-    """
-    from harness.service import describe_endpoint
-
-    ns, state = platform.namespace, platform.state
-    if (state / ATTACHED_FILE).exists():
-        current = Attachment.load(state)
-        raise PlatformError(f"already attached to {current.where() if current else 'a Deployment'} (state {state}); "
-                            f"run 'harness detach --platform kubernetes --namespace {ns}' first")
-    if platform._read_state().get("up"):
-        raise PlatformError(f"the harness's own service is up in namespace {ns} (state {state}); run 'harness down "
-                            f"--platform kubernetes --namespace {ns}' first, or attach in another namespace")
-    api = platform.api
-    dep = api.get(f"{_KIND['Deployment'].collection(ns)}/{deployment}")
-    if dep is None:
-        names = sorted(d["metadata"]["name"] for d in api.list(_KIND["Deployment"], ns))
-        raise ConfigError(f"no Deployment {deployment!r} in namespace {ns!r} (context "
-                          f"{platform._target.context if platform._target else '?'}); the Deployments there: "
-                          f"{', '.join(names) or 'none'}. Check the name with: kubectl -n {ns} get deployments")
-    svc = _find_service(platform, dep, service)
-    shape = shape_from_live(dep, svc, ns)
-    platform.use_shape(shape, dep)
-    pods = [p for p in api.list(_KIND["Pod"], ns, shape.selector_string())
-            if not p["metadata"].get("deletionTimestamp")]
-    if not pods:
-        raise PlatformError(f"Deployment {ns}/{deployment} has no pods (replicas {dep['spec'].get('replicas')}); "
-                            "the harness tests a running service")
-    described = describe_endpoint(platform._endpoints([]).http, platform._endpoints([]).grpc, "kubernetes")
-    if described["error"] or not described["models"]:
-        raise PlatformError(f"Service {ns}/{svc['metadata']['name']} at {described['endpoint']} did not list its "
-                            f"models: {described['error'] or 'no models (the repository extension is off?)'}; the "
-                            "harness needs the server's model metadata to build its requests")
-    try:
-        code, _out, _err = exec_raw(api, ns, pods[0]["metadata"]["name"], ["python3", "-c", "pass"], timeout_s=30,
-                                      container=shape.container)
-        python3 = code == 0
-    except Exception:  # noqa: BLE001 - any exec failure means the in-pod scripts cannot run there
-        python3 = False
+def new_attachment(ns: str, dep: Mapping[str, Any], svc: Mapping[str, Any], shape: ServiceShape,
+                   described: Mapping[str, Any], python3: bool) -> Attachment:
+    """The record of what ``attach`` found, named by the time it was taken."""
     run_id = "attach-" + datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    attachment = Attachment(namespace=ns, run_id=run_id, attached_ns=time.time_ns(), deployment=_record(dep),
-                            service=_record(svc), shape=shape, server=described["server"],
-                            models=described["models"], python3=python3)
-    platform.settings.save(state)
-    attachment.save(state)
-    (state / "selector").write_text(shape.selector_string())
-    (state / "stopping").unlink(missing_ok=True)
-    (state / FAULT_LOG).unlink(missing_ok=True)
-    platform._write_state({"run_id": run_id, "up": True, "attached": True, "namespace": ns,
-                           "context": platform._target.context if platform._target else "",
-                           "deployment": deployment, "created_namespace": False})
-    try:
-        platform._start_watcher()
-    except PlatformError:
-        (state / ATTACHED_FILE).unlink(missing_ok=True)
-        platform._write_state({"run_id": run_id, "up": False, "namespace": ns})
-        raise
-    log = EventLog(platform.events_path(), platform="kubernetes")
-    log.emit(EventKind.PLATFORM_UP, "", "attached", namespace=ns, run_id=run_id, deployment=deployment)
-    log.close()
-    platform.attachment = attachment
-    return attachment
+    return Attachment(namespace=ns, run_id=run_id, attached_ns=time.time_ns(), deployment=record_of(dep),
+                      service=record_of(svc), shape=shape, server=dict(described["server"]),
+                      models=list(described["models"]), python3=python3)
 
 
 def note_deployment_fault(state: Path, record: Mapping[str, Any]) -> None:
@@ -202,7 +140,7 @@ def note_deployment_fault(state: Path, record: Mapping[str, Any]) -> None:
                              "env": record.get("env")}, sort_keys=True) + "\n")
 
 
-def _fault_notes(state: Path) -> list[dict[str, Any]]:
+def fault_notes(state: Path) -> list[dict[str, Any]]:
     try:
         return [json.loads(line) for line in (state / FAULT_LOG).read_text().splitlines() if line.strip()]
     except (OSError, ValueError):
@@ -218,7 +156,7 @@ def compare(attachment: Attachment, dep: Mapping[str, Any] | None, svc: Mapping[
         if now is None:
             changes.append(f"{name} no longer exists")
             continue
-        rec = _record(now)
+        rec = record_of(now)
         if rec["uid"] != was["uid"]:
             changes.append(f"{name} was replaced (uid {was['uid']} -> {rec['uid']})")
         for key in ("labels", "annotations"):
@@ -258,35 +196,6 @@ class DetachReport:
     def unchanged(self) -> bool:
         """The Deployment and Service are as found, save a generation moved by a self-undoing fault."""
         return all("rolled by the harness's self-undoing" in c for c in self.changes)
-
-
-def detach(platform: KubernetesPlatform) -> DetachReport:
-    """Undo every fault, stop the watcher, compare the Deployment and Service with the record, forget them."""
-    attachment = platform.attachment
-    if attachment is None:
-        raise PlatformError(f"nothing is attached in namespace {platform.namespace} (state {platform.state})")
-    state, api, ns = platform.state, platform.api, platform.namespace
-    dep_path = f"{_KIND['Deployment'].collection(ns)}/{attachment.deployment['name']}"
-    undone: list[str] = []
-    dep = api.get(dep_path)
-    if dep is not None and (record := env_patch_record(dep)) is not None:
-        restore_env(api, record)
-        undone.append(f"env patch of deployment {attachment.deployment['name']} (run {record.get('run_id')})")
-    platform._write_state({**platform._read_state(), "up": False})  # every run of this attachment is over
-    undone += platform.sweep_faults(only_orphaned=False)
-    undone += platform._delete_harness_objects(platform._stale)
-    if platform._stop_watcher():
-        undone.append("event watcher")
-    log = EventLog(platform.events_path(), platform="kubernetes")
-    log.emit(EventKind.PLATFORM_DOWN, "", "detached", namespace=ns)
-    log.close()
-    notes = _fault_notes(state)
-    changes = compare(attachment, api.get(dep_path),
-                      api.get(f"{_KIND['Service'].collection(ns)}/{attachment.service['name']}"), notes)
-    (state / ATTACHED_FILE).unlink(missing_ok=True)
-    (state / FAULT_LOG).unlink(missing_ok=True)
-    return DetachReport(undone=undone, changes=changes,
-                        harness_caused=[f"{n.get('kind')} {n.get('env')}" for n in notes], where=attachment.where())
 
 
 def refused_actions(container: Mapping[str, Any], attached: bool, python3: bool | None,

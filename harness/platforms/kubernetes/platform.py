@@ -42,7 +42,13 @@ from harness.platforms.kubernetes.render import (
     slug,
 )
 from harness.platforms.kubernetes.settings import MONITORING_MANIFEST, KubernetesSettings
-from harness.platforms.kubernetes.usermanifest import ServiceShape, deployment_spec, manifest_spec, template_images
+from harness.platforms.kubernetes.usermanifest import (
+    ServiceShape,
+    deployment_spec,
+    manifest_spec,
+    shape_from_live,
+    template_images,
+)
 
 __all__ = ["KubernetesPlatform"]
 
@@ -305,9 +311,102 @@ class KubernetesPlatform:
             f"remove them with: harness down --platform kubernetes --namespace {self.namespace}"
         )
 
+    # -- attach / detach (harness attach --platform kubernetes) ------------------------------------------
+    def attach_deployment(self, deployment: str, service: str = "") -> attach.Attachment:
+        """Record a running Deployment as the service under test and start watching its pods.
+
+        Reads only; the one write to the cluster is none at all. Refused when the namespace already holds an
+        attachment or the harness's own service.
+        """
+        from harness.service import describe_endpoint  # it reads Triton through this platform's Service
+
+        ns, state = self.namespace, self.state
+        if (state / attach.ATTACHED_FILE).exists():
+            current = attach.Attachment.load(state)
+            raise PlatformError(f"already attached to {current.where() if current else 'a Deployment'} (state "
+                                f"{state}); run 'harness detach --platform kubernetes --namespace {ns}' first")
+        if self._read_state().get("up"):
+            raise PlatformError(f"the harness's own service is up in namespace {ns} (state {state}); run 'harness down "
+                                f"--platform kubernetes --namespace {ns}' first, or attach in another namespace")
+        api = self.api
+        dep = api.get(f"{_KIND['Deployment'].collection(ns)}/{deployment}")
+        if dep is None:
+            names = sorted(d["metadata"]["name"] for d in api.list(_KIND["Deployment"], ns))
+            raise ConfigError(f"no Deployment {deployment!r} in namespace {ns!r} (context "
+                              f"{self._target.context if self._target else '?'}); the Deployments there: "
+                              f"{', '.join(names) or 'none'}. Check the name with: kubectl -n {ns} get deployments")
+        svc = attach.find_service(api, ns, dep, service)
+        shape = shape_from_live(dep, svc, ns)
+        self.use_shape(shape, dep)
+        pods = [p for p in api.list(_KIND["Pod"], ns, shape.selector_string())
+                if not p["metadata"].get("deletionTimestamp")]
+        if not pods:
+            raise PlatformError(f"Deployment {ns}/{deployment} has no pods (replicas {dep['spec'].get('replicas')}); "
+                                "the harness tests a running service")
+        described = describe_endpoint(self._endpoints([]).http, self._endpoints([]).grpc, "kubernetes")
+        if described["error"] or not described["models"]:
+            raise PlatformError(f"Service {ns}/{svc['metadata']['name']} at {described['endpoint']} did not list its "
+                                f"models: {described['error'] or 'no models (the repository extension is off?)'}; the "
+                                "harness needs the server's model metadata to build its requests")
+        try:
+            code, _out, _err = faults.exec_raw(api, ns, pods[0]["metadata"]["name"], ["python3", "-c", "pass"],
+                                               timeout_s=30, container=shape.container)
+            python3 = code == 0
+        except Exception:  # noqa: BLE001 - any exec failure means the in-pod scripts cannot run there
+            python3 = False
+        attachment = attach.new_attachment(ns, dep, svc, shape, described, python3)
+        run_id = attachment.run_id
+        self.settings.save(state)
+        attachment.save(state)
+        (state / "selector").write_text(shape.selector_string())
+        (state / "stopping").unlink(missing_ok=True)
+        (state / attach.FAULT_LOG).unlink(missing_ok=True)
+        self._write_state({"run_id": run_id, "up": True, "attached": True, "namespace": ns,
+                           "context": self._target.context if self._target else "",
+                           "deployment": deployment, "created_namespace": False})
+        try:
+            self._start_watcher()
+        except PlatformError:
+            (state / attach.ATTACHED_FILE).unlink(missing_ok=True)
+            self._write_state({"run_id": run_id, "up": False, "namespace": ns})
+            raise
+        log = EventLog(self.events_path(), platform="kubernetes")
+        log.emit(EventKind.PLATFORM_UP, "", "attached", namespace=ns, run_id=run_id, deployment=deployment)
+        log.close()
+        self.attachment = attachment
+        return attachment
+
+    def detach(self) -> attach.DetachReport:
+        """Undo every fault, stop the watcher, compare the Deployment and Service with the record, forget them."""
+        attachment = self.attachment
+        if attachment is None:
+            raise PlatformError(f"nothing is attached in namespace {self.namespace} (state {self.state})")
+        state, api, ns = self.state, self.api, self.namespace
+        dep_path = f"{_KIND['Deployment'].collection(ns)}/{attachment.deployment['name']}"
+        undone: list[str] = []
+        dep = api.get(dep_path)
+        if dep is not None and (record := faults.env_patch_record(dep)) is not None:
+            faults.restore_env(api, record)
+            undone.append(f"env patch of deployment {attachment.deployment['name']} (run {record.get('run_id')})")
+        self._write_state({**self._read_state(), "up": False})  # every run of this attachment is over
+        undone += self.sweep_faults(only_orphaned=False)
+        undone += self._delete_harness_objects(self._stale)
+        if self._stop_watcher():
+            undone.append("event watcher")
+        log = EventLog(self.events_path(), platform="kubernetes")
+        log.emit(EventKind.PLATFORM_DOWN, "", "detached", namespace=ns)
+        log.close()
+        notes = attach.fault_notes(state)
+        changes = attach.compare(attachment, api.get(dep_path),
+                          api.get(f"{_KIND['Service'].collection(ns)}/{attachment.service['name']}"), notes)
+        (state / attach.ATTACHED_FILE).unlink(missing_ok=True)
+        (state / attach.FAULT_LOG).unlink(missing_ok=True)
+        return attach.DetachReport(undone=undone, changes=changes,
+                            harness_caused=[f"{n.get('kind')} {n.get('env')}" for n in notes], where=attachment.where())
+
     def down(self) -> CleanupReport:
         if self.attachment is not None:  # never delete what the harness did not create: detach instead
-            detached = attach.detach(self)
+            detached = self.detach()
             verdict = ("exactly as at attach" if not detached.changes else "as at attach" if detached.unchanged
                        else "CHANGED since attach: " + "; ".join(detached.changes))
             return CleanupReport(killed=[u for u in detached.undone if u == "event watcher"],

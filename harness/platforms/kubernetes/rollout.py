@@ -17,14 +17,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from harness.events import Event, EventKind
+from harness.platforms.kubernetes.api import KubeApi
 
-if TYPE_CHECKING:
-    from harness.platforms.kubernetes.spec_ops import KubernetesSpecOps
+__all__ = ["RolloutSource", "follow", "phases"]
 
-__all__ = ["follow", "phases"]
+
+class RolloutSource(Protocol):
+    """What following a rollout reads: the API, the namespace and the Deployment's pods (``KubernetesSpecOps``)."""
+
+    @property
+    def api(self) -> KubeApi: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    def pods(self) -> list[dict[str, Any]]: ...
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
@@ -61,9 +71,9 @@ def _complete(dep: Mapping[str, Any], generation: int, pods: Sequence[Mapping[st
             and len(live) == want and all(_ready(p) for p in live))
 
 
-def follow(ops: KubernetesSpecOps, record: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+def follow(ops: RolloutSource, record: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
     """Until the rollout completed or stalled (or ``timeout_s``): what happened, with the capacity kept."""
-    api, path = ops.platform.api, f"/apis/apps/v1/namespaces/{ops.namespace}/deployments/{record['deployment']}"
+    api, path = ops.api, f"/apis/apps/v1/namespaces/{ops.namespace}/deployments/{record['deployment']}"
     before = set(record.get("pods_before") or [])
     generation = int(record.get("generation") or 0)
     started = time.monotonic()

@@ -24,14 +24,15 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from harness.deploycheck import DeploymentView, read_documents
+from harness.deployment import DeploymentSpec
 from harness.errors import ConfigError, FaultError
 from harness.events import Event, read_events
 from harness.faults.undo import UndoRecord, UndoStore
+from harness.manifest import DeploymentView, read_documents
 from harness.platforms.kubernetes import rollout as k8s_rollout
-from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure
+from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.faults import ENV_PATCH, annotation_record, merged_env
 from harness.platforms.kubernetes.render import (
     EXPIRES,
@@ -42,15 +43,36 @@ from harness.platforms.kubernetes.render import (
     expiry,
     slug,
 )
+from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.platforms.kubernetes.usermanifest import ServiceShape
 
-if TYPE_CHECKING:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform
+__all__ = ["SPEC_PATCH", "SPEC_UNDO_KIND", "KubernetesSpecOps", "SpecHost", "spec_patch_record", "targeting_refusal"]
 
-__all__ = ["SPEC_PATCH", "SPEC_UNDO_KIND", "KubernetesSpecOps", "spec_patch_record", "targeting_refusal",
-           "undo_from_store"]
+
+class SpecHost(Protocol):
+    """What the pod-spec faults use of the Kubernetes platform: declared here, so this module reads on its own
+    and does not import the platform that uses it (``KubernetesPlatform`` satisfies it)."""
+
+    settings: KubernetesSettings
+    state: Path
+    shape: ServiceShape
+    spec: DeploymentSpec
+
+    @property
+    def api(self) -> KubeApi: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def selector(self) -> str: ...
+
+    def events_path(self) -> Path: ...
+
+    def replica_names(self) -> list[str]: ...
 
 SPEC_PATCH = "harness/spec-patch"  # Deployment annotation: the undo record of a pod-spec fault
-SPEC_UNDO_KIND = "k8s-spec"  # its kind in the local undo store (harness.faults.undoers)
+SPEC_UNDO_KIND = "k8s-spec"  # its kind in the local undo store (undone by harness.watchdog too)
 _KIND = KIND_BY_NAME
 _PROBE_FIELDS = {"startup": "startupProbe", "liveness": "livenessProbe", "readiness": "readinessProbe"}
 # The harness.chaos.actions entry points whose fault is a template change (every pod is replaced).
@@ -106,7 +128,7 @@ def _probes(container: dict[str, Any], probes: Mapping[str, Mapping[str, float] 
 
 def _memory(container: dict[str, Any], limit_mb: float) -> None:
     """``resources.limits.memory``; a request above it comes down to it (the API refuses request > limit)."""
-    from harness.deploycheck import parse_quantity_mb
+    from harness.manifest import parse_quantity_mb
 
     quantity = f"{int(limit_mb)}Mi"
     resources = container.setdefault("resources", {})
@@ -137,7 +159,7 @@ def _corrupt(data: str) -> str:
 class KubernetesSpecOps:
     """``DeploymentSpecTarget`` for one ``KubernetesPlatform`` (its namespace, Deployment and settings)."""
 
-    def __init__(self, platform: KubernetesPlatform) -> None:
+    def __init__(self, platform: SpecHost) -> None:
         self.platform = platform
 
     @property
@@ -145,11 +167,16 @@ class KubernetesSpecOps:
         return self.platform.namespace
 
     @property
+    def api(self) -> KubeApi:
+        return self.platform.api
+
+    @property
     def _path(self) -> str:
         return f"{_KIND['Deployment'].collection(self.namespace)}/{self.platform.spec.name}"
 
     def store(self) -> UndoStore:
-        return UndoStore(self.platform.state / "faults")
+        """This namespace's local undo records; a pod-spec record is undone by restoring through this platform."""
+        return UndoStore(self.platform.state / "faults", {SPEC_UNDO_KIND: lambda rec: self.restore_spec(rec.payload)})
 
     def _live(self) -> dict[str, Any]:
         dep = self.platform.api.get(self._path)
@@ -358,14 +385,3 @@ class KubernetesSpecOps:
         if not models:
             return f"model {model} not in the repository index"
         return f"{models[0].get('state', '?')}: {models[0].get('reason', '')}"
-
-
-def undo_from_store(record: UndoRecord) -> None:
-    """The local undo store's undoer (watchdog, runner close): reconnect with the saved settings, restore."""
-    from harness.platforms.kubernetes.platform import KubernetesPlatform
-    from harness.platforms.kubernetes.settings import KubernetesSettings
-
-    payload = record.payload
-    state = Path(str(payload["state_dir"])) / str(payload["namespace"])
-    settings = KubernetesSettings.load(state)
-    KubernetesSpecOps(KubernetesPlatform(settings)).restore_spec(payload)

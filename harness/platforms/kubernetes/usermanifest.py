@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.deployment import DeploymentSpec, load_deployment, load_manifest_documents
 from harness.errors import ConfigError
+from harness.manifest import TRITON_PORTS, triton_ports
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 
 __all__ = [
@@ -37,8 +38,6 @@ __all__ = [
 ]
 
 # Triton's default ports, how a container that does not name its ports is recognised.
-TRITON_PORTS: Mapping[str, int] = {"http": 8000, "grpc": 8001, "metrics": 8002}
-_ARG_FLAGS = {"http": "--http-port=", "grpc": "--grpc-port=", "metrics": "--metrics-port="}
 
 
 @dataclass(frozen=True)
@@ -74,30 +73,6 @@ class ServiceShape:
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ServiceShape:
         return cls(**{**raw, "images": tuple(raw.get("images") or ())})
-
-
-def _port_number(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def triton_ports(container: Mapping[str, Any]) -> dict[str, int]:
-    """The container's Triton ports by role: a port named ``http``/``grpc``/``metrics``; else the port set
-    by ``--http-port=`` (& co.) in its args; else Triton's default number among its declared ports."""
-    declared = [p for p in container.get("ports") or [] if isinstance(p, dict)]
-    by_name = {str(p.get("name")): n for p in declared if (n := _port_number(p.get("containerPort"))) is not None}
-    numbers = set(by_name.values()) | {n for p in declared if (n := _port_number(p.get("containerPort"))) is not None}
-    args = [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
-    out: dict[str, int] = {}
-    for role, default in TRITON_PORTS.items():
-        if role in by_name:
-            out[role] = by_name[role]
-            continue
-        flagged = [a.removeprefix(_ARG_FLAGS[role]) for a in args if a.startswith(_ARG_FLAGS[role])]
-        if flagged and flagged[-1].isdigit() and int(flagged[-1]) in numbers:
-            out[role] = int(flagged[-1])
-        elif default in numbers:
-            out[role] = default
-    return out
 
 
 def selector_of(dep: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, str]:

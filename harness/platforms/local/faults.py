@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.deploycheck import DeploymentView, read_manifest
 from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import FaultError
 from harness.events import Event, read_events
@@ -35,6 +34,8 @@ from harness.faults.overrides import (
     write_probe_override,
 )
 from harness.faults.undo import UndoRecord, UndoStore
+from harness.faults.undoers import UNDOERS
+from harness.manifest import DeploymentView, read_manifest
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.procs import alive, group_members
 from harness.platforms.local.supervisor import surge_name
@@ -49,7 +50,7 @@ class LocalFaultOps:
         self.state = state_dir
         self.replicas = {r.name: r for r in replicas}
         self.ports = ports
-        self.store = UndoStore(state_dir / "faults")
+        self.store = UndoStore(state_dir / "faults", UNDOERS)
         self.manifest = manifest
 
     def _replica(self, name: str) -> ReplicaStatus:

@@ -21,6 +21,7 @@ from typing import Any
 from harness.deployment import DeploymentSpec, load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
 from harness.faults.undo import UndoStore
+from harness.faults.undoers import UNDOERS
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.local.faults import LocalSpecOps
 from harness.platforms.local.gpu_pinning import gpu_plan
@@ -263,7 +264,7 @@ class LocalPlatform:
         return LocalSpecOps(self.state, self.status().replicas, ports, self.settings.manifest)
 
     def fault_store(self) -> UndoStore:
-        return UndoStore(self.state / "faults")
+        return UndoStore(self.state / "faults", UNDOERS)
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         """Undo faults whose run is gone (or every recorded fault); return what was undone."""

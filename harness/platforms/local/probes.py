@@ -5,11 +5,9 @@ from __future__ import annotations
 import http.client
 import socket
 
-__all__ = ["PROBE_MARK", "http_probe"]
+from harness.faults.nft import PROBE_MARK
 
-# Probe sockets carry this mark so the harness's network-policy block lets them through, as a
-# Kubernetes NetworkPolicy lets the kubelet's probes through (see harness.faults.nft).
-PROBE_MARK = 0x4854
+__all__ = ["PROBE_MARK", "http_probe"]
 
 
 class _MarkedConnection(http.client.HTTPConnection):

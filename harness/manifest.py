@@ -1,4 +1,5 @@
-"""What ``harness check-deployment`` reads from a Kubernetes manifest, as one pydantic model.
+"""What the harness reads from a Kubernetes manifest, as one pydantic model: ``check-deployment``'s checks,
+the platforms' pod-spec faults and the Kubernetes user-manifest reader all read the Deployment through it.
 
 Only the fields the checks need are read; everything else in the manifest is ignored (``extra="ignore"``),
 so a real production manifest with sidecars, volumes and annotations parses as well as the reference one.
@@ -10,17 +11,21 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.deployment import first_deployment, load_manifest_documents
-from harness.errors import ConfigError
-from harness.faults.family import describe_validation_error
-from harness.platforms.kubernetes.usermanifest import triton_ports
+from harness.errors import ConfigError, describe_validation_error
 
-__all__ = ["DeploymentView", "ProbeView", "parse_quantity_mb", "read_documents", "read_manifest", "resolve_rollout"]
+__all__ = ["TRITON_PORTS", "DeploymentView", "ProbeView", "parse_quantity_mb", "read_documents", "read_manifest",
+           "resolve_rollout", "triton_ports"]
+
+# Triton's own default port numbers by role; a manifest may move them (triton_ports reads where).
+TRITON_PORTS: Mapping[str, int] = {"http": 8000, "grpc": 8001, "metrics": 8002}
+_ARG_FLAGS = {"http": "--http-port=", "grpc": "--grpc-port=", "metrics": "--metrics-port="}
 
 DEFAULT_EXIT_TIMEOUT_S = 30.0  # tritonserver --exit-timeout-secs
 
@@ -208,3 +213,27 @@ def read_documents(docs: list[dict[str, Any]], path: Path) -> DeploymentView:
         )
     except ValidationError as exc:
         raise ConfigError(f"{where}: " + "; ".join(describe_validation_error(exc))) from exc
+
+
+def _port_number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def triton_ports(container: Mapping[str, Any]) -> dict[str, int]:
+    """The container's Triton ports by role: a port named ``http``/``grpc``/``metrics``; else the port set
+    by ``--http-port=`` (& co.) in its args; else Triton's default number among its declared ports."""
+    declared = [p for p in container.get("ports") or [] if isinstance(p, dict)]
+    by_name = {str(p.get("name")): n for p in declared if (n := _port_number(p.get("containerPort"))) is not None}
+    numbers = set(by_name.values()) | {n for p in declared if (n := _port_number(p.get("containerPort"))) is not None}
+    args = [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
+    out: dict[str, int] = {}
+    for role, default in TRITON_PORTS.items():
+        if role in by_name:
+            out[role] = by_name[role]
+            continue
+        flagged = [a.removeprefix(_ARG_FLAGS[role]) for a in args if a.startswith(_ARG_FLAGS[role])]
+        if flagged and flagged[-1].isdigit() and int(flagged[-1]) in numbers:
+            out[role] = int(flagged[-1])
+        elif default in numbers:
+            out[role] = default
+    return out
