@@ -367,11 +367,9 @@ class RunSession:
 
     def close(self, interrupted: bool) -> RunOutcome:
         self.outcome.interrupted = self.outcome.interrupted or interrupted
-        store_of = getattr(self.platform, "fault_store", None)
         try:
-            if callable(store_of):
-                store = store_of()
-                store.undo_many(store.records(self.run_id))
+            store = self.platform.fault_store()
+            store.undo_many(list(store.records(self.run_id)))
         finally:
             self.meta.update(finished_ns=time.time_ns(),
                              status="interrupted" if self.outcome.interrupted else "completed")

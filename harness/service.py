@@ -40,10 +40,9 @@ SERVICE_SCHEMA = 1
 
 def describe_service(platform: Platform, timeout_s: float = 3.0) -> dict[str, Any]:
     """The service as its platform and its own metadata describe it; never raises for a dead server."""
-    identity = getattr(platform, "service_identity", None)
     try:
         status = platform.status()
-        extra = identity() if callable(identity) else {}
+        extra = platform.service_identity()
     except HarnessError as exc:
         return {**_empty(platform.name), "error": str(exc)}
     return describe_endpoint(status.endpoints.http, status.endpoints.grpc, platform.name, extra, timeout_s=timeout_s)

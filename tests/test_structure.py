@@ -163,3 +163,16 @@ def test_the_watchdog_undoes_every_kind_a_platform_writes() -> None:
     from harness.watchdog import ALL_UNDOERS
 
     assert set(UNDOERS) | {SPEC_UNDO_KIND} <= set(ALL_UNDOERS)
+
+
+def test_capabilities_are_declared_not_probed() -> None:
+    """Every capability a command or fault uses of a platform is a member of a Protocol in
+    ``harness/platforms/base.py`` that mypy checks: no ``getattr`` probing, no ``attr-defined`` ignores."""
+    import re
+
+    probe = re.compile(r"getattr\((?:self\.)?(?:platform|scope\.ops|ops|target)\b")
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for path in _modules().values()
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if probe.search(line) or "ignore[attr-defined]" in line]
+    assert found == []

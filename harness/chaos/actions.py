@@ -10,7 +10,7 @@ if those never run, the watchdog and ``harness cleanup``).
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from harness.chaos.context import RunContext
 from harness.errors import FaultError
@@ -22,7 +22,7 @@ from harness.faults import probe_kills_slow_load as probe_family
 from harness.faults import rolling_update as rolling_family
 from harness.faults.families import FAULT_ACTIONS
 from harness.faults.family import FaultScope, Landing, Mode, Targeting, parse_args, select_replicas
-from harness.platforms.base import FaultTarget, Platform
+from harness.platforms.base import Platform
 
 __all__ = [
     "FAULT_ACTIONS",
@@ -46,10 +46,7 @@ Configuration = MutableMapping[str, Any]
 def fault_scope(ctx: RunContext, platform: Platform | None = None) -> FaultScope:
     """The platform's fault operations (``fault_ops()`` where it has them), its status, the run id."""
     platform = platform or ctx.platform()
-    fault_ops = getattr(platform, "fault_ops", None)
-    # A platform without fault_ops() (Kubernetes) implements FaultTarget itself.
-    ops = cast(FaultTarget, fault_ops() if callable(fault_ops) else platform)
-    return FaultScope(ops=ops, status=platform.status, run_id=ctx.run_id)
+    return FaultScope(ops=platform.fault_ops(), status=platform.status, run_id=ctx.run_id)
 
 
 def _begin(configuration: Configuration | None, args: Targeting) -> tuple[RunContext, FaultScope, list[str]]:

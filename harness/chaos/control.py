@@ -68,9 +68,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     except Exception as exc:
         (ctx.run_dir / "control.error").write_text(f"the platform is not usable: {exc}")
         raise InterruptExecution(f"harness control: the platform is not usable: {exc}") from exc
-    sweep = getattr(platform, "sweep_faults", None)
-    if callable(sweep):
-        sweep(only_orphaned=True)
+    platform.sweep_faults(only_orphaned=True)
     info: dict[str, Any] = {
         "name": configuration.get("harness_experiment_name") or ctx.run_dir.parent.name,
         "title": context.get("title", ""),

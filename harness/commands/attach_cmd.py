@@ -100,8 +100,11 @@ def _cmd_detach(args: argparse.Namespace) -> int:
     if args.platform == "kubernetes":
         return _detach_kubernetes(args)
     args.platform = "attached"
+    from harness.platforms.attached.platform import AttachedPlatform
+
     platform = platform_from_args(args)
-    changes = platform.changes_since_attach()  # type: ignore[attr-defined]
+    assert isinstance(platform, AttachedPlatform)  # the registry's "attached" slot makes nothing else
+    changes = platform.changes_since_attach()
     report = platform.down()
     print(f"detached; {report.describe()}")
     if changes:

@@ -113,17 +113,20 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str]) -> in
         raise ConfigError("on Kubernetes the load pods need a --duration (seconds)")
     if not args.load_image:
         raise ConfigError("on Kubernetes the load pods need an image that contains the harness: --load-image IMAGE")
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+
     profile = check_profile_file(Path(args.profile))
     platform = platform_from_args(args)
+    assert isinstance(platform, KubernetesPlatform)  # --platform kubernetes
     service = describe_service(platform)  # the Deployment, image(s), models and versions under test
     run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
                         {"platform": "kubernetes", "load": {"profile": str(profile), "users": args.users,
                                                             "workers": args.workers, "duration_s": args.duration,
                                                             "params": params}},
                         path=Path(args.run_dir).absolute() if args.run_dir else None)
-    job = platform.load_job(run.path.name, max(args.workers, 1), profile, args.load_image,  # type: ignore[attr-defined]
+    job = platform.load_job(run.path.name, max(args.workers, 1), profile, args.load_image,
                             args.users, max(args.users / 10, 1.0), args.duration, env=params)
-    files = platform.run_load(job, run.timeline_dir, args.duration + 300)  # type: ignore[attr-defined]
+    files = platform.run_load(job, run.timeline_dir, args.duration + 300)
     summary = summarize(run.timeline_dir)
     run.write("completed", summary=summary, service=service)
     print(f"{summary['requests']} requests from {len(files)} worker timeline(s); run directory: {run.path}")

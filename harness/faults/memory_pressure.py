@@ -47,8 +47,7 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> dict[str, Any]:
 
 
 def _statuses(scope: FaultScope, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
-    reader = getattr(scope.ops, "memory_status", None)
-    return reader(record) if callable(reader) else {}
+    return scope.ops.memory_status(record)
 
 
 def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], args: Args) -> Landing:

@@ -41,11 +41,8 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> dict[str, Any]:
 
 
 def _probe_all(scope: FaultScope, targets: list[str]) -> dict[str, bool | None]:
-    probe = getattr(scope.ops, "connect_probe", None)
-    if not callable(probe):
-        return dict.fromkeys(targets)
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-        results = list(pool.map(lambda n: probe(n, CONNECT_TIMEOUT_S), targets))
+        results = list(pool.map(lambda n: scope.ops.connect_probe(n, CONNECT_TIMEOUT_S), targets))
     return dict(zip(targets, results, strict=True))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from harness.errors import FaultError
 from harness.events import Event, EventKind
@@ -25,8 +25,7 @@ __all__ = ["CrashLoop", "crash_loops", "native_spec", "spec_ops", "undo_spec", "
 def native_spec(scope: FaultScope) -> DeploymentSpecTarget | None:
     """The platform's own Deployment rollout (Kubernetes: the real controller and kubelet), None where the
     harness plays the pod spec itself (``SpecTarget``, the local platform)."""
-    offer = getattr(scope.ops, "deployment_spec_ops", None)
-    return cast(DeploymentSpecTarget, offer()) if callable(offer) else None
+    return scope.ops.deployment_spec_ops()
 
 
 def spec_ops(scope: FaultScope) -> SpecTarget:

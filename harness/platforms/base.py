@@ -79,8 +79,20 @@ class CleanupReport:
         return "; ".join(parts) or "nothing left behind"
 
 
+class FaultStore(Protocol):
+    """A platform's undo records (``harness.faults.undo.UndoStore``): what the runner undoes when a run ends."""
+
+    def records(self, run_id: str | None = None) -> Sequence[Any]: ...
+
+    def undo_many(self, records: list[Any]) -> list[Any]: ...
+
+
 @runtime_checkable
 class Platform(Protocol):
+    """What every command and Chaos Toolkit activity may use of a platform. Every member is declared here, so a
+    capability is a checked call, never a ``getattr`` probe: a platform that cannot do something says so
+    (``refused_actions``, ``deployment_spec_ops() -> None``) instead of lacking the method."""
+
     name: str
 
     def up(self, replicas: int | None = None) -> PlatformStatus:
@@ -96,6 +108,25 @@ class Platform(Protocol):
 
     def events_path(self) -> Path:
         """The lifecycle events file (``harness.events`` schema)."""
+
+    def service_identity(self) -> dict[str, Any]:
+        """What only the platform knows about the service under test (``harness.service``): Deployment,
+        namespace, image, model repository."""
+
+    def fault_ops(self) -> FaultTarget:
+        """The operations faults use, bound to the replicas as they are now."""
+
+    def fault_store(self) -> FaultStore:
+        """This platform's undo records, undone by the runner when a run ends."""
+
+    def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
+        """Undo faults whose run is gone (or every recorded fault); what was undone."""
+
+    def refused_actions(self) -> dict[str, str]:
+        """Chaos Toolkit actions this service cannot undergo, with the reason (checked before any injection)."""
+
+    def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
+        """Why these arguments of an action it can run cannot be honoured here (None: they can)."""
 
 
 @runtime_checkable
@@ -139,6 +170,10 @@ class FaultTarget(Protocol):
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """What each hog of a memory-pressure record last reported (``free_mb``, ``held_mb``, ``ts``,
         ``state``), by target; None for a hog that reported nothing. How memory pressure proves it held."""
+
+    def deployment_spec_ops(self) -> DeploymentSpecTarget | None:
+        """The platform's own Deployment rollout for pod-spec faults (Kubernetes: the real controller and
+        kubelet); None where the harness plays the pod spec itself (``SpecTarget``) or cannot change it."""
 
 
 @runtime_checkable

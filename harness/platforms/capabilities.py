@@ -1,9 +1,9 @@
 """Refusing, before anything runs, the experiments a platform cannot perform.
 
 A platform that cannot do some faults (an attached service the harness did not start cannot have its
-pods killed) offers ``refused_actions() -> {action: reason}``; every command that runs experiments checks
-each activity against it after validating the experiments and before the first injection, and reports
-every refusal at once, with the reason.
+pods killed) says so in ``refused_actions() -> {action: reason}`` (every platform declares it); every
+command that runs experiments checks each activity against it after validating the experiments and before
+the first injection, and reports every refusal at once, with the reason.
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ def refusals(platform: Platform, path: Path, experiment: Mapping[str, Any],
     A platform may also refuse some arguments of an action it can run (``refused_arguments(func, arguments)
     -> reason | None``: Kubernetes cannot target some pods with a pod-template change); the arguments are
     substituted with ``config`` (the experiment's resolved configuration, --var included) first."""
-    refused_of = getattr(platform, "refused_actions", None)
-    refused: Mapping[str, str] = refused_of() if callable(refused_of) else {}
-    arguments_of = getattr(platform, "refused_arguments", None)
-    if not refused and not callable(arguments_of):
-        return []
+    refused: Mapping[str, str] = platform.refused_actions()
     problems = []
     for section in ("method", "rollbacks"):
         for activity in experiment.get(section) or []:
@@ -43,10 +39,9 @@ def refusals(platform: Platform, path: Path, experiment: Mapping[str, Any],
             where = f"{path}: {section} activity {name!r} ({func}) cannot run on the {platform.name}"
             if func in refused:
                 problems.append(f"{where} platform: {refused[func]}")
-            elif callable(arguments_of):
-                why = arguments_of(func, _substituted(provider.get("arguments") or {}, experiment, config))
-                if why:
-                    problems.append(f"{where} platform with these arguments: {why}")
+            elif why := platform.refused_arguments(func, _substituted(provider.get("arguments") or {}, experiment,
+                                                                       config)):
+                problems.append(f"{where} platform with these arguments: {why}")
     return problems
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,12 +22,12 @@ __all__ = ["LANE_COLOURS", "gpu_svg", "repetition_svg", "trend_svg"]
 LANE_COLOURS = {"ready": "#4caf50", "not-ready": "#ff9800", "restarting": "#e53935", "stopped": "#9e9e9e"}
 
 
-def _svg_text(fig: object) -> str:
+def _svg_text(fig: Any) -> str:  # a matplotlib Figure (matplotlib is imported lazily, untyped here)
     import matplotlib
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": "harness", "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")  # type: ignore[attr-defined]
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
     text = buf.getvalue()
     # Inline SVG needs neither the XML prolog nor the RDF metadata block.
     return re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.DOTALL)

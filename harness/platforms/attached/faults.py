@@ -79,6 +79,12 @@ class AttachedFaultOps:
                 self.store.undo(rec)
 
     # -- verification --------------------------------------------------------------------------------
+    def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+        return {}  # memory pressure is refused here: there is never a hog to read
+
+    def deployment_spec_ops(self) -> None:
+        return None  # the pod spec of a service the harness did not start cannot be changed
+
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
         """Whether a plain TCP connection (no probe mark: what clients see) reaches the service's HTTP
         port; None when ``name`` is not this service's replica."""

@@ -9,6 +9,7 @@ every recorded fault, then forget the service, which is never stopped or changed
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class AttachedPlatform:
     def refused_actions(self) -> dict[str, str]:
         """Chaos Toolkit actions that cannot run here, with the reason (checked before any injection)."""
         return dict(REFUSED)
+
+    def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
+        return None  # what it cannot do it refuses whole (refused_actions)
 
     # -- faults --------------------------------------------------------------------------------------
     def fault_ops(self) -> AttachedFaultOps:

@@ -843,6 +843,10 @@ class KubernetesPlatform:
         done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
         return done
 
+    def fault_ops(self) -> KubernetesPlatform:
+        """The platform implements the fault operations itself (``FaultTarget``)."""
+        return self
+
     def deployment_spec_ops(self) -> spec_ops.KubernetesSpecOps:
         """The pod-spec faults as Deployment patches the real controller rolls out (harness.faults.podspec)."""
         return spec_ops.KubernetesSpecOps(self)

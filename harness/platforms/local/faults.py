@@ -244,6 +244,9 @@ class LocalFaultOps:
         )
         return record
 
+    def deployment_spec_ops(self) -> None:
+        return None  # the supervisor plays the pod spec itself (LocalSpecOps is the SpecTarget)
+
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """Each hog's last status file (written every 0.5 s while it holds, and once when it lets go)."""
         out: dict[str, dict[str, Any] | None] = {}

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,9 @@ class LocalPlatform:
                f"{self.settings.model_repository} do not have")
         return {"slow_model_load": f"a slow model load cannot be injected: {why}",
                 "reload_model": f"the model reload action reloads the reference model 'mlp'; {why}"}
+
+    def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
+        return None  # the supervisor plays each replica's pod spec on its own: any targeting works
 
     # -- faults --------------------------------------------------------------------------------------
     def fault_ops(self) -> LocalSpecOps:
