@@ -133,17 +133,18 @@ class TierBudget:
                 f"(assumed {self.assumed_incidents:g}); burn rate {burn}")
 
     def to_json(self) -> dict[str, Any]:
-        def rnd(v: float | None, d: int = 8) -> float | None:
-            return None if v is None else round(v, d)
+        def rnd(v: float | None, d: int = 9) -> float | None:
+            """``d`` significant digits: spent fractions of a large budget are small numbers."""
+            return None if v is None else float(f"{v:.{d}g}")
 
         return {
             "slo": self.slo, "budget_time_s": self.budget_time_s,
-            "bad_time_per_incident_s": rnd(self.bad_time_per_incident_s, 6), "spent_time": rnd(self.spent_time),
+            "bad_time_per_incident_s": rnd(self.bad_time_per_incident_s), "spent_time": rnd(self.spent_time),
             "incidents_fit_time": self.incidents_fit_time,
-            "bad_requests_per_incident": rnd(self.bad_requests_per_incident, 3),
-            "requests_per_month": rnd(self.requests_per_month, 0), "budget_requests": rnd(self.budget_requests, 1),
+            "bad_requests_per_incident": rnd(self.bad_requests_per_incident),
+            "requests_per_month": rnd(self.requests_per_month, 12), "budget_requests": rnd(self.budget_requests),
             "spent_requests": rnd(self.spent_requests), "incidents_fit_requests": self.incidents_fit_requests,
-            "burn_rate_mean": rnd(self.burn_rate_mean, 4), "burn_rate_max": rnd(self.burn_rate_max, 4),
+            "burn_rate_mean": rnd(self.burn_rate_mean), "burn_rate_max": rnd(self.burn_rate_max),
             "assumed_incidents_per_month": self.assumed_incidents, "fits_assumed": self.fits_assumed,
             "lower_bound": self.lower_bound,
         }

@@ -56,8 +56,12 @@ def _fit(value: int | None) -> str:
     return "unlimited" if value is None else f"{value:,}"
 
 
+def _times(value: float) -> str:
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.3g}x"
+
+
 def _burn(mean: float | None, worst: float | None) -> str:
-    return "n/a" if mean is None or worst is None else f"{mean:.3g}x / {worst:.3g}x"
+    return "n/a" if mean is None or worst is None else f"{_times(mean)} / {_times(worst)}"
 
 
 _BUDGET_HEAD = ("tier", "SLO", "bad time / incident", "time budget spent", "incidents that fit (time)",
