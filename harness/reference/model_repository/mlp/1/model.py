@@ -133,22 +133,24 @@ class TritonPythonModel:
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def _cold(self, requests):
-        """Failed responses while the planted cold start lasts (mode fail); None once it is over."""
+    def _cold(self):
+        """While the planted cold start lasts: fail the whole batch (mode fail) or delay it (mode slow).
+
+        It raises rather than returning error responses: Triton 2.51's python backend crashed (SIGSEGV in
+        TRITONBACKEND_ModelInstanceExecute) when a dynamic batch of several requests came back as error
+        responses, while an exception from execute() is sent to every request of the batch as its error."""
         if not self.cold_until or time.monotonic() >= self.cold_until:
             self.cold_until = 0.0
-            return None
+            return
         if self.cold_mode == "slow":
             time.sleep(self.cold_latency_s)
-            return None
+            return
         left = self.cold_until - time.monotonic()
-        error = pb_utils.TritonError(f"cold start: warming up for {left:.1f} s more (HARNESS_MODEL_COLD_START_S)")
-        return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+        raise pb_utils.TritonModelException(
+            f"cold start: warming up for {left:.1f} s more (HARNESS_MODEL_COLD_START_S)")
 
     def execute(self, requests):
-        cold = self._cold(requests)
-        if cold is not None:
-            return cold
+        self._cold()
         responses = []
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, "INPUT")
