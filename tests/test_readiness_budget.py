@@ -202,3 +202,27 @@ def test_slo_export_bad_input(tmp_path: Path) -> None:
     assert old.returncode == 2 and "2.1" in old.stderr
     bad_format = _export(tmp_path / "run", "--format", "sloth")
     assert bad_format.returncode == 2
+
+
+def test_the_kubernetes_watchers_ready_events_carry_the_pods_readiness_period(tmp_path: Path) -> None:
+    """The gap is compared with the period of the pod's own readiness probe (Kubernetes' default 10 s when
+    the probe leaves it out); a pod without one says so (None), and the analysis then assumes the default."""
+    from harness.events import EventLog, read_events
+    from harness.platforms.kubernetes.watcher import PodTracker
+
+    def pod(name: str, ready: bool, probe: dict[str, Any] | None) -> dict[str, Any]:
+        container: dict[str, Any] = {"name": "triton", **({"readinessProbe": probe} if probe is not None else {})}
+        return {"metadata": {"name": name}, "spec": {"containers": [container]},
+                "status": {"phase": "Running", "podIP": "10.0.0.9",
+                           "containerStatuses": [{"ready": ready, "restartCount": 0, "state": {}}]}}
+
+    log = EventLog(tmp_path / "events.jsonl", platform="kubernetes")
+    tracker = PodTracker(log)
+    for name, probe in (("a", {"httpGet": {"path": "/v2/health/ready"}, "periodSeconds": 2}),
+                        ("b", {"httpGet": {"path": "/v2/health/ready"}}), ("c", None)):
+        tracker.seen("ADDED", pod(name, False, probe))
+        tracker.seen("MODIFIED", pod(name, True, probe))
+    log.close()
+    ready = {e.replica: e.details.get("readiness_period_s") for e in read_events(tmp_path / "events.jsonl")
+             if e.kind == EventKind.READY}
+    assert ready == {"a": 2.0, "b": 10.0, "c": None}

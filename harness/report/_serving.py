@@ -6,10 +6,14 @@ this module only words and draws them, in one place for every output so they say
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.analysis import ExperimentAnalysis, RepetitionResult, format_duration
+
+if TYPE_CHECKING:
+    from harness.analysis._readiness import Readiness
 
 __all__ = [
     "NOT_SERVING_COLOUR",
@@ -24,15 +28,19 @@ __all__ = [
 NOT_SERVING_COLOUR = "#8e24aa"  # ready but not serving, hatched over the ready lane
 
 
+def _ready_reps(e: ExperimentAnalysis) -> Iterator[tuple[RepetitionResult, Readiness, str]]:
+    """The non-void repetitions in which a replica became ready after the fault, with the replicas' names."""
+    for r in e.reps:
+        rd = r.readiness
+        if r.void is None and rd is not None and rd.ready_signals:
+            yield r, rd, ", ".join(dict.fromkeys(name for name, _ in rd.ready_signals))
+
+
 def readiness_lines(e: ExperimentAnalysis) -> list[str]:
     """One line per replica that became ready after the fault (or why it could not be measured)."""
     out: list[str] = []
-    for r in e.reps:
-        rd = r.readiness
-        if r.void is not None or rd is None or not rd.ready_signals:
-            continue
+    for r, rd, names in _ready_reps(e):
         if not rd.known:
-            names = ", ".join(dict.fromkeys(name for name, _ in rd.ready_signals))
             out.append(f"rep {r.repetition}: {names} ready after the fault; replica that answered UNKNOWN: "
                        f"{rd.why_unknown}")
             continue
@@ -135,14 +143,11 @@ def budget_html(e: ExperimentAnalysis) -> str:
 
 def readiness_html(e: ExperimentAnalysis) -> str:
     rows: list[str] = []
-    for r in e.reps:
-        rd = r.readiness
-        if r.void is not None or rd is None or not rd.ready_signals:
-            continue
+    for r, rd, names in _ready_reps(e):
         if not rd.known:
-            rows.append(f"<tr class=\"inc\"><td>{escape(r.repetition)}</td><td colspan=\"7\">"
-                        f"{escape(', '.join(dict.fromkeys(n for n, _ in rd.ready_signals)))} ready after the "
-                        f"fault; replica that answered <b>unknown</b>: {escape(rd.why_unknown or '')}</td></tr>")
+            rows.append(f"<tr class=\"inc\"><td>{escape(r.repetition)}</td><td colspan=\"7\">{escape(names)} ready "
+                        f"after the fault; replica that answered <b>unknown</b>: {escape(rd.why_unknown or '')}"
+                        "</td></tr>")
             continue
         for x in rd.replicas:
             cls = " class=\"no\"" if x.exceeds_probe_period else ""
