@@ -145,9 +145,18 @@ def _period(event: Event, default_s: float) -> tuple[float, bool]:
     return default_s, True
 
 
-def _first_good(mine: npt.NDArray[np.bool_], good: npt.NDArray[np.bool_]) -> int | None:
-    hits = np.flatnonzero(mine & good)
-    return int(hits[0]) if len(hits) else None
+def _first(match: Any, lo: int, hi: int) -> int | None:
+    """The first index in [lo, hi) where ``match(a, b)`` (a boolean array for the slice) is true, scanning
+    slices that double in size: the answer is usually near ``lo``, and comparing strings of a long timeline
+    (millions of requests after the fault) all at once would cost more than the rest of the analysis."""
+    size, pos = 4096, lo
+    while pos < hi:
+        end = min(hi, pos + size)
+        hits = np.flatnonzero(match(pos, end))
+        if len(hits):
+            return pos + int(hits[0])
+        pos, size = end, size * 2
+    return None
 
 
 def assess_readiness(
@@ -175,27 +184,22 @@ def assess_readiness(
         return Readiness(True, (), names)
     lo = int(np.searchsorted(start_ns, min(e.ts_ns for e, _ in signals), side="left"))
     hi = int(np.searchsorted(start_ns, observation_end_ns, side="left"))
-    who = np.asarray(replica[lo:hi])
-    named = who != ""
-    if not named.any():
+    if _first(lambda a, b: replica[a:b] != "", lo, hi) is None:
         return Readiness(False, (), names, UNKNOWN_REPLICA)
-    starts = start_ns[lo:hi]
-    failed = ~ok[lo:hi]
-    slow = ok[lo:hi] & (latency_s[lo:hi] > slow_s)
-    good = ok[lo:hi] & ~slow
+    slow = ok & (latency_s > slow_s)
+    good = ok & ~slow
     out: list[ReplicaReadiness] = []
     for event, until in signals:
-        a, b = np.searchsorted(starts, [event.ts_ns, until], side="left")
-        mine = who[a:b] == event.replica
-        first = _first_good(mine, good[a:b])
+        a, b = (int(i) for i in np.searchsorted(start_ns, [event.ts_ns, until], side="left"))
+        name = event.replica
+        first = _first(lambda x, y, name=name: good[x:y] & (replica[x:y] == name), a, b)
+        cut = b if first is None else first  # the gap: [ready, first good)
+        mine = replica[a:cut] == name
         period, assumed = _period(event, default_period_s)
-        cut = b if first is None else a + first  # the gap: [ready, first good)
-        in_gap = mine[: cut - a]
-        unattributed = int(np.count_nonzero(~named[a:cut] & failed[a:cut]))
-        requests = int(np.count_nonzero(in_gap))
+        requests = int(np.count_nonzero(mine))
         gap = lower = first_ns = None
         if first is not None:
-            first_ns = int(starts[a + first])
+            first_ns = int(start_ns[first])
             gap = (first_ns - event.ts_ns) / 1e9
             state: ReplicaState = "serving"
         elif requests:
@@ -204,10 +208,11 @@ def assess_readiness(
         else:
             state = "no-requests"
         out.append(ReplicaReadiness(
-            replica=event.replica, ready_ns=event.ts_ns, ready_until_ns=until, probe_period_s=period,
+            replica=name, ready_ns=event.ts_ns, ready_until_ns=until, probe_period_s=period,
             probe_period_assumed=assumed, state=state, first_good_ns=first_ns, gap_s=gap, gap_lower_bound_s=lower,
-            requests_in_gap=requests, failed_in_gap=int(np.count_nonzero(in_gap & failed[a:cut])),
-            slow_in_gap=int(np.count_nonzero(in_gap & slow[a:cut])), unattributed_failed_in_gap=unattributed,
+            requests_in_gap=requests, failed_in_gap=int(np.count_nonzero(mine & ~ok[a:cut])),
+            slow_in_gap=int(np.count_nonzero(mine & slow[a:cut])),
+            unattributed_failed_in_gap=int(np.count_nonzero((replica[a:cut] == "") & ~ok[a:cut])),
         ))
     return Readiness(True, tuple(out), names)
 
