@@ -17,7 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from harness.events import EventKind, read_events
 from harness.platforms.local.platform import LocalPlatform
@@ -87,3 +89,12 @@ def test_planted_cold_start_is_measured_per_replica(platform: LocalPlatform, tmp
     assert f"readiness pod-kill rep 1: {entry['replica']} ready -> first good response" in out
     assert "Readiness vs serving" in (run_dir / "index.html").read_text()
     assert platform.fault_store().records() == []
+
+    # The real run's OpenSLO export (the service and its models from run.json) validates too.
+    export = subprocess.run([sys.executable, "-m", "harness.cli", "slo", "export", str(run_dir)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert export.returncode == 0, export.stderr
+    docs = list(yaml.safe_load_all(export.stdout))
+    validator = jsonschema.Draft7Validator(json.loads((ROOT / "tests/data/openslo-v1.schema.json").read_text()))
+    assert [list(validator.iter_errors(d)) for d in docs] == [[] for _ in docs]
+    assert 'model=~"mlp"' in docs[1]["spec"]["ratioMetric"]["good"]["metricSource"]["spec"]["query"]
