@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "harness.commands.gpucheck_cmd",
     "harness.commands.sandbox_cmd",
     "harness.commands.check_cmd",
+    "harness.commands.slo_cmd",
 )
 
 

@@ -26,6 +26,7 @@ class Req:
     t: float
     latency: float = 0.01
     error: str = ""
+    replica: str | None = None  # the replica that answered; None: triton-0 when ok, unknown when failed
 
     @property
     def ok(self) -> bool:
@@ -73,7 +74,7 @@ def write_repetition(
             "ok" if r.ok else "error",
             r.error,
             200 if r.ok else -1,
-            "triton-0" if r.ok else "",
+            r.replica if r.replica is not None else "triton-0" if r.ok else "",
         )
     writer.close()
     info: dict[str, Any] = {

@@ -101,7 +101,7 @@ def test_results_json_follows_the_documented_schema(tmp_path: Path) -> None:
     run = make_run(tmp_path, "20261128T010000Z-a")
     result = build_report(run, query_server=False)
     doc = json.loads(result.results_json.read_text())
-    assert doc["schema_version"] == "2.0"
+    assert doc["schema_version"] == "2.1"
     kill, block = doc["experiments"]
     assert {"name", "fault", "runs", "tiers"} <= set(kill)
     assert kill["name"] == "pod-kill" and kill["fault"] == "pod-kill"

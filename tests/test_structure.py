@@ -29,7 +29,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # 5. what runs experiments on a platform, and checks of the machine and the deployment
     ("harness.run_settings", "harness.chaos", "harness.deploycheck", "harness.doctor", "harness.sandbox"),
     # 6. what a run's data means
-    ("harness.analysis", "harness.report"),
+    ("harness.analysis", "harness.report", "harness.openslo"),
     # 7. runs, suites, game days, benchmarks
     ("harness.runner", "harness.suite", "harness.gameday", "harness.bench"),
     # 8. entry points: they may know everyone

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from harness.analysis._budget import Incident, incident_figures
+from harness.analysis._readiness import DEFAULT_PROBE_PERIOD_S, Readiness, assess_readiness
 from harness.analysis._replicas import CapacityRecovery, Interval, capacity_recovery, replica_lanes
 from harness.analysis._settings import AnalysisSettings
 from harness.analysis._windows import (
@@ -191,6 +193,10 @@ class RepetitionResult:
     # Observation after the fault end (s), and the stability period it had to reach for a conclusion.
     observation_after_fault_end_s: float | None = None
     stability_period_s: float = 0.0
+    # Each replica ready after the fault: its ready-to-serving gap (``_readiness``); the incident's
+    # tier-independent error-budget figures (``_budget``). None without a fault.
+    readiness: Readiness | None = None
+    incident: Incident | None = None
 
     @property
     def complete(self) -> bool:
@@ -332,6 +338,8 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     recovered, bad_s, impact_ns, recovery_ns = True, 0.0, None, None
     state: TtrState = "no-fault"
     capacity: CapacityRecovery | None = None
+    readiness: Readiness | None = None
+    incident: Incident | None = None
     errors_after: dict[str, int] = {}
     after_s = None
     if t0 is not None:
@@ -363,6 +371,15 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
         a, b = np.searchsorted(start, [t0, obs_end])
         err_after = frame["error_class"].iloc[a:b][~ok[a:b]].value_counts()
         errors_after = {str(k) or "unclassified": int(v) for k, v in err_after.items()}
+        readiness = assess_readiness(
+            events, frame["replica"].to_numpy(), start, latency, ok, t0_ns=t0, observation_end_ns=obs_end,
+            slow_s=settings.objective.p99_latency_s, default_period_s=DEFAULT_PROBE_PERIOD_S * info.time_scale)
+        ongoing = rec.state in ("censored", "inconclusive")
+        incident_end = (obs_end if ongoing else rec.recovery_ns if rec.state == "recovered" and rec.recovery_ns
+                        else max(t0, fault_end))
+        incident = incident_figures(start, ok, t0_ns=t0, end_ns=int(incident_end), ongoing=ongoing,
+                                    observation_end_ns=obs_end, bad_time_s=bad_s, requests_total=total,
+                                    observed_s=span_ns / 1e9)
         phases = {"before": (span_start, t0), "during": (t0, max(t0, fault_end)),
                   "after": (max(t0, fault_end), obs_end)}
     else:
@@ -384,5 +401,5 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
         series=window_series(w, latency, ok),
         lanes=replica_lanes(events, info.replicas, (span_start, span_end)),
         events=events, notes=notes, state=state, observation_after_fault_end_s=after_end_s,
-        stability_period_s=settings.stability_period_s,
+        stability_period_s=settings.stability_period_s, readiness=readiness, incident=incident,
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis._aggregate import FigureStats, TierVerdict, figure_stats, judge_tiers
+from harness.analysis._budget import ErrorBudget, error_budget
+from harness.analysis._readiness import readiness_notes
 from harness.analysis._repetition import RepetitionResult, analyse_repetition, read_experiment
 from harness.analysis._server import compare_with_client, find_prometheus_url, server_figures
 from harness.analysis._settings import AnalysisSettings, Evidence, Gate, Settings, check_analysis
@@ -30,6 +32,8 @@ class ExperimentAnalysis:
     notes: list[str] = field(default_factory=list)
 
     evidence: Evidence = field(default_factory=Evidence)
+    # Each tier's error budget against this fault's incidents (None: no repetition injected a fault).
+    error_budget: ErrorBudget | None = None
 
     @property
     def gate(self) -> Gate:
@@ -208,11 +212,14 @@ def analyse_run(
             exp_notes.append(f"{voids} of {len(reps)} repetition(s) void (the fault did not land): left out of "
                              "every figure and verdict")
         stats = _figures([r for r in reps if r.void is None])
+        exp_notes.extend(readiness_notes([(r.repetition, r.readiness) for r in reps if r.void is None]))
         experiments.append(ExperimentAnalysis(
             name=name, title=first.title, fault=first.fault, reps=reps, stats=stats,
             tiers=judge_tiers(first.fault, reps, settings, required), required_tier=required,
             incidents_per_month=settings.incidents_for(first.fault), analysis=analysis, notes=exp_notes,
             evidence=settings.evidence,
+            error_budget=error_budget([r.incident for r in reps if r.void is None and r.incident is not None],
+                                      settings.tiers, settings.incidents_for(first.fault)),
         ))
     status = str(run.get("status") or "unknown")
     if status != "completed":

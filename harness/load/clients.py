@@ -382,7 +382,9 @@ class GrpcInfer:
         status = int(code.value[0])
         details = str(exc.details() or "")
         try:
-            replica = self._replica(exc.initial_metadata())
+            # A trailers-only error response (Triton's errors through HAProxy) carries the front's header in
+            # the trailing metadata: without it the failure could not be attributed to the replica.
+            replica = self._replica(exc.initial_metadata()) or self._replica(exc.trailing_metadata())
         except Exception:  # noqa: BLE001 - metadata is optional on failures
             replica = ""
         if code == self._deadline:

@@ -11,6 +11,7 @@ from typing import Any
 from harness.analysis import ExperimentAnalysis, RepetitionResult, RunAnalysis, format_duration
 from harness.report._gpu import gpu_series
 from harness.report._plots import gpu_svg, repetition_svg
+from harness.report._serving import budget_html, readiness_html
 from harness.report._text import reps_cell
 from harness.service import service_summary
 
@@ -155,7 +156,9 @@ def _experiment_section(e: ExperimentAnalysis, marks: Sequence[tuple[int, str]] 
             f"objective: success ratio ≥ {obj.success_ratio:g} and p99 ≤ {obj.p99_latency_s:g} s; "
             f"assumed incidents per month: {e.incidents_per_month:g}.</p>"
             f"<h3>SLA tiers</h3><p>{evidence}</p><ul>{tiers}</ul>{'<ul>' + notes + '</ul>' if notes else ''}"
+            f"{budget_html(e)}"
             f"<h3>Figures over repetitions</h3>{_stats_table(e)}<h3>Repetitions</h3>{_rep_table(e)}"
+            f"{readiness_html(e)}"
             f"{'<ul>' + rep_notes + '</ul>' if rep_notes else ''}{plots}</section>")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.analysis import RepetitionResult
+from harness.report._serving import NOT_SERVING_COLOUR, mark_not_serving
 
 __all__ = ["LANE_COLOURS", "gpu_svg", "repetition_svg", "trend_svg"]
 
@@ -69,6 +70,7 @@ def repetition_svg(r: RepetitionResult, title: str, notes: Sequence[tuple[int, s
                     for i in r.lanes if i.replica == name and i.state == colour_state]
             if bars:
                 lanes_ax.broken_barh(bars, (row - 0.4, 0.8), facecolors=colour)
+    mark_not_serving(lanes_ax, r, replicas, origin)
     lanes_ax.set_yticks(range(len(replicas)), labels=replicas, fontsize=7)
     lanes_ax.set_ylim(-0.6, max(len(replicas), 1) - 0.4)
     lanes_ax.set_xlabel("seconds since fault start" if r.t0_ns is not None else "seconds since load start")
@@ -77,7 +79,10 @@ def repetition_svg(r: RepetitionResult, title: str, notes: Sequence[tuple[int, s
     from matplotlib.patches import Patch
 
     handles = [Patch(color=c, label=k) for k, c in LANE_COLOURS.items()]
-    lanes_ax.legend(handles=handles, loc="upper right", fontsize=6, ncol=4)
+    if r.readiness is not None and r.readiness.replicas:
+        handles.append(Patch(facecolor="none", edgecolor=NOT_SERVING_COLOUR, hatch="////",
+                             label="ready, not serving"))
+    lanes_ax.legend(handles=handles, loc="upper right", fontsize=6, ncol=5)
     if r.t0_ns is not None:
         end = r.info.fault_end_ns if r.info.fault_end_ns is not None else r.t0_ns
         for ax in axes:

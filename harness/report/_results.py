@@ -11,7 +11,8 @@ from harness.analysis import ExperimentAnalysis, RepetitionResult, RunAnalysis, 
 __all__ = ["SCHEMA_VERSION", "results_document"]
 
 # Bump the major part on any change a consumer could trip over (renamed/removed field, changed unit).
-SCHEMA_VERSION = "2.0"  # 2.0: tier outcomes with evidence, mean-based budget, void repetitions
+# 2.0: tier outcomes with evidence, mean-based budget, void repetitions; 2.1: readiness, incident, error_budget
+SCHEMA_VERSION = "2.1"
 
 
 def _rnd(value: float | None, digits: int = 6) -> float | None:
@@ -33,7 +34,7 @@ def _void_entry(r: RepetitionResult) -> dict[str, Any]:
         "observation_end": iso_utc(r.info.observation_end_ns),
         **{key: None for key in _FIGURES}, "recovered": None, "time_to_recover_display": "void",
         "errors_by_class": {}, "errors_after_fault_by_class": {}, "latency_s": {}, "server": None,
-        "notes": r.notes,
+        "readiness": None, "incident": None, "notes": r.notes,
     }
 
 
@@ -71,6 +72,8 @@ def _run_entry(r: RepetitionResult) -> dict[str, Any]:
         "errors_after_fault_by_class": r.errors_after_fault_by_class,
         "latency_s": r.latency,
         "server": r.server,
+        "readiness": None if r.readiness is None else r.readiness.to_json(iso_utc),
+        "incident": None if r.incident is None else r.incident.to_json(iso_utc),
         "notes": r.notes,
     }
 
@@ -96,6 +99,7 @@ def _experiment_entry(e: ExperimentAnalysis) -> dict[str, Any]:
         "runs": [_run_entry(r) for r in e.reps],
         "summary": {k: v.to_json() for k, v in e.stats.items()},
         "tiers": {name: v.to_json() for name, v in e.tiers.items()},
+        "error_budget": None if e.error_budget is None else e.error_budget.to_json(),
         "notes": e.notes,
     }
 

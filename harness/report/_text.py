@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.analysis import ExperimentAnalysis, RunAnalysis
+from harness.report._serving import budget_markdown, terminal_lines
 from harness.service import service_summary
 
 __all__ = ["render_summary_table", "reps_cell", "summary_markdown"]
@@ -48,6 +49,7 @@ def render_summary_table(a: RunAnalysis) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
+    lines.extend(line for e in a.experiments for line in terminal_lines(e))
     lines.extend(_void_lines(a))
     lines.append(f"run {a.run_id}: status {a.status}; " + ("PASSED" if a.passed else "NOT PASSED")
                  + " (passes only when no repetition is void, every repetition completed, no hypothesis "
@@ -75,6 +77,7 @@ def summary_markdown(a: RunAnalysis) -> str:
         out += [f"- **{name}**: {v.outcome}" + (" (required)" if v.required else "") + f" — {v.why}"
                 for name, v in e.tiers.items()]
         out += [f"- note: {n}" for n in e.notes]
+        out += ["", *budget_markdown(e)]
         for r in e.reps:
             if r.void is not None:
                 out += [f"- rep {r.repetition}: VOID ({r.void}); no figures"]

@@ -55,6 +55,13 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         figures = results["experiments"][0]["runs"][0]
         assert figures["capacity_recovery_s"] is not None and figures["capacity_recovery_s"] > 0
         assert figures.get("requests", 1) != 0
+        # Through a plain Service no response says which pod answered: the ready-to-serving gap is reported
+        # as unknown, never guessed, and the replacement's ready signal (with its probe period) is listed.
+        readiness = figures["readiness"]
+        assert readiness["replica_known"] is False and "per replica" in readiness["why_unknown"]
+        assert replacement[0].replica in [r["replica"] for r in readiness["ready_after_fault"]]
+        assert replacement[0].details.get("readiness_period_s") is not None
+        assert "replica that answered UNKNOWN" in run.stdout
         (landing,) = info["landings"]
         assert landing["landed"] and "replaced by" in landing["detail"] and info["void"] is None
 

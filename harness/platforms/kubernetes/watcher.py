@@ -45,6 +45,14 @@ def _state_of(pod: dict[str, Any]) -> _PodState:
     )
 
 
+def _readiness_period(pod: dict[str, Any]) -> float | None:
+    """The readiness probe's period (Kubernetes' default 10 s when the probe leaves it out; None without a
+    probe): the analysis compares each replica's ready-to-serving gap with it."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    probe = (containers[0].get("readinessProbe") if containers else None) or None
+    return float(probe.get("periodSeconds") or 10) if isinstance(probe, dict) else None
+
+
 def backoff_seconds(message: str) -> float | None:
     """The kubelet's delay from its waiting message (``back-off 1m20s restarting failed container=...``)."""
     match = re.search(r"back-off ((?:\d+h)?(?:\d+m)?(?:\d+(?:\.\d+)?s)?)", message)
@@ -119,7 +127,7 @@ class PodTracker:
         elif old.waiting == "CrashLoopBackOff" and not new.waiting:
             self.log.emit(EventKind.RESTARTED, name, "back-off over, container started", restarts=new.restarts)
         if new.ready and not old.ready:
-            self.log.emit(EventKind.READY, name, "", address=ip)
+            self.log.emit(EventKind.READY, name, "", address=ip, readiness_period_s=_readiness_period(pod))
         elif old.ready and not new.ready:
             self.log.emit(EventKind.NOT_READY, name, new.waiting or "readiness failed", address=ip)
         if new.phase in ("Succeeded", "Failed") and old.phase != new.phase:

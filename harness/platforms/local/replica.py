@@ -341,7 +341,8 @@ class ReplicaController(threading.Thread):
                 readiness.record(ok, reason, time.monotonic())
                 if ok and readiness.successes >= readiness.probe.success_threshold and not self._ready:
                     self._set(ready=True, reason="")
-                    self.events.emit(EventKind.READY, self.replica, pid=self._server_pid)
+                    self.events.emit(EventKind.READY, self.replica, pid=self._server_pid,
+                                     readiness_period_s=readiness.probe.period_s)
                 elif not ok:
                     if self._ready and readiness.failures >= readiness.probe.failure_threshold:
                         self._set(ready=False, reason=f"readiness probe failed: {reason}")

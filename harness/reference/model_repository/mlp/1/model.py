@@ -12,6 +12,12 @@ The environment variables HARNESS_MODEL_LOAD_DELAY_S and HARNESS_MODEL_ARENA_MB,
 load_delay_s and arena_mb: that is how a restart "with a changed parameter" works on both platforms (a
 Deployment env patch on Kubernetes); the OOM-at-load fault sets the arena this way.
 
+HARNESS_MODEL_COLD_START_S (seconds, default 0) makes the model loaded but not serving: for that long after
+initialize() returns, while Triton already reports the model and the server ready, every request fails
+(HARNESS_MODEL_COLD_START_MODE=fail, the default) or first waits HARNESS_MODEL_COLD_START_LATENCY_S
+(default 1.5; mode slow). It plays the "ready but the first requests time out" reports (a cold cache, a
+lazy framework initialisation) so that the report's ready-to-serving gap can be checked against a known one.
+
 A KIND_GPU instance computes on its GPU with torch, or does not load: when torch is missing, has no
 CUDA, or cannot see the instance's device, initialize() raises with the reason (Triton then reports the
 model not ready with it, and ``harness status`` shows it). There is no silent CPU fallback: a GPU fault
@@ -111,6 +117,13 @@ class TritonPythonModel:
             self.arena = np.ones(arena_mb * 2**20, dtype=np.uint8) if arena_mb else None
         if delay > 0:
             time.sleep(delay)
+        self.cold_mode = os.environ.get("HARNESS_MODEL_COLD_START_MODE") or "fail"
+        if self.cold_mode not in ("fail", "slow"):
+            raise pb_utils.TritonModelException(
+                f"HARNESS_MODEL_COLD_START_MODE must be fail or slow, got {self.cold_mode!r}")
+        self.cold_latency_s = float(os.environ.get("HARNESS_MODEL_COLD_START_LATENCY_S") or 1.5)
+        cold_s = float(os.environ.get("HARNESS_MODEL_COLD_START_S") or 0)
+        self.cold_until = time.monotonic() + cold_s if cold_s > 0 else 0.0
 
     def _forward_numpy(self, x):
         p = self.params
@@ -120,7 +133,24 @@ class TritonPythonModel:
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def _cold(self):
+        """While the planted cold start lasts: fail the whole batch (mode fail) or delay it (mode slow).
+
+        It raises rather than returning error responses: Triton 2.51's python backend crashed (SIGSEGV in
+        TRITONBACKEND_ModelInstanceExecute) when a dynamic batch of several requests came back as error
+        responses, while an exception from execute() is sent to every request of the batch as its error."""
+        if not self.cold_until or time.monotonic() >= self.cold_until:
+            self.cold_until = 0.0
+            return
+        if self.cold_mode == "slow":
+            time.sleep(self.cold_latency_s)
+            return
+        left = self.cold_until - time.monotonic()
+        raise pb_utils.TritonModelException(
+            f"cold start: warming up for {left:.1f} s more (HARNESS_MODEL_COLD_START_S)")
+
     def execute(self, requests):
+        self._cold()
         responses = []
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, "INPUT")
