@@ -47,14 +47,18 @@ class LoadStart:
     started_ns: int  # the server (container) started
     ready_ns: int | None = None  # it first became ready after that start; None: not (yet)
     load_s: float | None = None  # Triton's own account of the model load; None: its log holds none (yet)
+    last: str = ""  # what the replica did last after this start, when it is not ready (exited, back-off ...)
 
     @property
     def ready_s(self) -> float | None:
         return None if self.ready_ns is None else round((self.ready_ns - self.started_ns) / 1e9, 3)
 
     def to_json(self) -> dict[str, Any]:
-        return {"replica": self.replica, "identity": self.identity, "started_ns": self.started_ns,
-                "ready_s": self.ready_s, "load_s": self.load_s}
+        out = {"replica": self.replica, "identity": self.identity, "started_ns": self.started_ns,
+               "ready_s": self.ready_s, "load_s": self.load_s}
+        if self.last and self.ready_ns is None:
+            out["last"] = self.last
+        return out
 
 
 @runtime_checkable
@@ -103,6 +107,9 @@ def judge_restart(clock: LoadClock, targets: Sequence[str], record: Mapping[str,
         "landed_when": {"ready_s_at_least": round(max(delay_s - clock.precision_s, (base_ready or 0) + margin), 3),
                         "load_s_at_least": round(max(delay_s, (base_load or 0) + margin), 3)},
     }
+    if base_ready is not None and delay_s < base_ready:
+        measured["note"] = (f"delay_s {delay_s:g} is shorter than a plain restart ({base_ready:.2f}s): a restart's own "
+                            "variation can hide it and void the repetition; a longer delay is told apart reliably")
     check_targets = tuple(targets)
     if base_ready is None:
         measured["verdict"] = "void: no baseline"
@@ -147,8 +154,10 @@ def judge_restart(clock: LoadClock, targets: Sequence[str], record: Mapping[str,
     if never:
         measured["verdict"] = "void: never ready"
         measured["finding"] = "never ready"
+        lasts = [f"{n}: {start.last}" for n in never if (start := seen[n]) is not None and start.last]
         return Verdict(False, f"finding: {', '.join(never)} never became ready within the {budget:g}s budget after "
-                       f"{'its' if len(never) == 1 else 'their'} restart ({base}); a replica that does not come "
+                       f"{'its' if len(never) == 1 else 'their'} restart ({base}"
+                       + (f"; last seen: {'; '.join(lasts)}" if lasts else "") + "); a replica that does not come "
                        "back is not proof that the delay landed (a crash or a stuck start look the same)",
                        measured, judged)
     if problems:

@@ -10,8 +10,6 @@ exactly the original again and the Deployment carries no env-patch annotation.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.faults import ENV_PATCH
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.render import MODEL_CONFIGMAP
-from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.sandbox import SandboxStatus
+from tests.k8s.k8s_helpers import deployment_of, last_landing, module_platform, run_config
 
 pytestmark = pytest.mark.timeout(600)
 # Well above the noise of a plain start on the shared 2-core node: seen from 5 s (ready; Triton's load 3 s) to
@@ -38,39 +36,13 @@ MODEL_KEY = "mlp__1__model.py"  # the ConfigMap key of mlp/1/model.py
 @pytest.fixture(scope="module")
 def slow(sandbox: SandboxStatus, small_manifest: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubernetesPlatform]:
-    tmp = tmp_path_factory.mktemp("k8sslow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
-        platform = KubernetesPlatform(KubernetesSettings(
-            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
-            state_dir=tmp / "state", manifest=small_manifest, image=sandbox.triton_image, gpus_per_replica=0,
-            replicas=1, ready_timeout_s=240.0))
-        platform.up()
-        try:
-            yield platform
-        finally:
-            platform.down()
-
-
-def _config(platform: KubernetesPlatform, run_dir: Path) -> dict[str, object]:
-    return {"harness_platform": "kubernetes", "harness_state_dir": str(platform.settings.state_dir),
-            "harness_namespace": platform.namespace, "harness_run_id": f"slow-{uuid.uuid4().hex[:6]}",
-            "harness_run_dir": str(run_dir)}
-
-
-def _deployment(platform: KubernetesPlatform) -> dict[str, Any]:
-    dep = platform.api.get(f"{KIND_BY_NAME['Deployment'].collection(platform.namespace)}/triton")
-    assert dep is not None
-    return dep
-
-
-def _landing(run_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((run_dir / "landings.jsonl").read_text().splitlines()[-1]))
+    with module_platform(sandbox, small_manifest, tmp_path_factory.mktemp("k8sslow"), replicas=1) as platform:
+        yield platform
 
 
 def _undone(platform: KubernetesPlatform, template: dict[str, Any]) -> None:
     """The template exactly as before, no env-patch annotation, and the Deployment rolled back."""
-    dep = _deployment(platform)
+    dep = deployment_of(platform)
     assert dep["spec"]["template"] == template
     assert ENV_PATCH not in (dep["metadata"].get("annotations") or {})
     platform.wait_rolled_out(180)
@@ -79,14 +51,14 @@ def _undone(platform: KubernetesPlatform, template: dict[str, Any]) -> None:
 
 def test_the_delay_lands_on_the_new_templates_pod_against_the_baseline(slow: KubernetesPlatform,
                                                                      tmp_path: Path) -> None:
-    template = _deployment(slow)["spec"]["template"]
+    template = deployment_of(slow)["spec"]["template"]
     old = set(slow.replica_names())
-    config = _config(slow, tmp_path / "run")
+    config = run_config(slow, tmp_path / "run", "slow")
     try:
         result = actions.slow_model_load(delay_s=DELAY_S, trigger="restart", configuration=config)
     finally:
         rollbacks.restore_model_load(configuration=config)
-    landing = _landing(tmp_path / "run")
+    landing = last_landing(tmp_path / "run")
     measured = landing["measured"]
     assert landing["landed"] and measured["verdict"] == "landed", landing
     assert "baseline ready" in result["landing"]
@@ -124,12 +96,12 @@ def ignoring_model(slow: KubernetesPlatform) -> Iterator[Callable[[], None]]:
 
 def test_a_model_that_ignores_the_delay_is_void(slow: KubernetesPlatform, ignoring_model: Callable[[], None],
                                                tmp_path: Path) -> None:
-    template = _deployment(slow)["spec"]["template"]
-    config = _config(slow, tmp_path / "run")
+    template = deployment_of(slow)["spec"]["template"]
+    config = run_config(slow, tmp_path / "run", "slow")
     try:
         with pytest.raises(FaultError, match="the delay did not take effect"):
             actions.slow_model_load(delay_s=DELAY_S, trigger="restart", configuration=config)
-        landing = _landing(tmp_path / "run")
+        landing = last_landing(tmp_path / "run")
         measured = landing["measured"]
         assert not landing["landed"] and measured["verdict"] == "void: not slowed", landing
         pod = measured["replicas"][landing["targets"][0]]

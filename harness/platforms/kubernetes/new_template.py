@@ -111,15 +111,20 @@ class KubernetesLoadClock:
         status = pod.get("status") or {}
         container = next((c for c in status.get("containerStatuses") or []
                           if c.get("name") == self.platform.shape.container), None)
-        running = ((container or {}).get("state") or {}).get("running") or {}
-        started = timestamp_ns(running.get("startedAt"))
+        state = (container or {}).get("state") or {}
+        # running: this start; waiting after a crash (CrashLoopBackOff): the last start, which ended unready
+        started = timestamp_ns((state.get("running") or {}).get("startedAt")
+                               or (((container or {}).get("lastState") or {}).get("terminated") or {}).get("startedAt"))
         if started is None:
-            return None  # not started yet (scheduling, init container, image) or not running now
+            return None  # not started yet (scheduling, init container, image)
+        waiting = (state.get("waiting") or {}).get("reason") or ""
+        restarts = int((container or {}).get("restartCount") or 0)
+        last = ", ".join(x for x in (waiting, f"{restarts} restart(s)" if restarts else "") if x)
         condition: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         ready = timestamp_ns(condition.get("lastTransitionTime")) if condition.get("status") == "True" else None
         name = str(pod["metadata"]["name"])
         load = load_seconds(self._log(name), model) if ready is not None else None  # logged before it is ready
-        return LoadStart(name, str(pod["metadata"].get("uid", "")), started, ready, load)
+        return LoadStart(name, str(pod["metadata"].get("uid", "")), started, ready, load, last)
 
     def baseline(self, targets: Sequence[str], model: str) -> dict[str, LoadStart]:
         """Every ready pod of the current (plain) template now: one template, so the targets are all of them

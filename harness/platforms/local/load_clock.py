@@ -50,7 +50,10 @@ class LocalLoadClock:
         pid = int(begun.details.get("pid") or 0)
         ready = next((e.ts_ns for e in events if e.replica == name and e.kind == EventKind.READY
                       and e.ts_ns >= begun.ts_ns and int(e.details.get("pid") or 0) == pid), None)
-        return LoadStart(name, str(pid), begun.ts_ns, ready, load_seconds(self._log(name), model, pid) if pid else None)
+        later = [e for e in events if e.replica == name and e.ts_ns > begun.ts_ns and e.kind not in _STARTS]
+        last = f"{later[-1].kind.value}: {later[-1].reason}".rstrip(": ") if later and ready is None else ""
+        load = load_seconds(self._log(name), model, pid) if pid and ready is not None else None
+        return LoadStart(name, str(pid), begun.ts_ns, ready, load, last)
 
     def baseline(self, targets: Sequence[str], model: str) -> dict[str, LoadStart]:
         events = self._events()
