@@ -49,7 +49,8 @@ class Args(Targeting):
 
 
 FAMILY = FamilySpec(name=NAME, action="slow_model_load", args=Args,
-                    summary="delay the next model load and trigger it; landed when the load took >= delay_s")
+                    summary="delay the next model load and trigger it; landed when the load took >= delay_s (restart: "
+                            "on the restarted replicas, clearly longer than a baseline restart)")
 
 
 @dataclass
