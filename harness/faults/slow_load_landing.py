@@ -14,8 +14,8 @@ says the model load took (its log, ``harness.triton.loadlog``):
   ReplicaSet whose template carries the patched env): with maxUnavailable 0 the old pods stay ready and say
   nothing about the delay.
 
-The baseline is the same reading of the replicas' last start before the injection (a plain start of the same
-template). A restarted replica shows the delay when all of these hold:
+The baseline is the same reading of the replicas' last plain start before the injection (the median over the
+replicas read). A restarted replica shows the delay when all of these hold:
 
 1. it became ready within the budget (``verify_timeout_s`` from its start);
 2. it was not ready before ``delay_s`` had passed since its start (to the clock's precision);
@@ -30,6 +30,7 @@ whose recovery time would be attributed to a slow load.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,9 +95,11 @@ def _fmt(value: float | None) -> str:
 def judge_restart(clock: LoadClock, targets: Sequence[str], record: Mapping[str, Any], baseline: Mapping[str,
                   LoadStart], since_ns: int, delay_s: float, model: str, timeout_s: float | None) -> Verdict:
     """Watch the restarted replicas until each is ready or out of budget, then judge each against the baseline."""
-    base_ready = max((s.ready_s for s in baseline.values() if s.ready_s is not None), default=None)
+    # the median of the replicas' plain starts: one start slowed by a busy node must not set the bar alone
+    readies = [s.ready_s for s in baseline.values() if s.ready_s is not None]
+    base_ready = round(statistics.median(readies), 3) if readies else None
     loads = [s.load_s for s in baseline.values() if s.load_s is not None]
-    base_load = max(loads) if loads and len(loads) == len(baseline) else None
+    base_load = round(statistics.median(loads), 3) if loads and len(loads) == len(baseline) else None
     budget = timeout_s if timeout_s is not None else max(20.0, 2 * (delay_s + (base_ready or 0.0)) + 10)
     start_allowance = 60.0  # for the new server to start at all (a pod to be scheduled and its init to run)
     margin = max(delay_s / 2, 2 * clock.precision_s)

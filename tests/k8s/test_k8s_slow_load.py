@@ -27,8 +27,8 @@ from harness.sandbox import SandboxStatus
 from tests.k8s.k8s_helpers import deployment_of, last_landing, module_platform, run_config
 
 pytestmark = pytest.mark.timeout(600)
-# Well above the noise of a plain start on the shared 2-core node: seen from 5 s (ready; Triton's load 3 s) to
-# 10 s (load 7.9 s) for the same pod spec, and a 6 s delay could not be told from that (void, as it must be).
+# Well above the noise of a plain start on the shared 2-core node: seen from 4 s (ready; Triton's load 2.7 s) to
+# 15 s (load 11.8 s) for the same pod spec, and a 6 s delay could not be told from that (void, as it must be).
 DELAY_S = 15.0
 MODEL_KEY = "mlp__1__model.py"  # the ConfigMap key of mlp/1/model.py
 
@@ -94,9 +94,16 @@ def ignoring_model(slow: KubernetesPlatform) -> Iterator[Callable[[], None]]:
     restore()
 
 
+@pytest.mark.parametrize("max_unavailable", [0, 1], ids=["old-pod-kept", "old-pod-deleted-first"])
 def test_a_model_that_ignores_the_delay_is_void(slow: KubernetesPlatform, ignoring_model: Callable[[], None],
-                                               tmp_path: Path) -> None:
-    template = deployment_of(slow)["spec"]["template"]
+                                               tmp_path: Path, max_unavailable: int) -> None:
+    """With maxUnavailable 0 the old pod keeps serving; with 1 (maxSurge 0) it goes first and the service has no
+    ready pod until the new one is: the old check read either as it liked (void, or landed on any slow start)."""
+    dep = deployment_of(slow)
+    template, strategy = dep["spec"]["template"], dep["spec"]["strategy"]
+    path = f"{KIND_BY_NAME['Deployment'].collection(slow.namespace)}/triton"
+    if max_unavailable:
+        slow.api.patch(path, {"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}}})
     config = run_config(slow, tmp_path / "run", "slow")
     try:
         with pytest.raises(FaultError, match="the delay did not take effect"):
@@ -106,9 +113,13 @@ def test_a_model_that_ignores_the_delay_is_void(slow: KubernetesPlatform, ignori
         assert not landing["landed"] and measured["verdict"] == "void: not slowed", landing
         pod = measured["replicas"][landing["targets"][0]]
         assert pod["verdict"].startswith("not slowed") and pod["load_s"] is not None and pod["load_s"] < DELAY_S
-        print(f"planted miss (Kubernetes, delay {DELAY_S:g}s): baseline ready {measured['baseline_ready_s']}s load "
-              f"{measured['baseline_load_s']}s; new pod ready {pod['ready_s']}s load {pod['load_s']}s -> void")
+        print(f"planted miss (Kubernetes, delay {DELAY_S:g}s, maxUnavailable {max_unavailable}): baseline ready "
+              f"{measured['baseline_ready_s']}s load {measured['baseline_load_s']}s; new pod ready {pod['ready_s']}s "
+              f"load {pod['load_s']}s -> void")
     finally:
         ignoring_model()  # the real model back before the rollback, so the pod it makes loads it
         rollbacks.restore_model_load(configuration=config)
+        slow.api.patch(path, [{"op": "replace", "path": "/spec/strategy", "value": strategy}],
+                       content_type="application/json-patch+json")
     _undone(slow, template)
+    assert deployment_of(slow)["spec"]["strategy"] == strategy
