@@ -30,7 +30,8 @@ from tests.conftest import local_settings
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-DELAY_S = 6.0  # well above the noise of a restart on a busy 2-core machine (a plain one took 2.3-4.2 s)
+DELAY_S = 6.0  # well above the noise of a restart on a busy 2-core machine (a plain one took 2.3-4.4 s)
+MISS_DELAY_S = 12.0  # the planted miss never waits for its delay: a longer one only widens the margin
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def ignoring_model(platform: LocalPlatform) -> Iterator[Path]:
 
 def test_restart_of_a_model_that_ignores_the_delay_is_void(platform: LocalPlatform, ignoring_model: Path,
                                                           tmp_path: Path) -> None:
-    code, out, info, run_dir = _run(platform, _experiment(tmp_path, {"names": ["triton-1"], "delay_s": DELAY_S,
+    code, out, info, run_dir = _run(platform, _experiment(tmp_path, {"names": ["triton-1"], "delay_s": MISS_DELAY_S,
                                                                       "trigger": "restart"}), tmp_path)
     assert code == 5, out
     assert info["void"] and "the delay did not take effect" in info["void"], info["void"]
