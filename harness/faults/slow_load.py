@@ -23,7 +23,8 @@ from pydantic import Field, model_validator
 
 from harness.errors import FaultError
 from harness.faults.family import MAX_FAULT_S, FamilySpec, FaultScope, Landing, Targeting
-from harness.faults.slow_load_landing import LoadClock, LoadStart, judge_restart
+from harness.faults.slow_load_landing import judge_restart
+from harness.platforms.base import LoadStart
 
 __all__ = ["DELAY_ENV", "FAMILY", "Args", "Injected", "inject", "undo", "verify"]
 
@@ -61,16 +62,9 @@ class Injected:
     reload_s: dict[str, float] = field(default_factory=dict)  # reload trigger: how long each load took
 
 
-def load_clock(scope: FaultScope) -> LoadClock | None:
-    """The platform's reading of replica starts (local and Kubernetes offer one), None where there is none."""
-    offer = getattr(scope.ops, "load_clock", None)
-    clock = offer() if callable(offer) else None
-    return clock if isinstance(clock, LoadClock) else None
-
-
 def inject(scope: FaultScope, targets: list[str], args: Args) -> Injected:
     if args.trigger == "restart":
-        clock = load_clock(scope)
+        clock = scope.ops.load_clock()
         baseline = clock.baseline(targets, args.model) if clock is not None else {}  # before anything changes
         started_ns = time.time_ns()
         record = scope.ops.restart_with_env({DELAY_ENV: f"{args.delay_s:g}"}, scope.run_id, targets)
@@ -107,7 +101,7 @@ def verify(scope: FaultScope, targets: list[str], injected: Injected, args: Args
 
 def _verify_restart(scope: FaultScope, targets: list[str], injected: Injected, args: Args, check: str) -> Landing:
     """Judge the replicas that restarted with the delay against the baseline (``slow_load_landing``)."""
-    clock = load_clock(scope)
+    clock = scope.ops.load_clock()
     if clock is None:
         return Landing(NAME, tuple(targets), check, False,
                        f"this platform ({type(scope.ops).__name__}) cannot read when a replica started and became "

@@ -34,50 +34,11 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-__all__ = ["LoadClock", "LoadStart", "Verdict", "judge_restart"]
+from harness.platforms.base import LoadClock, LoadStart
 
-
-@dataclass(frozen=True)
-class LoadStart:
-    """One start of a replica's server, as its platform recorded it."""
-
-    replica: str
-    identity: str  # the process id locally, the pod uid on Kubernetes
-    started_ns: int  # the server (container) started
-    ready_ns: int | None = None  # it first became ready after that start; None: not (yet)
-    load_s: float | None = None  # Triton's own account of the model load; None: its log holds none (yet)
-    last: str = ""  # what the replica did last after this start, when it is not ready (exited, back-off ...)
-
-    @property
-    def ready_s(self) -> float | None:
-        return None if self.ready_ns is None else round((self.ready_ns - self.started_ns) / 1e9, 3)
-
-    def to_json(self) -> dict[str, Any]:
-        out = {"replica": self.replica, "identity": self.identity, "started_ns": self.started_ns,
-               "ready_s": self.ready_s, "load_s": self.load_s}
-        if self.last and self.ready_ns is None:
-            out["last"] = self.last
-        return out
-
-
-@runtime_checkable
-class LoadClock(Protocol):
-    """Where a platform reads its replicas' starts (``ops.load_clock()``, offered by local and Kubernetes)."""
-
-    signals: str  # what the readings come from, for the landing record
-    precision_s: float  # how coarse a start-to-ready reading is (Kubernetes' timestamps are whole seconds)
-
-    def baseline(self, targets: Sequence[str], model: str) -> dict[str, LoadStart]:
-        """The last start of each current replica that is ready (the targets locally, every pod of the
-        current template on Kubernetes): a plain start, before anything was injected."""
-
-    def restarted(self, targets: Sequence[str], record: Mapping[str, Any], since_ns: int,
-                  model: str) -> dict[str, LoadStart | None]:
-        """The replicas that restarted with the delay, as far as seen now: the targets' first start after
-        ``since_ns`` locally, the pods of the patched template on Kubernetes (those created before the first of
-        them became ready); None for one whose server has not started yet."""
+__all__ = ["Verdict", "judge_restart"]
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from harness.faults.slow_load_landing import LoadStart
-from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure
+from harness.deployment import DeploymentSpec
+from harness.platforms.base import LoadStart
+from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
+from harness.platforms.kubernetes.usermanifest import ServiceShape
 from harness.triton.loadlog import load_seconds
 
-if TYPE_CHECKING:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform
+__all__ = ["KubernetesLoadClock", "TemplateHost", "current_template_pods", "new_template_pods", "timestamp_ns"]
 
-__all__ = ["KubernetesLoadClock", "current_template_pods", "new_template_pods", "timestamp_ns"]
+
+class TemplateHost(Protocol):
+    """What this module uses of the Kubernetes platform, declared here so that it does not import the platform
+    that uses it (``KubernetesPlatform`` satisfies it)."""
+
+    shape: ServiceShape
+    spec: DeploymentSpec
+
+    @property
+    def api(self) -> KubeApi: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def selector(self) -> str: ...
 
 _HASH = "pod-template-hash"
 _REVISION = "deployment.kubernetes.io/revision"
@@ -53,20 +69,20 @@ def _revision(obj: Mapping[str, Any]) -> int:
     return int(str(raw)) if str(raw or "").isdigit() else 0
 
 
-def _replica_sets(platform: KubernetesPlatform) -> list[dict[str, Any]]:
+def _replica_sets(platform: TemplateHost) -> list[dict[str, Any]]:
     found = platform.api.request("GET", f"/apis/apps/v1/namespaces/{platform.namespace}/replicasets",
                                  {"labelSelector": platform.selector}) or {}
     return list(found.get("items") or [])
 
 
-def _pods_of(platform: KubernetesPlatform, replica_set: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def _pods_of(platform: TemplateHost, replica_set: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     template_hash = ((replica_set or {}).get("metadata", {}).get("labels") or {}).get(_HASH)
     if not template_hash:
         return []
     return platform.api.list(KIND_BY_NAME["Pod"], platform.namespace, f"{platform.selector},{_HASH}={template_hash}")
 
 
-def current_template_pods(platform: KubernetesPlatform) -> list[dict[str, Any]]:
+def current_template_pods(platform: TemplateHost) -> list[dict[str, Any]]:
     """The live pods of the Deployment's current template (its ReplicaSet of the Deployment's revision): pods of
     an earlier template that a rollout has not removed yet are left out."""
     dep = platform.api.get(f"{KIND_BY_NAME['Deployment'].collection(platform.namespace)}/{platform.spec.name}")
@@ -75,7 +91,7 @@ def current_template_pods(platform: KubernetesPlatform) -> list[dict[str, Any]]:
     return [p for p in _pods_of(platform, current) if not p["metadata"].get("deletionTimestamp")]
 
 
-def new_template_pods(platform: KubernetesPlatform, env: Mapping[str, str], since_ns: int) -> list[dict[str, Any]]:
+def new_template_pods(platform: TemplateHost, env: Mapping[str, str], since_ns: int) -> list[dict[str, Any]]:
     """The pods of the ReplicaSet whose template carries ``env`` (the newest such revision), created at or after
     ``since_ns`` (to the API's whole second): the pods that started with the patched template."""
     container = platform.shape.container
@@ -94,7 +110,7 @@ class KubernetesLoadClock:
     signals = "the pods' own timestamps (container startedAt, Ready condition) and Triton's log of the load"
     precision_s = 1.0
 
-    def __init__(self, platform: KubernetesPlatform) -> None:
+    def __init__(self, platform: TemplateHost) -> None:
         self.platform = platform
 
     def _log(self, pod: str) -> str:

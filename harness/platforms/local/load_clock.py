@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.events import Event, EventKind, read_events
-from harness.faults.slow_load_landing import LoadStart
+from harness.platforms.base import LoadStart
 from harness.triton.loadlog import load_seconds
 
 __all__ = ["LocalLoadClock"]
