@@ -9,7 +9,9 @@ until the new ones are, say nothing about the change at all.
 
 A start is read from the pod's own status: the Triton container's ``startedAt`` and the pod's ``Ready``
 condition's ``lastTransitionTime`` (RFC 3339 in whole seconds on the API, hence ``precision_s = 1``), and the
-model load from the container's log (Triton's own lines, ``harness.triton.loadlog``).
+model load from the container's log (Triton's own lines, ``harness.triton.loadlog``). The ``Ready`` condition
+keeps its *last* transition: a pod whose readiness flapped after its start reads a later ready time, which only
+raises the baseline (a void, never a false landing); Triton's log of the load is not affected by that.
 """
 
 from __future__ import annotations
