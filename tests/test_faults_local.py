@@ -21,6 +21,7 @@ import yaml
 
 from harness.chaos import actions, rollbacks
 from harness.deployment import DEFAULT_MANIFEST
+from harness.errors import FaultError
 from harness.events import EventKind
 from harness.faults.cgroups import MemoryController, find_memory_controller
 from harness.faults.nft import harness_tables
@@ -137,11 +138,12 @@ def test_slow_model_load_by_restart_takes_the_replica_out_for_the_delay(make_pla
     with up(make_platform, replicas=2) as platform:
         config = _config(platform, tmp_path)
         started = time.monotonic()
-        result = actions.slow_model_load(names=["triton-1"], delay_s=4, configuration=config)
-        assert "not ready for triton-1" in result["landing"]  # the action proved the slow load itself
+        result = actions.slow_model_load(names=["triton-1"], delay_s=6, configuration=config)
+        # the action proved the slow load itself, against the replica's plain start before it
+        assert result["landing"].startswith("triton-1: ready ") and "baseline ready" in result["landing"]
         assert _replica(platform, "triton-1").restarts == 1
         wait_for(lambda: _replica(platform, "triton-1").ready, 60, "the slow load to finish")
-        assert time.monotonic() - started >= 4
+        assert time.monotonic() - started >= 6
         rollbacks.restore_model_load(configuration=config)
         assert not (platform.state / "replicas" / "triton-1" / "env-override.json").exists()
     _no_faults_left(platform)
@@ -158,7 +160,9 @@ def test_slow_model_load_with_short_liveness_crashloops_until_restored(make_plat
     # unscaled probes: a normal start (~2 s) must pass a liveness probe that a 10 s load cannot
     with up(make_platform, replicas=1, manifest=manifest, time_scale=1.0) as platform:
         config = _config(platform, tmp_path)
-        actions.slow_model_load(names=["triton-0"], delay_s=10, configuration=config)
+        # the replica never comes back while the fault holds: a finding, never proof that the delay landed
+        with pytest.raises(FaultError, match="never became ready within the 6s budget"):
+            actions.slow_model_load(names=["triton-0"], delay_s=10, verify_timeout_s=6, configuration=config)
         wait_for(lambda: any(e.kind == EventKind.BACKOFF for e in events_of(platform.events_path())), 45,
                  "CrashLoopBackOff")
         assert "CrashLoopBackOff" in _replica(platform, "triton-0").reason or not _replica(platform, "triton-0").ready

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "Platform", "PlatformStatus",
-           "ReplicaStatus", "SpecTarget"]
+__all__ = ["CleanupReport", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "LoadClock", "LoadStart", "Platform",
+           "PlatformStatus", "ReplicaStatus", "SpecTarget"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,49 @@ class ReplicaStatus:
     grpc: str = ""
     metrics: str = ""
     uid: str = ""  # the pod uid on Kubernetes (a replacement gets a new one); "" locally, where the pid tells
+
+
+@dataclass(frozen=True)
+class LoadStart:
+    """One start of a replica's server as its platform recorded it: what the slow-load check
+    (``harness.faults.slow_load_landing``) compares with the replicas' plain starts."""
+
+    replica: str
+    identity: str  # the process id locally, the pod uid on Kubernetes
+    started_ns: int  # the server (container) started
+    ready_ns: int | None = None  # it first became ready after that start; None: not (yet)
+    load_s: float | None = None  # Triton's own account of the model load; None: its log holds none (yet)
+    last: str = ""  # what the replica did last after this start, when it is not ready (exited, back-off ...)
+
+    @property
+    def ready_s(self) -> float | None:
+        return None if self.ready_ns is None else round((self.ready_ns - self.started_ns) / 1e9, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"replica": self.replica, "identity": self.identity, "started_ns": self.started_ns,
+                               "ready_s": self.ready_s, "load_s": self.load_s}
+        if self.last and self.ready_ns is None:
+            out["last"] = self.last
+        return out
+
+
+@runtime_checkable
+class LoadClock(Protocol):
+    """Where a platform reads its replicas' starts (``FaultTarget.load_clock()``): locally the supervisor's events
+    and Triton's log file, on Kubernetes the pods' own timestamps and their container log."""
+
+    signals: str  # what the readings come from, for the landing record
+    precision_s: float  # how coarse a start-to-ready reading is (Kubernetes' timestamps are whole seconds)
+
+    def baseline(self, targets: Sequence[str], model: str) -> dict[str, LoadStart]:
+        """The last plain start of each current replica that became ready (the targets locally, every pod of the
+        current template on Kubernetes), read before anything is injected."""
+
+    def restarted(self, targets: Sequence[str], record: Mapping[str, Any], since_ns: int,
+                  model: str) -> dict[str, LoadStart | None]:
+        """The replicas that restarted with the change, as far as seen now: the targets' first start after
+        ``since_ns`` locally, the pods of the patched template on Kubernetes (those created before the first of
+        them became ready); None for one whose server has not started yet."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +192,10 @@ class FaultTarget(Protocol):
         """Restart replicas with extra env (the slow-load fault); Kubernetes rolls the whole Deployment."""
 
     def restore_env(self, record: Mapping[str, Any]) -> None: ...
+
+    def load_clock(self) -> LoadClock | None:
+        """When each replica started and became ready, and its model load (how a slow restart proves itself);
+        None where the platform cannot tell."""
 
     def memory_pressure(
         self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = ...

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,11 @@ from harness.errors import FaultError
 from harness.events import EventKind
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.platform import KubernetesPlatform
-from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.platforms.kubernetes.spec_ops import SPEC_PATCH
 from harness.sandbox import SandboxStatus
 from harness.timeline import TimelineWriter
 from harness.triton.client import infer_http, reference_input
-from tests.k8s.k8s_helpers import events_of, wait_for
+from tests.k8s.k8s_helpers import deployment_of, events_of, last_landing, module_platform, run_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -52,29 +50,16 @@ def field(sandbox: SandboxStatus, small_manifest: Path,
             doc["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] = 20
     manifest = tmp / "triton.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
-        platform = KubernetesPlatform(KubernetesSettings(
-            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
-            state_dir=tmp / "state", manifest=manifest, image=sandbox.triton_image, gpus_per_replica=0,
-            replicas=2, ready_timeout_s=240.0))
-        platform.up()
-        try:
-            yield platform
-        finally:
-            platform.down()
+    with module_platform(sandbox, manifest, tmp, replicas=2) as platform:
+        yield platform
 
 
 def _config(platform: KubernetesPlatform, run_dir: Path) -> dict[str, object]:
-    return {"harness_platform": "kubernetes", "harness_state_dir": str(platform.settings.state_dir),
-            "harness_namespace": platform.namespace, "harness_run_id": f"field-{uuid.uuid4().hex[:6]}",
-            "harness_run_dir": str(run_dir)}
+    return run_config(platform, run_dir, "field")
 
 
-def _deployment(platform: KubernetesPlatform) -> dict[str, Any]:
-    dep = platform.api.get(f"{KIND_BY_NAME['Deployment'].collection(platform.namespace)}/triton")
-    assert dep is not None
-    return dep
+_deployment = deployment_of
+_landing = last_landing
 
 
 def _spec(platform: KubernetesPlatform) -> dict[str, Any]:
@@ -91,10 +76,6 @@ def _undone(platform: KubernetesPlatform, original: dict[str, Any]) -> None:
     assert platform.fault_store().records() == []
     platform.wait_rolled_out(180)
     assert len(platform.replica_names()) == 2  # pods being deleted may linger a while in the kubelet
-
-
-def _landing(run_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((run_dir / "landings.jsonl").read_text().splitlines()[-1]))
 
 
 class Traffic:

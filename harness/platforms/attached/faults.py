@@ -54,6 +54,9 @@ class AttachedFaultOps:
     def restore_env(self, record: Mapping[str, Any]) -> None:
         """Nothing to restore: ``restart_with_env`` never changed anything here."""
 
+    def load_clock(self) -> None:
+        return None  # a slow load is refused here: there is never a restart to judge
+
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,
                         headroom_mb: float = 256.0) -> dict[str, Any]:
         raise FaultError(REFUSED["memory_pressure"])

@@ -30,6 +30,7 @@ from harness.platforms.kubernetes import attach, faults, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
+from harness.platforms.kubernetes.new_template import KubernetesLoadClock
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -716,6 +717,10 @@ class KubernetesPlatform:
 
     def restore_env(self, record: Mapping[str, Any]) -> None:
         faults.restore_env(self.api, self._checked(record))
+
+    def load_clock(self) -> KubernetesLoadClock:
+        """The new template's pods, their starts and model loads (the slow-load fault's check)."""
+        return KubernetesLoadClock(self)
 
     def memory_pressure(
         self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0

@@ -37,6 +37,7 @@ from harness.faults.undo import UndoRecord, UndoStore
 from harness.faults.undoers import UNDOERS
 from harness.manifest import DeploymentView, read_manifest
 from harness.platforms.base import ReplicaStatus
+from harness.platforms.local.load_clock import LocalLoadClock
 from harness.platforms.local.procs import alive, group_members
 from harness.platforms.local.supervisor import surge_name
 from harness.triton.gpus import GpuInfo, read_assignment
@@ -126,6 +127,10 @@ class LocalFaultOps:
     def restore_env(self, record: Mapping[str, Any]) -> None:
         for rid in record.get("ids", []):
             self._undo_id(str(rid))
+
+    def load_clock(self) -> LocalLoadClock:
+        """When each replica started and became ready, and its model load (the slow-load fault's check)."""
+        return LocalLoadClock(self.state)
 
     def reload_model(self, name: str, model: str = "mlp", parameters: Mapping[str, str] | None = None,
                      timeout_s: float = 120.0) -> tuple[bool, str]:

@@ -372,6 +372,7 @@ class ReplicaController(threading.Thread):
                 pid=self._server_pid,
                 restarts=self._restarts,
                 address=self.address,
+                overrides=sorted([*self._override, *self._probe_override]),  # a fault's pod spec, not a plain one
             )
             first = False
             code = self._supervise()
