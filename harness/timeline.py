@@ -50,6 +50,7 @@ class ErrorClass(StrEnum):
     HTTP_STATUS = "http_status"
     GRPC_STATUS = "grpc_status"
     MODEL_UNAVAILABLE = "model_unavailable"
+    QUEUE_FULL = "queue_full"  # Triton shed the request: the model's queue was full (max_queue_size), not an outage
     BAD_RESPONSE = "bad_response"
     OTHER = "other"
 

@@ -14,11 +14,13 @@ from typing import Any, ClassVar, cast
 
 from harness.chaos.context import RunContext
 from harness.errors import FaultError
+from harness.faults import bad_version_rollout as bad_version_family
 from harness.faults import corrupt_weights_rollout as corrupt_family
 from harness.faults import memory_pressure as memory_family
-from harness.faults import network_block, pod_kill, slow_load
+from harness.faults import model_unload, network_block, pod_kill, slow_load
 from harness.faults import oom_at_load as oom_family
 from harness.faults import probe_kills_slow_load as probe_family
+from harness.faults import queue_overflow as queue_overflow_family
 from harness.faults import rolling_update as rolling_family
 from harness.faults.families import FAULT_ACTIONS
 from harness.faults.family import FaultScope, Landing, Mode, Targeting, parse_args, select_replicas
@@ -27,6 +29,7 @@ from harness.platforms.base import FaultTarget, Platform
 __all__ = [
     "FAULT_ACTIONS",
     "ReloadArgs",
+    "bad_version_rollout",
     "block_network",
     "corrupt_weights_rollout",
     "fault_scope",
@@ -34,10 +37,12 @@ __all__ = [
     "memory_pressure",
     "oom_at_load",
     "probe_kills_slow_load",
+    "queue_overflow",
     "reload_model",
     "rolling_update",
     "select_replicas",
     "slow_model_load",
+    "unload_model",
 ]
 
 Configuration = MutableMapping[str, Any]
@@ -151,6 +156,47 @@ def corrupt_weights_rollout(configuration: Configuration | None = None, **argume
     landing = corrupt_family.verify(scope, targets, rollout, args)
     return _landed(ctx, landing, {"targets": targets, "stalled": rollout.stalled,
                                   "capacity_lost": landing.measured.get("capacity_lost")})
+
+
+def unload_model(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Unload the model through the model-control API until the rollback reloads it (``model_unload.Args``)."""
+    args = parse_args(model_unload.Args, arguments, "unload_model")
+    ctx, scope, targets = _begin(configuration, args)
+    changes: list[dict[str, Any]] = []
+    try:
+        record = model_unload.inject(scope, targets, args, changes)
+    finally:  # the undo records are on disk already; the run's note lets its rollback find them
+        ctx.note_injection(model_unload.NAME, targets, {"changes": changes}, model=args.model)
+    return _landed(ctx, model_unload.verify(scope, targets, record, args), {"targets": targets, "model": args.model})
+
+
+def bad_version_rollout(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Add a model version that fails to load and load it, until the rollback (``bad_version_rollout.Args``)."""
+    args = parse_args(bad_version_family.Args, arguments, "bad_version_rollout")
+    ctx, scope, targets = _begin(configuration, args)
+    changes: list[dict[str, Any]] = []
+    try:
+        record = bad_version_family.inject(scope, targets, args, changes)
+    finally:
+        ctx.note_injection(bad_version_family.NAME, targets, {"changes": changes}, model=args.model,
+                           failure=args.failure)
+    landing = bad_version_family.verify(scope, targets, record, args)
+    return _landed(ctx, landing, {"targets": targets, "added": record["added"],
+                                  "old_version_kept_serving": landing.measured.get("old_version_kept_serving")})
+
+
+def queue_overflow(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Bound the model's queue and burst above it, until the rollback (arguments: ``queue_overflow.Args``)."""
+    args = parse_args(queue_overflow_family.Args, arguments, "queue_overflow")
+    ctx, scope, targets = _begin(configuration, args)
+    changes: list[dict[str, Any]] = []
+    try:
+        record = queue_overflow_family.inject(scope, targets, args, changes)
+    finally:
+        ctx.note_injection(queue_overflow_family.NAME, targets, {"changes": changes}, model=args.model,
+                           max_queue_size=args.max_queue_size)
+    return _landed(ctx, queue_overflow_family.verify(scope, targets, record, args),
+                   {"targets": targets, "bursts": record["bursts"]})
 
 
 class ReloadArgs(Targeting):

@@ -14,19 +14,24 @@ from typing import Any
 from harness.chaos.actions import fault_scope
 from harness.chaos.context import RunContext
 from harness.faults import (
+    bad_version_rollout,
     corrupt_weights_rollout,
     memory_pressure,
+    model_unload,
     network_block,
     oom_at_load,
     probe_kills_slow_load,
+    queue_overflow,
     rolling_update,
     slow_load,
 )
 
-__all__ = ["release_memory_pressure", "restore_model_load", "restore_pod_spec", "rollback_all", "unblock_network"]
+__all__ = ["release_memory_pressure", "restore_model", "restore_model_load", "restore_pod_spec", "rollback_all",
+           "unblock_network"]
 
 Configuration = MutableMapping[str, Any]
 POD_SPEC_FAMILIES = (probe_kills_slow_load, oom_at_load, rolling_update, corrupt_weights_rollout)
+MODEL_FAMILIES = (model_unload, bad_version_rollout, queue_overflow)
 
 
 def unblock_network(configuration: Configuration | None = None) -> list[str]:
@@ -102,6 +107,23 @@ def restore_pod_spec(configuration: Configuration | None = None) -> list[str]:
     return done
 
 
+def restore_model(configuration: Configuration | None = None) -> list[str]:
+    """Undo the model-lifecycle faults of this run: the model loaded back with its original config, an added
+    version directory removed, and Triton listing the model ready (a reload that fails fails the rollback)."""
+    ctx = RunContext.from_configuration(configuration)
+    done: list[str] = []
+    for family in MODEL_FAMILIES:
+        pending = ctx.pending(family.NAME)
+        if not pending:
+            continue
+        scope = fault_scope(ctx)
+        for entry in pending:
+            family.undo(scope, entry["record"])
+            done.extend(entry["targets"])
+        ctx.mark_undone(family.NAME)  # only once every undo succeeded: a failure is retried
+    return done
+
+
 def rollback_all(configuration: Configuration | None = None) -> dict[str, Any]:
     """Undo every fault of this run, whatever its kind."""
     return {
@@ -109,4 +131,5 @@ def rollback_all(configuration: Configuration | None = None) -> dict[str, Any]:
         "model_load": restore_model_load(configuration),
         "memory": release_memory_pressure(True, configuration),
         "pod_spec": restore_pod_spec(configuration),
+        "model": restore_model(configuration),
     }

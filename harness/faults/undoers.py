@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from harness.faults import hog, nft, overrides
+from harness.faults import hog, model_lifecycle, nft, overrides
 from harness.faults.undo import UndoRecord
 
 __all__ = ["UNDOERS"]
@@ -30,4 +30,5 @@ UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "weights": overrides.undo_weights,  # a replica's corrupted weights (corrupt-weights-rollout)
     "surge": overrides.undo_surge,  # a surge pod of a rolling update
     "k8s-spec": _k8s_spec,  # a Deployment's pod template patched by a pod-spec fault (Kubernetes)
+    model_lifecycle.UNDO_KIND: model_lifecycle.undo_record,  # a model unloaded, a bad version, a queue bound
 }

@@ -26,7 +26,7 @@ from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, podscripts, spec_ops
+from harness.platforms.kubernetes import attach, faults, model_ops, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -710,6 +710,11 @@ class KubernetesPlatform:
         if code == 0:
             return True, ""
         return False, (str(out).strip() or str(err).strip() or f"exit code {code}")[:500]
+
+    def model_control(self, name: str) -> model_ops.KubernetesModelControl:
+        """Triton's model-control API and model repository inside pod ``name`` (the model-lifecycle faults)."""
+        self._require_replicas([name])
+        return model_ops.KubernetesModelControl(self, name)
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         """Undo fault objects left behind: expired ones, and with ``only_orphaned=False`` also those of

@@ -36,6 +36,7 @@ from harness.faults.overrides import (
 )
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ReplicaStatus
+from harness.platforms.local.model_ops import LocalModelControl
 from harness.platforms.local.procs import alive, group_members
 from harness.platforms.local.supervisor import surge_name
 from harness.triton.gpus import GpuInfo, read_assignment
@@ -152,6 +153,11 @@ class LocalFaultOps:
             return False, str(exc.message())
         finally:
             client.close()
+
+    def model_control(self, name: str) -> LocalModelControl:
+        """Triton's model-control API and model repository of one replica (the model-lifecycle faults)."""
+        replica = self._replica(name)
+        return LocalModelControl(name, replica.http, replica.grpc, self._workdir(name) / "models", self.store.directory)
 
     # -- memory pressure -----------------------------------------------------------------------------
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,

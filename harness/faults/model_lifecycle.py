@@ -1,0 +1,118 @@
+"""What the model-lifecycle faults share: the replica's model control, their undo record, Triton's view.
+
+The three families (``model_unload``, ``bad_version_rollout``, ``queue_overflow``) change a model inside a
+running Triton (its loaded state, its version directories, its config) through the model-control API in
+explicit mode. Each writes one undo record per target *before* it changes anything: the model's full config
+as Triton served it, and the version directory to remove, if any. Undoing removes that directory and loads
+the model with that config (an override replaces the whole config, so the full one is sent back), then
+waits until Triton lists the model ready again; a load that fails is a failed undo, never a silent one.
+The rollback, the watchdog (owner gone or deadline passed) and ``harness cleanup`` undo through the same
+function, ``undo_record``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import Field
+
+from harness.errors import FaultError
+from harness.faults.family import MAX_FAULT_S, FaultScope, Targeting
+from harness.faults.undo import UndoRecord, UndoStore
+from harness.platforms.base import ModelControl
+
+__all__ = ["UNDO_KIND", "ModelArgs", "control", "record_change", "states", "undo", "undo_record"]
+
+UNDO_KIND = "model"
+READY = "READY"
+
+
+class ModelArgs(Targeting):
+    model: str = Field(default="mlp", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    verify_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_duration_s: float = Field(default=600.0, gt=0, le=MAX_FAULT_S)  # the watchdog undoes it after this
+
+
+def control(scope: FaultScope, name: str) -> ModelControl:
+    """The replica's model control, or a FaultError before anything is changed where the platform has none."""
+    offer = getattr(scope.ops, "model_control", None)
+    if not callable(offer):
+        raise FaultError(f"this platform ({type(scope.ops).__name__}) offers no access to Triton's model-control "
+                         "API and model repository; the model-lifecycle faults run on the local and the "
+                         "Kubernetes platform")
+    return cast(ModelControl, offer(name))
+
+
+def states(ctl: ModelControl, model: str) -> dict[str, dict[str, str]]:
+    """Triton's repository index for ``model``, by version: ``{version: {state, reason}}``."""
+    return {str(e.get("version", "")): {"state": str(e.get("state", "")), "reason": str(e.get("reason", ""))}
+            for e in ctl.index(model)}
+
+
+def record_change(ctl: ModelControl, run_id: str, model: str, config: Mapping[str, Any], max_s: float,
+                  what: str, remove_version: str = "") -> dict[str, Any]:
+    """Write the undo record of one change on one replica; call it *before* changing anything."""
+    record = UndoRecord(kind=UNDO_KIND, run_id=run_id, owner_pid=os.getpid(),
+                        deadline_ns=time.time_ns() + int(max_s * 1e9),
+                        payload={"locator": ctl.locator(), "model": model, "config": copy.deepcopy(dict(config)),
+                                 "remove_version": remove_version},
+                        description=f"{what} on {ctl.replica}")
+    UndoStore(ctl.store_dir()).record(record)
+    return {"id": record.id, "store": str(ctl.store_dir()), "replica": ctl.replica}
+
+
+def undo(records: Sequence[Mapping[str, Any]]) -> None:
+    """Undo the changes of one injection (newest first); a record already undone (by the watchdog) is skipped."""
+    errors = []
+    for entry in reversed(list(records)):
+        store = UndoStore(Path(str(entry["store"])))
+        for rec in store.records():
+            if rec.id == entry["id"]:
+                try:
+                    store.undo(rec)
+                except FaultError as exc:
+                    errors.append(str(exc))
+    if errors:
+        raise FaultError("; ".join(errors))
+
+
+def undo_record(record: UndoRecord) -> None:
+    """Undo kind ``model`` (see ``harness.faults.undoers``): remove the added version, load the saved config,
+    and wait until Triton lists the model ready. A Kubernetes pod that is gone took the change with it."""
+    payload = record.payload
+    locator = payload["locator"]
+    if locator.get("platform") == "kubernetes":
+        from harness.platforms.kubernetes.model_ops import PodGone, model_control_from_locator
+
+        try:
+            _restore(model_control_from_locator(locator), payload)
+        except PodGone:
+            return
+        return
+    from harness.platforms.local.model_ops import LocalModelControl
+
+    _restore(LocalModelControl.from_locator(locator, Path(".")), payload)  # the store is not needed to undo
+
+
+def _restore(ctl: ModelControl, payload: Mapping[str, Any]) -> None:
+    model = str(payload["model"])
+    version = str(payload.get("remove_version") or "")
+    if version:
+        ctl.remove_version(model, version)
+    ok, why = ctl.load(model, payload.get("config") or None)
+    if not ok:
+        raise FaultError(f"replica {ctl.replica}: loading {model} back with its original config failed: {why}")
+    deadline = time.monotonic() + 60
+    while True:
+        now = states(ctl, model)
+        kept = {v: s for v, s in now.items() if v != version}  # Triton may still list the removed version
+        if kept and all(s["state"] == READY for s in kept.values()):
+            return
+        if time.monotonic() > deadline:
+            raise FaultError(f"replica {ctl.replica}: {model} was loaded back but Triton lists {now}")
+        time.sleep(0.2)
