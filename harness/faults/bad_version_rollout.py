@@ -10,8 +10,12 @@ reference model's SHA-256 check refuses it, as any framework's parser would refu
 Landed when Triton reports the new version's load failure: the load call returned an error, or the
 repository index lists the version UNAVAILABLE with a reason. Measured: whether the old version kept
 serving on each target (its index state, and requests sent straight to the replica right after the failed
-load), beside the request timeline of the run. Undo removes the version directory and loads the model with
-the config it had, so Triton lists only the old version, ready.
+load), and whether the server still reports ready. Measured on Triton 2.51: the old version keeps
+answering, but with ``--strict-readiness`` the failed version makes ``/v2/health/ready`` false, so the
+front and the kubelet's readiness probe take every replica that tried the version out of service; the run's
+timeline shows what users saw. Undo removes the version directory, makes Triton forget the failed version
+(``harness.faults.model_lifecycle``) and loads the model with the config it had: the old version ready, the
+server ready.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ def inject(scope: FaultScope, targets: list[str], args: Args, changes: list[dict
         config, existing = before[ctl.replica]
         version = str(args.version if args.version is not None else int(existing[-1]) + 1)
         changes.append(lifecycle.record_change(ctl, scope.run_id, args.model, config, args.max_duration_s,
-                                               f"bad version {version} of {args.model}", remove_version=version))
+                                               f"bad version {version} of {args.model}", remove_version=version,
+                                               clear_with=existing[-1]))
         added[ctl.replica] = {"version": version, "old": existing,
                               "written": ctl.add_version(args.model, version, args.failure, existing[-1])}
         began = time.monotonic()
@@ -83,21 +88,24 @@ def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], arg
         old_ready = [v for v in old if index.get(v, {}).get("state") == lifecycle.READY]
         served = ctl.burst(args.model, args.probe_requests, 1) if args.probe_requests else {}
         per[name] = {"version": version, "load_error": load["error"], "index": index, "old_ready": old_ready,
+                     "server_ready": ctl.server_ready(),
                      "old_version_serving": bool(old_ready) and served.get("ok", 0) == args.probe_requests,
                      "probe": {k: served.get(k) for k in ("ok", "queue_full", "error", "samples")} if served else {}}
         if not failed:
             not_failed.append(name)
         if not per[name]["old_version_serving"]:
             old_down.append(name)
-    measured = {"targets": per, "old_version_kept_serving": not old_down}
+    unready = sorted(n for n, p in per.items() if not p["server_ready"])
+    measured = {"targets": per, "old_version_kept_serving": not old_down, "servers_unready": unready}
     if not_failed:
         return Landing(NAME, tuple(targets), check, False,
                        f"the bad version loaded on {', '.join(not_failed)} (Triton reported no failure): the "
                        f"{args.failure} change did not make the load fail", measured)
     detail = "; ".join(
         f"{n}: v{p['version']} failed to load ({_reason(p)[:160]}); "
-        + (f"old version {','.join(p['old_ready'])} kept serving" if p["old_version_serving"]
+        + (f"old version {','.join(p['old_ready'])} kept answering" if p["old_version_serving"]
            else f"old version NOT serving (ready: {p['old_ready'] or 'none'}, probe {p['probe']})")
+        + ("" if p["server_ready"] else "; the server reports NOT ready (strict readiness), so probes take it out")
         for n, p in per.items())
     return Landing(NAME, tuple(targets), check, True, detail, measured)
 

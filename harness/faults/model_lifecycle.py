@@ -3,9 +3,11 @@
 The three families (``model_unload``, ``bad_version_rollout``, ``queue_overflow``) change a model inside a
 running Triton (its loaded state, its version directories, its config) through the model-control API in
 explicit mode. Each writes one undo record per target *before* it changes anything: the model's full config
-as Triton served it, and the version directory to remove, if any. Undoing removes that directory and loads
-the model with that config (an override replaces the whole config, so the full one is sent back), then
-waits until Triton lists the model ready again; a load that fails is a failed undo, never a silent one.
+as Triton served it, and the version directory to remove, if any. Undoing removes that directory (and makes
+Triton forget the failed version, which would otherwise keep a strict-readiness server unready), loads the
+model with that config (an override replaces the whole config, so the full one is sent back), then waits
+until Triton lists the model ready and the server reports ready; a load that fails is a failed undo, never
+a silent one.
 The rollback, the watchdog (owner gone or deadline passed) and ``harness cleanup`` undo through the same
 function, ``undo_record``.
 """
@@ -30,6 +32,8 @@ __all__ = ["UNDO_KIND", "ModelArgs", "control", "record_change", "states", "undo
 
 UNDO_KIND = "model"
 READY = "READY"
+UNAVAILABLE = "UNAVAILABLE"
+UNLOADED = "unloaded"  # Triton's reason for a version it unloaded on request
 
 
 class ModelArgs(Targeting):
@@ -55,12 +59,12 @@ def states(ctl: ModelControl, model: str) -> dict[str, dict[str, str]]:
 
 
 def record_change(ctl: ModelControl, run_id: str, model: str, config: Mapping[str, Any], max_s: float,
-                  what: str, remove_version: str = "") -> dict[str, Any]:
+                  what: str, remove_version: str = "", clear_with: str = "") -> dict[str, Any]:
     """Write the undo record of one change on one replica; call it *before* changing anything."""
     record = UndoRecord(kind=UNDO_KIND, run_id=run_id, owner_pid=os.getpid(),
                         deadline_ns=time.time_ns() + int(max_s * 1e9),
                         payload={"locator": ctl.locator(), "model": model, "config": copy.deepcopy(dict(config)),
-                                 "remove_version": remove_version},
+                                 "remove_version": remove_version, "clear_with": clear_with},
                         description=f"{what} on {ctl.replica}")
     UndoStore(ctl.store_dir()).record(record)
     return {"id": record.id, "store": str(ctl.store_dir()), "replica": ctl.replica}
@@ -101,18 +105,51 @@ def undo_record(record: UndoRecord) -> None:
 
 def _restore(ctl: ModelControl, payload: Mapping[str, Any]) -> None:
     model = str(payload["model"])
+    config = payload.get("config") or None
     version = str(payload.get("remove_version") or "")
     if version:
         ctl.remove_version(model, version)
-    ok, why = ctl.load(model, payload.get("config") or None)
+        _clear_failed_version(ctl, model, version, str(payload.get("clear_with") or ""), config)
+    ok, why = ctl.load(model, config)
     if not ok:
         raise FaultError(f"replica {ctl.replica}: loading {model} back with its original config failed: {why}")
     deadline = time.monotonic() + 60
     while True:
         now = states(ctl, model)
-        kept = {v: s for v, s in now.items() if v != version}  # Triton may still list the removed version
-        if kept and all(s["state"] == READY for s in kept.values()):
+        if _settled(now) and ctl.server_ready():
             return
         if time.monotonic() > deadline:
-            raise FaultError(f"replica {ctl.replica}: {model} was loaded back but Triton lists {now}")
+            raise FaultError(f"replica {ctl.replica}: {model} was loaded back but Triton lists {now} "
+                             f"(server ready: {ctl.server_ready()})")
         time.sleep(0.2)
+
+
+def _settled(now: Mapping[str, Mapping[str, str]]) -> bool:
+    """Some version ready and every other one unloaded: what strict readiness accepts."""
+    return any(s["state"] == READY for s in now.values()) and all(
+        s["state"] == READY or (s["state"] == UNAVAILABLE and s["reason"] == UNLOADED) for s in now.values())
+
+
+def _clear_failed_version(ctl: ModelControl, model: str, version: str, clear_with: str,
+                          config: Mapping[str, Any] | None) -> None:
+    """Make Triton forget a version that failed to load.
+
+    Triton 2.51 keeps a failed version in its repository index (UNAVAILABLE, with the error as its reason)
+    through every later load and unload of the model, and with ``--strict-readiness`` the server stays not
+    ready for as long: measured, removing the directory and reloading left the replica unready for good.
+    Only a successful load of that version number clears it, so a plain copy of the old version goes in under
+    that number and is loaded (the old version serves until it is ready, and it answers the same), then is
+    removed again and the model loaded back: the version ends UNAVAILABLE "unloaded", as strict readiness
+    accepts.
+    """
+    stale = states(ctl, model).get(version)
+    if stale is None or stale["state"] == READY or stale["reason"] == UNLOADED or not clear_with:
+        return
+    ctl.add_version(model, version, "copy", clear_with)
+    try:
+        ok, why = ctl.load(model, config)
+    finally:
+        ctl.remove_version(model, version)
+    if not ok:
+        raise FaultError(f"replica {ctl.replica}: a clean copy of version {clear_with} under version {version} "
+                         f"did not load either ({why}); Triton still lists the failed version")

@@ -1,8 +1,10 @@
 """Model unload under load: unload the model on the selected replicas through Triton's model-control API.
 
 What an operator's stray ``unload`` (or a controller that unloads "idle" models) does to a live service: the
-replica stays up and answers, but every request for the model fails, and with ``--strict-readiness`` its
-readiness drops, so the front (HAProxy, the Service's endpoints) stops routing to it after its probes notice.
+replica stays up and answers, but every request for the model fails. Measured on Triton 2.51: even with
+``--strict-readiness``, ``/v2/health/ready`` stays true (a version unloaded on request is excused), so the
+front (HAProxy, the Service's endpoints) keeps routing to the replica and its share of requests fails until
+the reload; the landing records what the server reported (``server_ready``).
 Recovery is the reload: the undo loads the model back with the full config Triton served before (an
 override replaces the whole config).
 
@@ -67,13 +69,15 @@ def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], arg
         return True if gone else None
 
     landed = wait_for(unloaded, args.verify_timeout_s, 0.1) is not None
-    measured = {"index": seen, "waited_s": round(time.monotonic() - started, 3)}
+    measured: dict[str, Any] = {"index": seen, "waited_s": round(time.monotonic() - started, 3)}
     if not landed:
         still = {n: sorted({s["state"] for s in v.values()}) for n, v in seen.items()
                  if not v or any(s["state"] != UNAVAILABLE for s in v.values())}
         return Landing(NAME, tuple(targets), check, False,
                        f"{args.model} not unavailable after {args.verify_timeout_s:g}s (states {still})", measured)
+    measured["server_ready"] = {n: ctl.server_ready() for n, ctl in controls.items()}
     detail = "; ".join(f"{n}: " + ", ".join(f"v{v} {s['state']} ({s['reason'] or 'no reason'})" for v, s in idx.items())
+                       + (", server still reports ready" if measured["server_ready"][n] else ", server not ready")
                        for n, idx in seen.items())
     return Landing(NAME, tuple(targets), check, True, detail, measured)
 

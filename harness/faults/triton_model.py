@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QUEUE_FULL_TEXT", "add_version", "burst", "config", "index", "load", "main", "remove_version",
+__all__ = ["QUEUE_FULL_TEXT", "add_version", "burst", "config", "index", "load", "main", "ready", "remove_version",
            "versions"]
 
 # Triton's words when a request finds the model's queue full (dynamic batcher, max_queue_size).
@@ -63,6 +63,15 @@ def _call(base: str, method: str, path: str, body: Any = None, timeout_s: float 
 def index(base: str, model: str) -> list[dict[str, Any]]:
     """The repository index entries of ``model``: one per version Triton knows (state, reason)."""
     return [e for e in _call(base, "POST", "/v2/repository/index", {}) or [] if e.get("name") == model]
+
+
+def ready(base: str) -> bool:
+    """``/v2/health/ready``: what the front's and Kubernetes' readiness probes see."""
+    try:
+        with urllib.request.urlopen(base.rstrip("/") + "/v2/health/ready", timeout=5) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        return False
 
 
 def config(base: str, model: str) -> dict[str, Any]:
@@ -105,7 +114,8 @@ def add_version(repository: str, model: str, version: str, failure: str, source:
 
     ``initialize-raises``: a python-backend model.py whose initialize() raises. ``corrupt-file``: a copy of
     version ``source`` with the bytes of its largest non-Python file flipped at the end (the reference
-    model's SHA-256 check, or any framework's parser, refuses it).
+    model's SHA-256 check, or any framework's parser, refuses it). ``copy``: a plain copy of ``source``
+    (how the undo clears Triton's memory of the failed version; not a fault).
     """
     target = Path(repository) / model / version
     if target.exists():
@@ -115,6 +125,8 @@ def add_version(repository: str, model: str, version: str, failure: str, source:
         (target / "model.py").write_text(RAISING_MODEL)
         return f"{target}/model.py (initialize raises)"
     shutil.copytree(Path(repository) / model / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    if failure == "copy":
+        return f"{target} (copy of version {source})"
     files = [p for p in target.rglob("*") if p.is_file() and p.suffix != ".py" and not p.name.endswith(".sha256")]
     if not files:
         shutil.rmtree(target)
@@ -199,7 +211,7 @@ def burst(host: str, port: int, model: str, count: int, concurrency: int, timeou
 
 
 _OPS: dict[str, Callable[..., Any]] = {
-    "index": index, "config": config, "load": load, "unload": unload, "versions": versions,
+    "ready": ready, "index": index, "config": config, "load": load, "unload": unload, "versions": versions,
     "add_version": add_version, "remove_version": remove_version, "burst": burst,
 }
 

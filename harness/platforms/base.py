@@ -223,6 +223,9 @@ class ModelControl(Protocol):
     def index(self, model: str) -> list[dict[str, Any]]:
         """The repository index entries of ``model`` (``version``, ``state``, ``reason``)."""
 
+    def server_ready(self) -> bool:
+        """``/v2/health/ready`` of this replica: what readiness probes (the front, the kubelet) see."""
+
     def config(self, model: str) -> dict[str, Any]: ...
 
     def load(self, model: str, config: Mapping[str, Any] | None = None, timeout_s: float = ...) -> tuple[bool, str]:

@@ -68,6 +68,9 @@ class KubernetesModelControl:
     def index(self, model: str) -> list[dict[str, Any]]:
         return list(self._run("index", base=self._base, model=model))
 
+    def server_ready(self) -> bool:
+        return bool(self._run("ready", base=self._base))
+
     def config(self, model: str) -> dict[str, Any]:
         return dict(self._run("config", base=self._base, model=model))
 

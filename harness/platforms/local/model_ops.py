@@ -44,6 +44,12 @@ class LocalModelControl:
             client.close()
         return [dict(e) for e in found if e.get("name") == model]
 
+    def server_ready(self) -> bool:
+        try:
+            return triton_model.ready(self.http)
+        except OSError as exc:
+            raise FaultError(f"replica {self.replica}: cannot ask Triton whether it is ready: {exc}") from exc
+
     def config(self, model: str) -> dict[str, Any]:
         from tritonclient.utils import InferenceServerException
 
