@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from harness.platforms.local.platform import LocalPlatform
 from harness.timeline import read_timeline
 from tests.conftest import local_settings
-from tests.helpers import wait_for
+from tests.helpers import processes_mentioning, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ["--warmup", "2", "--observation", "3", "--users", "4"]
@@ -160,16 +161,30 @@ time.sleep(600)
 """
 
 
-def test_a_killed_harness_leaves_no_bad_version_behind(platform: LocalPlatform, tmp_path: Path) -> None:
-    """SIGKILL after the injection: the watchdog removes the version directory and reloads the model."""
-    wait_for(lambda: platform.status().ready_replicas == 2, 90, "both replicas ready")
-    before = _snapshot(platform)
-    proc = subprocess.Popen([sys.executable, "-c", INJECTOR, str(platform.state), str(tmp_path / "crash")],
+def _inject_then_sigkill(platform: LocalPlatform, run_dir: Path, before: dict[str, Any]) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", INJECTOR, str(platform.state), str(run_dir)],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "injected"
     assert _snapshot(platform) != before  # the corrupt version 2 is in one replica's repository
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def test_a_killed_harness_leaves_no_bad_version_behind(platform: LocalPlatform, tmp_path: Path) -> None:
+    """SIGKILL after the injection: the watchdog removes the version directory and reloads the model; with the
+    watchdog gone too, ``harness cleanup`` does."""
+    wait_for(lambda: platform.status().ready_replicas == 2, 90, "both replicas ready")
+    before = _snapshot(platform)
+    _inject_then_sigkill(platform, tmp_path / "crash", before)
     wait_for(lambda: platform.fault_store().records() == [], 60, "the watchdog to undo the bad version")
+    _left_nothing(platform, before)
+
+    _inject_then_sigkill(platform, tmp_path / "crash2", before)
+    for watchdog in processes_mentioning("harness.faults.watchdog"):
+        if str(platform.state) in watchdog:
+            os.kill(int(watchdog.split()[0]), signal.SIGKILL)
+    assert platform.fault_store().records() != []
+    report = platform.cleanup()
+    assert any("bad version 2 of mlp" in line for line in report.removed), report
     _left_nothing(platform, before)

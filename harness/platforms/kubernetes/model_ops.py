@@ -23,7 +23,7 @@ from harness.errors import FaultError
 if TYPE_CHECKING:
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
-__all__ = ["KubernetesModelControl", "PodGone", "model_control_from_locator"]
+__all__ = ["KubernetesModelControl", "PodGone", "model_control_from_locator", "sweep"]
 
 
 class PodGone(FaultError):
@@ -112,3 +112,19 @@ def model_control_from_locator(locator: Mapping[str, Any]) -> KubernetesModelCon
 
     state = Path(str(locator["state_dir"])) / str(locator["namespace"])
     return KubernetesModelControl(KubernetesPlatform(KubernetesSettings.load(state)), str(locator["replica"]))
+
+
+def sweep(platform: KubernetesPlatform) -> list[str]:
+    """Undo this machine's model-lifecycle records for this namespace whose run died (``harness cleanup``, the
+    control's sweep); the watchdog normally gets there first. Live runs' records are theirs to undo."""
+    from harness.faults.model_lifecycle import UNDO_KIND
+    from harness.faults.undo import UndoStore
+
+    store = UndoStore(platform.state / "faults")
+    done = []
+    for rec in store.orphaned():
+        if rec.kind == UNDO_KIND and rec.payload.get("locator", {}).get("namespace") == platform.namespace:
+            store.undo(rec)
+            done.append(f"model change on pod {rec.payload['locator'].get('replica')} (run {rec.run_id}): "
+                        f"{rec.description}")
+    return done

@@ -419,6 +419,7 @@ class KubernetesPlatform:
                 faults.restore_env(api, record)
                 report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
+        report.removed += model_ops.sweep(self)  # model-lifecycle faults whose run died
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -738,6 +739,7 @@ class KubernetesPlatform:
                 faults.restore_env(self.api, record)
                 done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         done += spec_ops.KubernetesSpecOps(self).sweep(stale)
+        done += model_ops.sweep(self)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
