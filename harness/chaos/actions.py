@@ -10,6 +10,7 @@ if those never run, the watchdog and ``harness cleanup``).
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from types import ModuleType
 from typing import Any, ClassVar, cast
 
 from harness.chaos.context import RunContext
@@ -160,43 +161,35 @@ def corrupt_weights_rollout(configuration: Configuration | None = None, **argume
 
 def unload_model(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
     """Unload the model through the model-control API until the rollback reloads it (``model_unload.Args``)."""
-    args = parse_args(model_unload.Args, arguments, "unload_model")
-    ctx, scope, targets = _begin(configuration, args)
-    changes: list[dict[str, Any]] = []
-    try:
-        record = model_unload.inject(scope, targets, args, changes)
-    finally:  # the undo records are on disk already; the run's note lets its rollback find them
-        ctx.note_injection(model_unload.NAME, targets, {"changes": changes}, model=args.model)
-    return _landed(ctx, model_unload.verify(scope, targets, record, args), {"targets": targets, "model": args.model})
+    ctx, landing, _, targets = _model_fault(model_unload, "unload_model", configuration, arguments)
+    return _landed(ctx, landing, {"targets": targets})
 
 
 def bad_version_rollout(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
     """Add a model version that fails to load and load it, until the rollback (``bad_version_rollout.Args``)."""
-    args = parse_args(bad_version_family.Args, arguments, "bad_version_rollout")
-    ctx, scope, targets = _begin(configuration, args)
-    changes: list[dict[str, Any]] = []
-    try:
-        record = bad_version_family.inject(scope, targets, args, changes)
-    finally:
-        ctx.note_injection(bad_version_family.NAME, targets, {"changes": changes}, model=args.model,
-                           failure=args.failure)
-    landing = bad_version_family.verify(scope, targets, record, args)
+    ctx, landing, record, targets = _model_fault(bad_version_family, "bad_version_rollout", configuration, arguments)
     return _landed(ctx, landing, {"targets": targets, "added": record["added"],
                                   "old_version_kept_serving": landing.measured.get("old_version_kept_serving")})
 
 
 def queue_overflow(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
     """Bound the model's queue and burst above it, until the rollback (arguments: ``queue_overflow.Args``)."""
-    args = parse_args(queue_overflow_family.Args, arguments, "queue_overflow")
+    ctx, landing, record, targets = _model_fault(queue_overflow_family, "queue_overflow", configuration, arguments)
+    return _landed(ctx, landing, {"targets": targets, "bursts": record["bursts"]})
+
+
+def _model_fault(family: ModuleType, func: str, configuration: Configuration | None,
+                 arguments: dict[str, Any]) -> tuple[RunContext, Landing, dict[str, Any], list[str]]:
+    """A model-lifecycle fault's course: parse, pick targets, inject, verify. The run notes every undo record
+    the family wrote (each before its change) even when a later target failed, so its rollback finds them."""
+    args = parse_args(family.Args, arguments, func)
     ctx, scope, targets = _begin(configuration, args)
     changes: list[dict[str, Any]] = []
     try:
-        record = queue_overflow_family.inject(scope, targets, args, changes)
+        record: dict[str, Any] = family.inject(scope, targets, args, changes)
     finally:
-        ctx.note_injection(queue_overflow_family.NAME, targets, {"changes": changes}, model=args.model,
-                           max_queue_size=args.max_queue_size)
-    return _landed(ctx, queue_overflow_family.verify(scope, targets, record, args),
-                   {"targets": targets, "bursts": record["bursts"]})
+        ctx.note_injection(family.NAME, targets, {"changes": changes}, args=args.model_dump())
+    return ctx, family.verify(scope, targets, record, args), record, targets
 
 
 class ReloadArgs(Targeting):

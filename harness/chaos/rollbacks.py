@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import MutableMapping
+from types import ModuleType
 from typing import Any
 
 from harness.chaos.actions import fault_scope
@@ -93,26 +94,19 @@ def release_memory_pressure(reload: bool = True, configuration: Configuration | 
 
 def restore_pod_spec(configuration: Configuration | None = None) -> list[str]:
     """Undo the pod-spec faults of this run (probe budget, memory limit, rollouts): ``kubectl rollout undo``."""
-    ctx = RunContext.from_configuration(configuration)
-    done: list[str] = []
-    for family in POD_SPEC_FAMILIES:
-        pending = ctx.pending(family.NAME)
-        if not pending:
-            continue
-        scope = fault_scope(ctx)
-        for entry in pending:
-            family.undo(scope, entry["record"])
-            done.extend(entry["targets"])
-        ctx.mark_undone(family.NAME)  # only once every undo succeeded: a failure is retried
-    return done
+    return _undo_families(RunContext.from_configuration(configuration), POD_SPEC_FAMILIES)
 
 
 def restore_model(configuration: Configuration | None = None) -> list[str]:
     """Undo the model-lifecycle faults of this run: the model loaded back with its original config, an added
     version directory removed, and Triton listing the model ready (a reload that fails fails the rollback)."""
-    ctx = RunContext.from_configuration(configuration)
+    return _undo_families(RunContext.from_configuration(configuration), MODEL_FAMILIES)
+
+
+def _undo_families(ctx: RunContext, families: tuple[ModuleType, ...]) -> list[str]:
+    """Undo this run's pending injections of these families (each family's ``undo``); the targets undone."""
     done: list[str] = []
-    for family in MODEL_FAMILIES:
+    for family in families:
         pending = ctx.pending(family.NAME)
         if not pending:
             continue

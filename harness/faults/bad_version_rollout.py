@@ -115,6 +115,4 @@ def _reason(per_target: Mapping[str, Any]) -> str:
     return str(per_target["load_error"] or per_target["index"].get(per_target["version"], {}).get("reason", ""))
 
 
-def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
-    """Remove the version directory, load the model with its original config, wait until it is ready."""
-    lifecycle.undo(list(record.get("changes") or []))
+undo = lifecycle.undo_injection  # the model back as it was: see harness.faults.model_lifecycle

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +28,7 @@ from harness.faults.family import MAX_FAULT_S, FaultScope, Targeting
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ModelControl
 
-__all__ = ["UNDO_KIND", "ModelArgs", "control", "record_change", "states", "undo", "undo_record"]
+__all__ = ["UNDO_KIND", "ModelArgs", "control", "record_change", "states", "undo_injection", "undo_record"]
 
 UNDO_KIND = "model"
 READY = "READY"
@@ -70,10 +70,12 @@ def record_change(ctl: ModelControl, run_id: str, model: str, config: Mapping[st
     return {"id": record.id, "store": str(ctl.store_dir()), "replica": ctl.replica}
 
 
-def undo(records: Sequence[Mapping[str, Any]]) -> None:
-    """Undo the changes of one injection (newest first); a record already undone (by the watchdog) is skipped."""
+def undo_injection(scope: FaultScope, record: Mapping[str, Any]) -> None:
+    """Undo one injection of a model-lifecycle family (its ``changes``, newest first): each target's model back
+    with its original config, an added version removed, Triton ready. A record already undone (by the
+    watchdog) is skipped; a failure is raised once every change had its chance."""
     errors = []
-    for entry in reversed(list(records)):
+    for entry in reversed(list(record.get("changes") or [])):
         store = UndoStore(Path(str(entry["store"])))
         for rec in store.records():
             if rec.id == entry["id"]:

@@ -38,9 +38,9 @@ FAMILY = FamilySpec(name=NAME, action="unload_model", args=Args,
 
 
 def inject(scope: FaultScope, targets: list[str], args: Args, changes: list[dict[str, Any]]) -> dict[str, Any]:
-    """``changes`` receives each target's undo record as it is written (before its change), so the caller
-    keeps them even when a later target fails."""
-    """Record (the full config, for the reload), then unload on each target; a refused unload fails the action."""
+    """Record (the full config, for the reload), then unload on each target; a refused unload fails the action.
+    ``changes`` receives each target's undo record as it is written (before its change), so the caller keeps
+    them even when a later target fails."""
     controls = [lifecycle.control(scope, name) for name in targets]
     configs = {c.replica: c.config(args.model) for c in controls}  # read all first: nothing changed on an error
     failures = []
@@ -82,6 +82,4 @@ def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], arg
     return Landing(NAME, tuple(targets), check, True, detail, measured)
 
 
-def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
-    """The reload: the model back with its full original config, ready again (or a FaultError)."""
-    lifecycle.undo(list(record.get("changes") or []))
+undo = lifecycle.undo_injection  # the model back as it was: see harness.faults.model_lifecycle

@@ -114,6 +114,4 @@ def verify(scope: FaultScope, targets: list[str], record: Mapping[str, Any], arg
     return Landing(NAME, tuple(targets), check, True, detail, measured)
 
 
-def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
-    """Load the model with the config it had (its queue unbounded again, or as it was)."""
-    lifecycle.undo(list(record.get("changes") or []))
+undo = lifecycle.undo_injection  # the model back as it was: see harness.faults.model_lifecycle

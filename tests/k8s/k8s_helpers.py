@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.events import Event, read_events
 from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.sandbox import SandboxStatus
 from harness.sandbox.images import PAUSE_IMAGE
 
 
@@ -20,6 +26,30 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = 
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def module_platform(sandbox: SandboxStatus, manifest: Path, tmp: Path,
+                    replicas: int = 2) -> Iterator[KubernetesPlatform]:
+    """One Deployment in a fresh namespace of the sandbox, shared by a test module; taken down after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
+        platform = KubernetesPlatform(KubernetesSettings(
+            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
+            state_dir=tmp / "state", manifest=manifest, image=sandbox.triton_image, gpus_per_replica=0,
+            replicas=replicas, ready_timeout_s=240.0))
+        platform.up()
+        try:
+            yield platform
+        finally:
+            platform.down()
+
+
+def run_config(platform: KubernetesPlatform, run_dir: Path, prefix: str) -> dict[str, object]:
+    """The Chaos Toolkit configuration of one run against ``platform`` (what the harness's control fills in)."""
+    return {"harness_platform": "kubernetes", "harness_state_dir": str(platform.settings.state_dir),
+            "harness_namespace": platform.namespace, "harness_run_id": f"{prefix}-{uuid.uuid4().hex[:6]}",
+            "harness_run_dir": str(run_dir)}
 
 
 def events_of(platform: KubernetesPlatform) -> list[Event]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ import pytest
 
 from harness.chaos import actions, rollbacks
 from harness.platforms.kubernetes.platform import KubernetesPlatform
-from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.sandbox import SandboxStatus
-from tests.k8s.k8s_helpers import wait_for
+from tests.k8s.k8s_helpers import module_platform, run_config, wait_for
 from tests.k8s.test_k8s_field_faults import Traffic
 
 pytestmark = pytest.mark.timeout(600)
@@ -35,24 +33,12 @@ REPOSITORY_HASHES = ("import hashlib, json, pathlib; r = pathlib.Path('/models')
 @pytest.fixture(scope="module")
 def cluster(sandbox: SandboxStatus, small_manifest: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubernetesPlatform]:
-    tmp = tmp_path_factory.mktemp("k8slifecycle")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
-        platform = KubernetesPlatform(KubernetesSettings(
-            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
-            state_dir=tmp / "state", manifest=small_manifest, image=sandbox.triton_image, gpus_per_replica=0,
-            replicas=2, ready_timeout_s=240.0))
-        platform.up()
-        try:
-            yield platform
-        finally:
-            platform.down()
+    with module_platform(sandbox, small_manifest, tmp_path_factory.mktemp("k8slifecycle")) as platform:
+        yield platform
 
 
 def _config(platform: KubernetesPlatform, run_dir: Path) -> dict[str, object]:
-    return {"harness_platform": "kubernetes", "harness_state_dir": str(platform.settings.state_dir),
-            "harness_namespace": platform.namespace, "harness_run_id": f"lifecycle-{uuid.uuid4().hex[:6]}",
-            "harness_run_dir": str(run_dir)}
+    return run_config(platform, run_dir, "lifecycle")
 
 
 def _snapshot(platform: KubernetesPlatform) -> dict[str, Any]:
