@@ -188,3 +188,13 @@ def test_a_killed_harness_leaves_no_bad_version_behind(platform: LocalPlatform, 
     report = platform.cleanup()
     assert any("bad version 2 of mlp" in line for line in report.removed), report
     _left_nothing(platform, before)
+
+
+def test_bad_arguments_exit_2_and_change_nothing(platform: LocalPlatform, tmp_path: Path) -> None:
+    before = _snapshot(platform)
+    for var, says in (("max_queue_size=64", "burst_concurrency 32 cannot overflow a queue of max_queue_size 64"),
+                      ("model=../mlp", "model: String should match pattern")):
+        code, out, _ = _harness_run(platform, tmp_path, "queue-overflow.yaml", "--var", var)
+        assert code == 2 and says in out and "nothing was injected" in out, out
+    assert not list(tmp_path.glob("*/run.json"))
+    _left_nothing(platform, before)
