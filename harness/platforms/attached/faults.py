@@ -30,6 +30,8 @@ REFUSED: Mapping[str, str] = {
     "slow_model_load": f"a slow model load restarts or reconfigures the model; {_NOT_OURS}",
     "memory_pressure": f"memory pressure confines the service's processes in a cgroup; {_NOT_OURS}",
     "reload_model": f"a model reload changes what the service serves; {_NOT_OURS}",
+    **{action: f"the model-lifecycle faults unload, re-version or reconfigure the served model; {_NOT_OURS}"
+       for action in ("unload_model", "bad_version_rollout", "queue_overflow")},
 }
 
 
