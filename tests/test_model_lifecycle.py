@@ -198,3 +198,11 @@ def test_bad_arguments_exit_2_and_change_nothing(platform: LocalPlatform, tmp_pa
         assert code == 2 and says in out and "nothing was injected" in out, out
     assert not list(tmp_path.glob("*/run.json"))
     _left_nothing(platform, before)
+
+
+def test_the_in_pod_program_knows_the_queue_full_words_the_load_classifies_by() -> None:
+    """``triton_model`` runs in the pod with the standard library alone, so it keeps its own copy."""
+    from harness import timeline
+    from harness.faults import triton_model
+
+    assert triton_model.QUEUE_FULL_TEXT == timeline.QUEUE_FULL_TEXT

@@ -9,7 +9,7 @@ model with that config (an override replaces the whole config, so the full one i
 until Triton lists the model ready and the server reports ready; a load that fails is a failed undo, never
 a silent one.
 The rollback, the watchdog (owner gone or deadline passed) and ``harness cleanup`` undo through the same
-function, ``undo_record``.
+function, ``restore``, reached through each platform's undoer of its record kind (``ModelControl.undo_kind``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import Field
 
@@ -28,9 +28,8 @@ from harness.faults.family import MAX_FAULT_S, FaultScope, Targeting
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.platforms.base import ModelControl
 
-__all__ = ["UNDO_KIND", "ModelArgs", "control", "record_change", "states", "undo_injection", "undo_record"]
+__all__ = ["ModelArgs", "control", "record_change", "restore", "states", "undo_injection"]
 
-UNDO_KIND = "model"
 READY = "READY"
 UNAVAILABLE = "UNAVAILABLE"
 UNLOADED = "unloaded"  # Triton's reason for a version it unloaded on request
@@ -44,12 +43,12 @@ class ModelArgs(Targeting):
 
 def control(scope: FaultScope, name: str) -> ModelControl:
     """The replica's model control, or a FaultError before anything is changed where the platform has none."""
-    offer = getattr(scope.ops, "model_control", None)
-    if not callable(offer):
+    found = scope.ops.model_control(name)
+    if found is None:
         raise FaultError(f"this platform ({type(scope.ops).__name__}) offers no access to Triton's model-control "
                          "API and model repository; the model-lifecycle faults run on the local and the "
                          "Kubernetes platform")
-    return cast(ModelControl, offer(name))
+    return found
 
 
 def states(ctl: ModelControl, model: str) -> dict[str, dict[str, str]]:
@@ -61,7 +60,7 @@ def states(ctl: ModelControl, model: str) -> dict[str, dict[str, str]]:
 def record_change(ctl: ModelControl, run_id: str, model: str, config: Mapping[str, Any], max_s: float,
                   what: str, remove_version: str = "", clear_with: str = "") -> dict[str, Any]:
     """Write the undo record of one change on one replica; call it *before* changing anything."""
-    record = UndoRecord(kind=UNDO_KIND, run_id=run_id, owner_pid=os.getpid(),
+    record = UndoRecord(kind=ctl.undo_kind, run_id=run_id, owner_pid=os.getpid(),
                         deadline_ns=time.time_ns() + int(max_s * 1e9),
                         payload={"locator": ctl.locator(), "model": model, "config": copy.deepcopy(dict(config)),
                                  "remove_version": remove_version, "clear_with": clear_with},
@@ -87,25 +86,9 @@ def undo_injection(scope: FaultScope, record: Mapping[str, Any]) -> None:
         raise FaultError("; ".join(errors))
 
 
-def undo_record(record: UndoRecord) -> None:
-    """Undo kind ``model`` (see ``harness.faults.undoers``): remove the added version, load the saved config,
-    and wait until Triton lists the model ready. A Kubernetes pod that is gone took the change with it."""
-    payload = record.payload
-    locator = payload["locator"]
-    if locator.get("platform") == "kubernetes":
-        from harness.platforms.kubernetes.model_ops import PodGone, model_control_from_locator
-
-        try:
-            _restore(model_control_from_locator(locator), payload)
-        except PodGone:
-            return
-        return
-    from harness.platforms.local.model_ops import LocalModelControl
-
-    _restore(LocalModelControl.from_locator(locator, Path(".")), payload)  # the store is not needed to undo
-
-
-def _restore(ctl: ModelControl, payload: Mapping[str, Any]) -> None:
+def restore(ctl: ModelControl, payload: Mapping[str, Any]) -> None:
+    """What a ``model`` undo record asks (each platform's undoer reaches the replica and calls this): remove the
+    added version, make Triton forget it, load the saved config, wait until the model and the server are ready."""
     model = str(payload["model"])
     config = payload.get("config") or None
     version = str(payload.get("remove_version") or "")

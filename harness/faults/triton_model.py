@@ -30,7 +30,9 @@ from typing import Any
 __all__ = ["QUEUE_FULL_TEXT", "add_version", "burst", "config", "index", "load", "main", "ready", "remove_version",
            "versions"]
 
-# Triton's words when a request finds the model's queue full (dynamic batcher, max_queue_size).
+# Triton's words when a request finds the model's queue full (dynamic batcher, max_queue_size); the same as
+# harness.timeline.QUEUE_FULL_TEXT, which this file cannot import (it runs in the pod with the standard library
+# alone); a test keeps the two equal.
 QUEUE_FULL_TEXT = "exceeds maximum queue size"
 
 # A python-backend model.py whose initialize() raises: the "bad version" a rollout ships.

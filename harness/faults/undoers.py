@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from harness.faults import hog, model_lifecycle, nft, overrides
+from harness.faults import hog, nft, overrides
 from harness.faults.undo import UndoRecord
 
 __all__ = ["UNDOERS"]
@@ -21,6 +21,18 @@ def _k8s_spec(record: UndoRecord) -> None:
     undo_from_store(record)
 
 
+def _local_model(record: UndoRecord) -> None:
+    from harness.platforms.local.model_ops import undo_record
+
+    undo_record(record)
+
+
+def _k8s_model(record: UndoRecord) -> None:
+    from harness.platforms.kubernetes.model_ops import undo_record
+
+    undo_record(record)
+
+
 UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "nft": nft.undo,  # a network block's nftables table
     "hog": hog.undo,  # a memory hog process (GPU or host analogue)
@@ -30,5 +42,6 @@ UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "weights": overrides.undo_weights,  # a replica's corrupted weights (corrupt-weights-rollout)
     "surge": overrides.undo_surge,  # a surge pod of a rolling update
     "k8s-spec": _k8s_spec,  # a Deployment's pod template patched by a pod-spec fault (Kubernetes)
-    model_lifecycle.UNDO_KIND: model_lifecycle.undo_record,  # a model unloaded, a bad version, a queue bound
+    "model": _local_model,  # a model-lifecycle change on a local replica (unload, bad version, queue bound)
+    "k8s-model": _k8s_model,  # the same in a pod (Kubernetes)
 }

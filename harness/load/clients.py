@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from harness.faults.triton_model import QUEUE_FULL_TEXT
 from harness.load.prepared import PreparedRequest, cycle
-from harness.timeline import ErrorClass
+from harness.timeline import QUEUE_FULL_TEXT, ErrorClass
 
 __all__ = ["GRPC_CHANNEL_OPTIONS", "GeventHttpInfer", "GrpcInfer", "HttpInfer", "Result", "binary_request",
            "classify_exception", "payload_array"]

@@ -140,6 +140,10 @@ class FaultTarget(Protocol):
         """What each hog of a memory-pressure record last reported (``free_mb``, ``held_mb``, ``ts``,
         ``state``), by target; None for a hog that reported nothing. How memory pressure proves it held."""
 
+    def model_control(self, name: str) -> ModelControl | None:
+        """Triton's model-control API and model repository on replica ``name`` (the model-lifecycle faults);
+        None where the platform must not change the served model (an attached service)."""
+
 
 @runtime_checkable
 class SpecTarget(FaultTarget, Protocol):
@@ -219,6 +223,7 @@ class ModelControl(Protocol):
     locally over gRPC and the replica's own repository directory, on Kubernetes through exec in the pod."""
 
     replica: str
+    undo_kind: str  # the kind of its undo records: the platform's undoer reaches the replica again
 
     def index(self, model: str) -> list[dict[str, Any]]:
         """The repository index entries of ``model`` (``version``, ``state``, ``reason``)."""

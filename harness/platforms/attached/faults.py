@@ -59,6 +59,10 @@ class AttachedFaultOps:
                         headroom_mb: float = 256.0) -> dict[str, Any]:
         raise FaultError(REFUSED["memory_pressure"])
 
+    def model_control(self, name: str) -> None:
+        """None: the model-lifecycle faults are refused here (``REFUSED``)."""
+        return None
+
     def release_memory(self, record: Mapping[str, Any]) -> None:
         """Nothing to release: ``memory_pressure`` never started a hog here."""
 

@@ -19,11 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import FaultError
+from harness.faults.model_lifecycle import restore
+from harness.faults.undo import UndoRecord
 
 if TYPE_CHECKING:
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
-__all__ = ["KubernetesModelControl", "PodGone", "model_control_from_locator", "sweep"]
+__all__ = ["UNDO_KIND", "KubernetesModelControl", "PodGone", "model_control_from_locator", "sweep", "undo_record"]
+
+UNDO_KIND = "k8s-model"
 
 
 class PodGone(FaultError):
@@ -35,6 +39,8 @@ def _source() -> str:
 
 
 class KubernetesModelControl:
+    undo_kind = UNDO_KIND
+
     def __init__(self, platform: KubernetesPlatform, pod: str) -> None:
         self.platform = platform
         self.replica = pod
@@ -117,7 +123,6 @@ def model_control_from_locator(locator: Mapping[str, Any]) -> KubernetesModelCon
 def sweep(platform: KubernetesPlatform) -> list[str]:
     """Undo this machine's model-lifecycle records for this namespace whose run died (``harness cleanup``, the
     control's sweep); the watchdog normally gets there first. Live runs' records are theirs to undo."""
-    from harness.faults.model_lifecycle import UNDO_KIND
     from harness.faults.undo import UndoStore
 
     store = UndoStore(platform.state / "faults")
@@ -128,3 +133,11 @@ def sweep(platform: KubernetesPlatform) -> list[str]:
             done.append(f"model change on pod {rec.payload['locator'].get('replica')} (run {rec.run_id}): "
                         f"{rec.description}")
     return done
+
+
+def undo_record(record: UndoRecord) -> None:
+    """Undo kind ``k8s-model``: reach the pod again (exec) and restore; a pod that is gone took the change."""
+    try:
+        restore(model_control_from_locator(record.payload["locator"]), record.payload)
+    except PodGone:
+        return

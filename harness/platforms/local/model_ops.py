@@ -15,11 +15,17 @@ from typing import Any
 
 from harness.errors import FaultError
 from harness.faults import triton_model
+from harness.faults.model_lifecycle import restore
+from harness.faults.undo import UndoRecord
 
-__all__ = ["LocalModelControl"]
+__all__ = ["UNDO_KIND", "LocalModelControl", "undo_record"]
+
+UNDO_KIND = "model"
 
 
 class LocalModelControl:
+    undo_kind = UNDO_KIND
+
     def __init__(self, replica: str, http: str, grpc: str, repository: Path, store: Path) -> None:
         self.replica = replica
         self.http = http  # http://127.0.0.x:PORT
@@ -117,3 +123,8 @@ class LocalModelControl:
     def from_locator(cls, locator: Mapping[str, Any], store: Path) -> LocalModelControl:
         return cls(str(locator["replica"]), str(locator["http"]), str(locator["grpc"]),
                    Path(str(locator["repository"])), store)
+
+
+def undo_record(record: UndoRecord) -> None:
+    """Undo kind ``model`` (a model-lifecycle change on a local replica): the watchdog, cleanup, the rollback."""
+    restore(LocalModelControl.from_locator(record.payload["locator"], Path(".")), record.payload)  # no store needed
