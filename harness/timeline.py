@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "QUEUE_FULL_TEXT",
     "SCHEMA",
     "ErrorClass",
     "Outcome",
@@ -50,8 +51,13 @@ class ErrorClass(StrEnum):
     HTTP_STATUS = "http_status"
     GRPC_STATUS = "grpc_status"
     MODEL_UNAVAILABLE = "model_unavailable"
+    QUEUE_FULL = "queue_full"  # Triton shed the request: the model's queue was full (max_queue_size), not an outage
     BAD_RESPONSE = "bad_response"
     OTHER = "other"
+
+
+# Triton's words when a request finds the model's queue full (dynamic batcher, max_queue_size).
+QUEUE_FULL_TEXT = "exceeds maximum queue size"
 
 
 # start_ns: wall clock (time.time_ns) when the request was sent.

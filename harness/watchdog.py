@@ -33,7 +33,26 @@ def _k8s_spec(record: UndoRecord) -> None:
     KubernetesSpecOps(KubernetesPlatform(settings)).restore_spec(payload)
 
 
-ALL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, "k8s-spec": _k8s_spec}
+def _local_model(record: UndoRecord) -> None:
+    """A model-lifecycle change on a local replica (unload, bad version, queue bound)."""
+    from harness.platforms.local.model_ops import undo_record
+
+    undo_record(record)
+
+
+def _k8s_model(record: UndoRecord) -> None:
+    """The same inside a pod: reconnect with the settings ``up`` saved and reach the pod again through exec (a
+    pod that is gone took the change with it)."""
+    from harness.platforms.kubernetes.model_ops import undo_with
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+    from harness.platforms.kubernetes.settings import KubernetesSettings
+
+    locator = record.payload["locator"]
+    settings = KubernetesSettings.load(Path(str(locator["state_dir"])) / str(locator["namespace"]))
+    undo_with(KubernetesPlatform(settings), record)
+
+
+ALL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, "k8s-spec": _k8s_spec, "model": _local_model, "k8s-model": _k8s_model}
 
 
 def main(argv: list[str] | None = None) -> int:

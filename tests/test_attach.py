@@ -52,11 +52,12 @@ def state(server: OutsideTriton, tmp_path: Path) -> Iterator[Path]:
 def test_refused_faults_and_bad_input_change_nothing(server: OutsideTriton, state: Path) -> None:
     before = server.state()
     proc = harness("run", "experiments/pod-kill.yaml", "experiments/slow-model-load.yaml",
-                   "experiments/gpu-memory-pressure.yaml", "--state-dir", str(state), "--reports-dir",
+                   "experiments/gpu-memory-pressure.yaml", "experiments/model-unload.yaml", "--state-dir", str(state),
+                   "--reports-dir",
                    str(state.parent / "reports"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "nothing was injected" in proc.stderr
-    for func in ("kill_replicas", "slow_model_load", "memory_pressure"):
+    for func in ("kill_replicas", "slow_model_load", "memory_pressure", "unload_model"):
         assert f"({func}) cannot run on the attached platform" in proc.stderr
     assert not (state.parent / "reports").exists()
     proc = harness("up", "--state-dir", str(state))

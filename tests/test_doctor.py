@@ -41,10 +41,13 @@ def test_doctor_tells_what_this_machine_can_run(tmp_path: Path) -> None:
     data = _doctor(HARNESS, tmp_path)
     assert {(r["fault"], r["platform"]) for r in data["faults"]} == {  # type: ignore[union-attr]
         (f, p) for f in ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure",
-                         "rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
+                         "rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load",
+                         "model-unload", "bad-version-rollout", "queue-overflow")
         for p in ("local", "kubernetes")}
     assert _row(data, "pod-kill")["ok"]
     assert _row(data, "rolling-update")["ok"]
+    for fault in ("model-unload", "bad-version-rollout", "queue-overflow"):  # the model-control API: no privilege
+        assert _row(data, fault)["ok"] and _row(data, fault, "kubernetes")["ok"]
     for fault in ("rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load"):
         k8s = _row(data, fault, "kubernetes")  # a template patch the real Deployment controller rolls out
         assert k8s["ok"] and k8s["how"], k8s
@@ -111,7 +114,8 @@ def test_faults_of_the_shipped_experiments() -> None:
                      "gpu-memory-pressure": ["gpu-memory-pressure", "pod-kill"],
                      "compound-pressure-during-restart": ["gpu-memory-pressure", "pod-kill"],
                      **{name: [name] for name in ("rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout",
-                                                  "oom-at-load")}}
+                                                  "oom-at-load", "model-unload", "bad-version-rollout",
+                                                  "queue-overflow")}}
 
 
 def test_refusal_knows_only_known_faults_and_platforms() -> None:

@@ -36,15 +36,17 @@ def _action(func: str, **arguments: object) -> dict[str, object]:
 
 def test_every_shipped_experiment_is_valid_and_dry_run_resolves_targets() -> None:
     paths = sorted((ROOT / "experiments").glob("*.yaml"))
-    assert len(paths) == 9
+    assert len(paths) == 12
     plans = load_plans(paths, _options(variables={"harness_profile": str(ROOT / "loadprofiles/steady.py")}),
                        REPLICAS)
     text = describe_plan(plans, REPLICAS, 1)
     assert "kill_replicas" in text and "block_network" in text and "nothing was injected" in text
     assert {p.fault for p in plans} == {"pod-kill", "network-policy-block", "slow-model-load",
                                         "gpu-memory-pressure", "compound", "rolling-update", "probe-kills-slow-load",
-                                        "oom-at-load", "corrupt-weights-rollout"}
-    for func in ("rolling_update", "probe_kills_slow_load", "oom_at_load", "corrupt_weights_rollout"):
+                                        "oom-at-load", "corrupt-weights-rollout", "model-unload",
+                                        "bad-version-rollout", "queue-overflow"}
+    for func in ("rolling_update", "probe_kills_slow_load", "oom_at_load", "corrupt_weights_rollout", "unload_model",
+                 "bad_version_rollout", "queue_overflow"):
         assert func in text
 
 

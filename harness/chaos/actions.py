@@ -10,15 +10,18 @@ if those never run, the watchdog and ``harness cleanup``).
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from types import ModuleType
 from typing import Any, ClassVar
 
 from harness.chaos.context import RunContext
 from harness.errors import FaultError
+from harness.faults import bad_version_rollout as bad_version_family
 from harness.faults import corrupt_weights_rollout as corrupt_family
 from harness.faults import memory_pressure as memory_family
-from harness.faults import network_block, pod_kill, slow_load
+from harness.faults import model_unload, network_block, pod_kill, slow_load
 from harness.faults import oom_at_load as oom_family
 from harness.faults import probe_kills_slow_load as probe_family
+from harness.faults import queue_overflow as queue_overflow_family
 from harness.faults import rolling_update as rolling_family
 from harness.faults.families import FAULT_ACTIONS
 from harness.faults.family import FaultScope, Landing, Mode, Targeting, parse_args, select_replicas
@@ -27,6 +30,7 @@ from harness.platforms.base import Platform
 __all__ = [
     "FAULT_ACTIONS",
     "ReloadArgs",
+    "bad_version_rollout",
     "block_network",
     "corrupt_weights_rollout",
     "fault_scope",
@@ -34,10 +38,12 @@ __all__ = [
     "memory_pressure",
     "oom_at_load",
     "probe_kills_slow_load",
+    "queue_overflow",
     "reload_model",
     "rolling_update",
     "select_replicas",
     "slow_model_load",
+    "unload_model",
 ]
 
 Configuration = MutableMapping[str, Any]
@@ -148,6 +154,39 @@ def corrupt_weights_rollout(configuration: Configuration | None = None, **argume
     landing = corrupt_family.verify(scope, targets, rollout, args)
     return _landed(ctx, landing, {"targets": targets, "stalled": rollout.stalled,
                                   "capacity_lost": landing.measured.get("capacity_lost")})
+
+
+def unload_model(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Unload the model through the model-control API until the rollback reloads it (``model_unload.Args``)."""
+    ctx, landing, _, targets = _model_fault(model_unload, "unload_model", configuration, arguments)
+    return _landed(ctx, landing, {"targets": targets})
+
+
+def bad_version_rollout(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Add a model version that fails to load and load it, until the rollback (``bad_version_rollout.Args``)."""
+    ctx, landing, record, targets = _model_fault(bad_version_family, "bad_version_rollout", configuration, arguments)
+    return _landed(ctx, landing, {"targets": targets, "added": record["added"],
+                                  "old_version_kept_serving": landing.measured.get("old_version_kept_serving")})
+
+
+def queue_overflow(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:
+    """Bound the model's queue and burst above it, until the rollback (arguments: ``queue_overflow.Args``)."""
+    ctx, landing, record, targets = _model_fault(queue_overflow_family, "queue_overflow", configuration, arguments)
+    return _landed(ctx, landing, {"targets": targets, "bursts": record["bursts"]})
+
+
+def _model_fault(family: ModuleType, func: str, configuration: Configuration | None,
+                 arguments: dict[str, Any]) -> tuple[RunContext, Landing, dict[str, Any], list[str]]:
+    """A model-lifecycle fault's course: parse, pick targets, inject, verify. The run notes every undo record
+    the family wrote (each before its change) even when a later target failed, so its rollback finds them."""
+    args = parse_args(family.Args, arguments, func)
+    ctx, scope, targets = _begin(configuration, args)
+    changes: list[dict[str, Any]] = []
+    try:
+        record: dict[str, Any] = family.inject(scope, targets, args, changes)
+    finally:
+        ctx.note_injection(family.NAME, targets, {"changes": changes}, args=args.model_dump())
+    return ctx, family.verify(scope, targets, record, args), record, targets
 
 
 class ReloadArgs(Targeting):

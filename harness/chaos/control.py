@@ -177,7 +177,8 @@ def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
         os.waitpid(pid, 0)
 
 
-UNDO_FUNCS = ("unblock_network", "release_memory_pressure", "restore_model_load", "restore_pod_spec", "rollback_all")
+UNDO_FUNCS = ("unblock_network", "release_memory_pressure", "restore_model_load", "restore_pod_spec", "restore_model",
+              "rollback_all")
 
 
 def _failure(entry: dict[str, Any]) -> str:

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import MutableMapping
+from types import ModuleType
 from typing import Any
 
 from harness.chaos.actions import fault_scope
 from harness.chaos.context import RunContext
 from harness.faults import (
+    bad_version_rollout,
     corrupt_weights_rollout,
     memory_pressure,
+    model_unload,
     network_block,
     oom_at_load,
     probe_kills_slow_load,
+    queue_overflow,
     rolling_update,
     slow_load,
 )
 
-__all__ = ["release_memory_pressure", "restore_model_load", "restore_pod_spec", "rollback_all", "unblock_network"]
+__all__ = ["release_memory_pressure", "restore_model", "restore_model_load", "restore_pod_spec", "rollback_all",
+           "unblock_network"]
 
 Configuration = MutableMapping[str, Any]
 POD_SPEC_FAMILIES = (probe_kills_slow_load, oom_at_load, rolling_update, corrupt_weights_rollout)
+MODEL_FAMILIES = (model_unload, bad_version_rollout, queue_overflow)
 
 
 def unblock_network(configuration: Configuration | None = None) -> list[str]:
@@ -88,9 +94,19 @@ def release_memory_pressure(reload: bool = True, configuration: Configuration | 
 
 def restore_pod_spec(configuration: Configuration | None = None) -> list[str]:
     """Undo the pod-spec faults of this run (probe budget, memory limit, rollouts): ``kubectl rollout undo``."""
-    ctx = RunContext.from_configuration(configuration)
+    return _undo_families(RunContext.from_configuration(configuration), POD_SPEC_FAMILIES)
+
+
+def restore_model(configuration: Configuration | None = None) -> list[str]:
+    """Undo the model-lifecycle faults of this run: the model loaded back with its original config, an added
+    version directory removed, and Triton listing the model ready (a reload that fails fails the rollback)."""
+    return _undo_families(RunContext.from_configuration(configuration), MODEL_FAMILIES)
+
+
+def _undo_families(ctx: RunContext, families: tuple[ModuleType, ...]) -> list[str]:
+    """Undo this run's pending injections of these families (each family's ``undo``); the targets undone."""
     done: list[str] = []
-    for family in POD_SPEC_FAMILIES:
+    for family in families:
         pending = ctx.pending(family.NAME)
         if not pending:
             continue
@@ -109,4 +125,5 @@ def rollback_all(configuration: Configuration | None = None) -> dict[str, Any]:
         "model_load": restore_model_load(configuration),
         "memory": release_memory_pressure(True, configuration),
         "pod_spec": restore_pod_spec(configuration),
+        "model": restore_model(configuration),
     }

@@ -23,13 +23,16 @@ __all__ = ["ACTION_FAULTS", "FAULTS", "PLATFORMS", "Diagnosis", "FaultSupport", 
            "fault_support", "refusal", "refuse_unrunnable", "refuse_unrunnable_files"]
 
 FAULTS = ("pod-kill", "network-policy-block", "slow-model-load", "gpu-memory-pressure", "rolling-update",
-          "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load")
+          "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load", "model-unload", "bad-version-rollout",
+          "queue-overflow")
 PLATFORMS = ("local", "kubernetes")
 # The injecting actions of harness.chaos.actions, by the fault they inject (a compound experiment has several).
 ACTION_FAULTS = {"kill_replicas": "pod-kill", "block_network": "network-policy-block",
                  "slow_model_load": "slow-model-load", "memory_pressure": "gpu-memory-pressure",
                  "rolling_update": "rolling-update", "probe_kills_slow_load": "probe-kills-slow-load",
-                 "corrupt_weights_rollout": "corrupt-weights-rollout", "oom_at_load": "oom-at-load"}
+                 "corrupt_weights_rollout": "corrupt-weights-rollout", "oom_at_load": "oom-at-load",
+                 "unload_model": "model-unload", "bad_version_rollout": "bad-version-rollout",
+                 "queue_overflow": "queue-overflow"}
 
 _K8S_NOTES = {
     "pod-kill": "deletes pods through the API (chaostoolkit-kubernetes)",
@@ -44,6 +47,10 @@ _K8S_NOTES = {
     "corrupt-weights-rollout": "rolls out a model-repository ConfigMap with a corrupt weight file",
     "oom-at-load": "patches resources.limits.memory below the load-time arena; void where the cluster does not "
                    "enforce memory limits",
+    # Model-lifecycle faults (harness.faults.model_lifecycle): python3 exec'd in the Triton container
+    "model-unload": "unloads the model through the model-control API (exec in the pod, HTTP on localhost)",
+    "bad-version-rollout": "writes a failing version into the pod's model repository and loads it (exec in the pod)",
+    "queue-overflow": "reloads with max_queue_size and bursts from inside the pod (exec in the pod)",
 }
 
 
@@ -100,7 +107,10 @@ def fault_support(fault: str, platform: str, host: HostPaths | None = None) -> F
            "slow-model-load": "restart with a changed parameter (the model loads slowly)",
            "rolling-update": "pods deleted in maxSurge/maxUnavailable batches (endpoint lag, preStop, grace)",
            "probe-kills-slow-load": "a probe override shorter than a slowed model load",
-           "corrupt-weights-rollout": "a rollout whose weight files fail the model's SHA-256 check"}
+           "corrupt-weights-rollout": "a rollout whose weight files fail the model's SHA-256 check",
+           "model-unload": "unload through Triton's model-control API (gRPC); the reload is the recovery",
+           "bad-version-rollout": "a failing version directory in the replica's repository, loaded over gRPC",
+           "queue-overflow": "a max_queue_size config override (gRPC) and a burst straight to the replica"}
     return FaultSupport(fault, platform, True, how.get(fault, ""))
 
 

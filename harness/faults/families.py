@@ -8,12 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harness.faults import (
+    bad_version_rollout,
     corrupt_weights_rollout,
     memory_pressure,
+    model_unload,
     network_block,
     oom_at_load,
     pod_kill,
     probe_kills_slow_load,
+    queue_overflow,
     rolling_update,
     slow_load,
 )
@@ -31,6 +34,9 @@ FAMILIES: Mapping[str, FamilySpec] = {
         oom_at_load.FAMILY,
         rolling_update.FAMILY,
         corrupt_weights_rollout.FAMILY,
+        model_unload.FAMILY,
+        bad_version_rollout.FAMILY,
+        queue_overflow.FAMILY,
     )
 }
 BY_ACTION: Mapping[str, FamilySpec] = {spec.action: spec for spec in FAMILIES.values()}

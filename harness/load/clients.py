@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.load.prepared import PreparedRequest, cycle
-from harness.timeline import ErrorClass
+from harness.timeline import QUEUE_FULL_TEXT, ErrorClass
 
 __all__ = ["GRPC_CHANNEL_OPTIONS", "GeventHttpInfer", "GrpcInfer", "HttpInfer", "Result", "binary_request",
            "classify_exception", "payload_array"]
@@ -51,6 +51,7 @@ HTTP_STATUS = ErrorClass.HTTP_STATUS.value
 MODEL_UNAVAILABLE = ErrorClass.MODEL_UNAVAILABLE.value
 NONE = ErrorClass.NONE.value
 OTHER = ErrorClass.OTHER.value
+QUEUE_FULL = ErrorClass.QUEUE_FULL.value
 TIMEOUT = ErrorClass.TIMEOUT.value
 
 # outcome ok?, error class, status (HTTP / gRPC code, -1 none), replica, bytes received, model
@@ -69,9 +70,19 @@ _MODEL_UNAVAILABLE_HINTS = ("not ready", "unknown model", "no available version"
                             "unavailable model", "failed to load")
 
 
-def _model_unavailable(text: str) -> bool:
+# Triton's words when the model's dynamic-batching queue is full (max_queue_size): load shedding by a
+# server that is up, not an outage, so it gets a class of its own.
+_QUEUE_FULL_HINT = QUEUE_FULL_TEXT
+
+
+def _answer_class(text: str, otherwise: str) -> str:
+    """The error class of a server's error answer, from its words; ``otherwise`` when they say nothing known."""
     lowered = text.lower()
-    return any(hint in lowered for hint in _MODEL_UNAVAILABLE_HINTS)
+    if _QUEUE_FULL_HINT in lowered:
+        return QUEUE_FULL
+    if any(hint in lowered for hint in _MODEL_UNAVAILABLE_HINTS):
+        return MODEL_UNAVAILABLE
+    return otherwise
 
 
 class ConnectionClosed(Exception):
@@ -167,7 +178,7 @@ class GeventHttpInfer:
             replica = replica[0]
         if status != 200:
             text = payload[:300].decode(errors="replace")
-            cls = MODEL_UNAVAILABLE if _model_unavailable(text) else HTTP_STATUS
+            cls = _answer_class(text, HTTP_STATUS)
             return False, cls, status, replica, len(payload), request.model
         header_len = response.get("Inference-Header-Content-Length")
         if header_len is None or not request.http_ok(int(str(header_len)), payload, needles):
@@ -237,7 +248,7 @@ class HttpInfer:
             sock.close()
         if status != 200:
             text = payload[:300].decode(errors="replace")
-            cls = MODEL_UNAVAILABLE if _model_unavailable(text) else HTTP_STATUS
+            cls = _answer_class(text, HTTP_STATUS)
             return False, cls, status, replica, len(payload), request.model
         if not request.http_ok(header_len, payload, needles):
             return False, BAD_RESPONSE, status, replica, len(payload), request.model
@@ -398,6 +409,4 @@ class GrpcInfer:
                 return False, CONNECTION_RESET, status, replica, 0
             if "closed" in lowered or "eof" in lowered or "goaway" in lowered:
                 return False, CONNECTION_CLOSED, status, replica, 0
-        if _model_unavailable(details):
-            return False, MODEL_UNAVAILABLE, status, replica, 0
-        return False, GRPC_STATUS, status, replica, 0
+        return False, _answer_class(details, GRPC_STATUS), status, replica, 0

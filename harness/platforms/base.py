@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "LoadClock", "LoadStart", "Platform",
+__all__ = ["CleanupReport", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "LoadClock", "LoadStart",
+           "ModelControl", "Platform",
            "PlatformStatus", "ReplicaStatus", "SpecTarget"]
 
 
@@ -222,6 +223,10 @@ class FaultTarget(Protocol):
         """The platform's own Deployment rollout for pod-spec faults (Kubernetes: the real controller and
         kubelet); None where the harness plays the pod spec itself (``SpecTarget``) or cannot change it."""
 
+    def model_control(self, name: str) -> ModelControl | None:
+        """Triton's model-control API and model repository on replica ``name`` (the model-lifecycle faults);
+        None where the platform must not change the served model (an attached service)."""
+
 
 @runtime_checkable
 class SpecTarget(FaultTarget, Protocol):
@@ -292,3 +297,42 @@ class DeploymentSpecTarget(Protocol):
         (``Progressing=False``, ``ProgressDeadlineExceeded``), sampling the ready pods."""
 
     def restore_spec(self, record: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class ModelControl(Protocol):
+    """Triton's model-control API and model repository on one replica, for the model-lifecycle faults
+    (``harness.faults.model_lifecycle``). ``FaultTarget.model_control(name)`` returns one where offered:
+    locally over gRPC and the replica's own repository directory, on Kubernetes through exec in the pod."""
+
+    replica: str
+    undo_kind: str  # the kind of its undo records: the platform's undoer reaches the replica again
+
+    def index(self, model: str) -> list[dict[str, Any]]:
+        """The repository index entries of ``model`` (``version``, ``state``, ``reason``)."""
+
+    def server_ready(self) -> bool:
+        """``/v2/health/ready`` of this replica: what readiness probes (the front, the kubelet) see."""
+
+    def config(self, model: str) -> dict[str, Any]: ...
+
+    def load(self, model: str, config: Mapping[str, Any] | None = None, timeout_s: float = ...) -> tuple[bool, str]:
+        """Load (with the full config as an override when given); (ok, Triton's reason)."""
+
+    def unload(self, model: str, timeout_s: float = ...) -> tuple[bool, str]: ...
+
+    def versions(self, model: str) -> list[str]:
+        """The version directories in the replica's model repository."""
+
+    def add_version(self, model: str, version: str, failure: str, source: str) -> str: ...
+
+    def remove_version(self, model: str, version: str) -> bool: ...
+
+    def burst(self, model: str, count: int, concurrency: int, timeout_s: float = ...) -> dict[str, Any]:
+        """``count`` requests from ``concurrency`` clients at once, to this replica (counts by outcome)."""
+
+    def locator(self) -> dict[str, Any]:
+        """What an undoer in a fresh process needs to reach this replica again (JSON)."""
+
+    def store_dir(self) -> Path:
+        """The undo store where this platform's fault records go."""

@@ -31,7 +31,8 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = 
 
 
 @contextlib.contextmanager
-def module_platform(sandbox: SandboxStatus, manifest: Path, tmp: Path, replicas: int) -> Iterator[KubernetesPlatform]:
+def module_platform(sandbox: SandboxStatus, manifest: Path, tmp: Path,
+                    replicas: int = 2) -> Iterator[KubernetesPlatform]:
     """One Deployment in a fresh namespace of the sandbox for a whole test module, taken down after it."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))

@@ -102,7 +102,9 @@ def test_faults_that_need_the_reference_models_knobs_are_refused_for_a_users_ser
         return KubernetesPlatform(settings).refused_actions()  # no cluster contacted: the manifest decides
 
     users = refused(manifest)
-    assert sorted(users) == ["corrupt_weights_rollout", "oom_at_load", "probe_kills_slow_load", "slow_model_load"]
+    assert sorted(users) == ["bad_version_rollout", "corrupt_weights_rollout", "oom_at_load", "probe_kills_slow_load",
+                             "queue_overflow", "slow_model_load", "unload_model"]
+    assert "--model-control-mode=explicit" in users["unload_model"]  # this server loads its models at start only
     assert "HARNESS_MODEL_LOAD_DELAY_S" in users["probe_kills_slow_load"] and "'server'" in users["oom_at_load"]
     assert "mounts no such ConfigMap" in users["corrupt_weights_rollout"]
     assert refused(DEFAULT_MANIFEST) == {}

@@ -31,6 +31,8 @@ REFUSED: Mapping[str, str] = {
     "slow_model_load": f"a slow model load restarts or reconfigures the model; {_NOT_OURS}",
     "memory_pressure": f"memory pressure confines the service's processes in a cgroup; {_NOT_OURS}",
     "reload_model": f"a model reload changes what the service serves; {_NOT_OURS}",
+    **{action: f"the model-lifecycle faults unload, re-version or reconfigure the served model; {_NOT_OURS}"
+       for action in ("unload_model", "bad_version_rollout", "queue_overflow")},
 }
 
 
@@ -60,6 +62,10 @@ class AttachedFaultOps:
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,
                         headroom_mb: float = 256.0) -> dict[str, Any]:
         raise FaultError(REFUSED["memory_pressure"])
+
+    def model_control(self, name: str) -> None:
+        """None: the model-lifecycle faults are refused here (``REFUSED``)."""
+        return None
 
     def release_memory(self, record: Mapping[str, Any]) -> None:
         """Nothing to release: ``memory_pressure`` never started a hog here."""

@@ -237,6 +237,15 @@ def refused_actions(container: Mapping[str, Any], attached: bool, python3: bool 
         refused["memory_pressure"] = f"{no_python} (the hog)"
     if python3 is False:
         refused["reload_model"] = f"{no_python} (the model-control call)"
+    words = [str(w) for w in [*(container.get("command") or []), *(container.get("args") or [])]]
+    explicit = any(w == "--model-control-mode=explicit" or (w == "explicit" and i and words[i - 1] ==
+                                                            "--model-control-mode") for i, w in enumerate(words))
+    for action in ("unload_model", "bad_version_rollout", "queue_overflow"):  # harness.faults.model_lifecycle
+        if python3 is False:
+            refused[action] = f"{no_python} (the model-control calls)"
+        elif not explicit and pod is not None:
+            refused[action] = (f"the Triton container {container.get('name')!r} does not run with "
+                               "--model-control-mode=explicit, and Triton accepts model loads and unloads only then")
     if attached:
         not_ours = ("it changes the pod spec of a Deployment the harness did not create; on an attached service "
                     "only the slow-load env patch (undo record in the cluster) may change the Deployment")

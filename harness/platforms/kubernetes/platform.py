@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, podscripts, spec_ops
+from harness.platforms.kubernetes import attach, faults, model_ops, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -519,6 +520,7 @@ class KubernetesPlatform:
                 faults.restore_env(api, record)
                 report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
+        report.removed += model_ops.sweep(self)  # model-lifecycle faults whose run died
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -815,6 +817,11 @@ class KubernetesPlatform:
             return True, ""
         return False, (str(out).strip() or str(err).strip() or f"exit code {code}")[:500]
 
+    def model_control(self, name: str) -> model_ops.KubernetesModelControl:
+        """Triton's model-control API and model repository inside pod ``name`` (the model-lifecycle faults)."""
+        self._require_replicas([name])
+        return model_ops.KubernetesModelControl(self, name)
+
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         """Undo fault objects left behind: expired ones, and with ``only_orphaned=False`` also those of
         runs that are no longer running. Run by the harness's control before each experiment.
@@ -837,6 +844,7 @@ class KubernetesPlatform:
                 faults.restore_env(self.api, record)
                 done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         done += spec_ops.KubernetesSpecOps(self).sweep(stale)
+        done += model_ops.sweep(self)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
@@ -858,7 +866,8 @@ class KubernetesPlatform:
 
     def fault_store(self) -> UndoStore:
         """Local undo records of this namespace's faults (pod-spec patches), undone by the runner's close."""
-        return spec_ops.KubernetesSpecOps(self).store()
+        store = spec_ops.KubernetesSpecOps(self).store()
+        return UndoStore(store.directory, {**store.undoers, model_ops.UNDO_KIND: partial(model_ops.undo_with, self)})
 
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
         """Arguments a fault cannot honour here (a pod-template change cannot target some pods)."""

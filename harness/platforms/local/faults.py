@@ -33,11 +33,13 @@ from harness.faults.overrides import (
     write_env_override,
     write_probe_override,
 )
-from harness.faults.undo import UndoRecord, UndoStore
+from harness.faults.undo import Undoer, UndoRecord, UndoStore
 from harness.faults.undoers import UNDOERS
 from harness.manifest import DeploymentView, read_manifest
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.load_clock import LocalLoadClock
+from harness.platforms.local.model_ops import UNDO_KIND as MODEL_UNDO_KIND
+from harness.platforms.local.model_ops import LocalModelControl, undo_record
 from harness.platforms.local.procs import alive, group_members
 from harness.platforms.local.supervisor import surge_name
 from harness.triton.gpus import GpuInfo, read_assignment
@@ -45,13 +47,16 @@ from harness.triton.gpus import GpuInfo, read_assignment
 __all__ = ["LocalFaultOps", "LocalSpecOps"]
 
 
+# Every kind of undo record the local platform writes: the host mechanics' and its replicas' model changes.
+LOCAL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, MODEL_UNDO_KIND: undo_record}
+
 class LocalFaultOps:
     def __init__(self, state_dir: Path, replicas: Sequence[ReplicaStatus], ports: Mapping[str, int],
                  manifest: Path | None = None) -> None:
         self.state = state_dir
         self.replicas = {r.name: r for r in replicas}
         self.ports = ports
-        self.store = UndoStore(state_dir / "faults", UNDOERS)
+        self.store = UndoStore(state_dir / "faults", LOCAL_UNDOERS)
         self.manifest = manifest
 
     def _replica(self, name: str) -> ReplicaStatus:
@@ -158,6 +163,11 @@ class LocalFaultOps:
             return False, str(exc.message())
         finally:
             client.close()
+
+    def model_control(self, name: str) -> LocalModelControl:
+        """Triton's model-control API and model repository of one replica (the model-lifecycle faults)."""
+        replica = self._replica(name)
+        return LocalModelControl(name, replica.http, replica.grpc, self._workdir(name) / "models", self.store.directory)
 
     # -- memory pressure -----------------------------------------------------------------------------
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,

@@ -22,9 +22,8 @@ from typing import Any
 from harness.deployment import DeploymentSpec, load_deployment
 from harness.errors import EnvironmentProblem, PlatformError
 from harness.faults.undo import UndoStore
-from harness.faults.undoers import UNDOERS
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.local.faults import LocalSpecOps
+from harness.platforms.local.faults import LOCAL_UNDOERS, LocalSpecOps
 from harness.platforms.local.gpu_pinning import gpu_plan
 from harness.platforms.local.procs import (
     alive,
@@ -268,7 +267,7 @@ class LocalPlatform:
         return LocalSpecOps(self.state, self.status().replicas, ports, self.settings.manifest)
 
     def fault_store(self) -> UndoStore:
-        return UndoStore(self.state / "faults", UNDOERS)
+        return UndoStore(self.state / "faults", LOCAL_UNDOERS)
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         """Undo faults whose run is gone (or every recorded fault); return what was undone."""
