@@ -12,6 +12,7 @@ from harness.errors import ConfigError
 from harness.gameday.runbook import load_runbook
 from harness.gameday.session import compare_expectations, print_steps, run_gameday
 from harness.platforms.capabilities import refuse_unsupported
+from harness.platforms.kubernetes.cluster_load import add_load_placement_arguments
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.run_settings import load_document
@@ -88,6 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run a runbook's steps one by one under load with a live view (requests/s, errors, p50/p99, "
                     "replicas, the active fault). Keys: a abort (rolls back), n note; at a gate g/s/a.")
     add_platform_arguments(p)
+    add_load_placement_arguments(p)
     p.add_argument("runbook", help="runbook file, e.g. experiments/gamedays/pre-release.yaml")
     p.add_argument("--yes", action="store_true", help="take every gate (rehearsals in CI); no keys, plain lines")
     p.add_argument("--reports-dir", default="reports", help="where the run directory is written")

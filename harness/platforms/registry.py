@@ -153,6 +153,8 @@ def platform_from_args(args: argparse.Namespace, for_up: bool = False) -> Platfo
 def platform_args_for_chaos(args: argparse.Namespace) -> dict[str, Any]:
     """The platform selection that experiments need in their configuration (``harness_<key>``), so the
     Chaos Toolkit functions reach the same platform as the command that runs them."""
+    from harness.platforms.kubernetes.cluster_load import placement
+
     state_dir = getattr(args, "state_dir", None)
     if args.platform == "kubernetes":
         state_dir = getattr(args, "k8s_state_dir", None) or state_dir
@@ -161,4 +163,5 @@ def platform_args_for_chaos(args: argparse.Namespace) -> dict[str, Any]:
         "state_dir": str(Path(state_dir).absolute()) if state_dir else None,
         "namespace": getattr(args, "namespace", None),
         "kube_context": getattr(args, "context", None),
+        **placement(args),  # where the load runs (kubernetes: in the cluster by default) and its image
     }
