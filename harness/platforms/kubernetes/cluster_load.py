@@ -11,7 +11,7 @@ stops it after the observation exactly as it does the local load process:
   removes a crash's leftovers), and it returns once a worker has recorded requests;
 - ``live_timeline``: the steady-state probes read the requests of the last seconds, copied from the workers
   into ``timeline-live/`` (the final timeline comes back once, at the end);
-- ``stop``: SIGTERM to the master through exec (Locust quits its workers, which finish their requests in
+- ``stop``: SIGINT to the master through exec (Locust quits its workers, which finish their requests in
   flight and flush), every worker's timeline copied into the repetition's ``timeline/`` (where the analysis
   reads it), and the objects deleted whatever happened.
 
