@@ -81,6 +81,8 @@ def test_cleanup_sweeps_load_objects_of_a_crashed_harness(make_k8s, load_image: 
         master = platform.api.get(f"{KIND_BY_NAME['Pod'].collection(platform.namespace)}/{job.master}")
         assert master is not None and master["metadata"]["labels"][MANAGED_BY] == "triton-resilience-harness"
         assert master["metadata"]["labels"][RUN_ID] == "20261128t081000z-crashed"
+        # ... and even without cleanup the kubelet ends it at its expiry
+        assert master["spec"]["activeDeadlineSeconds"] == int(platform.settings.fault_ttl_s)
         report = platform.cleanup()
         assert f"pod {job.worker(0)}" in report.removed and f"configmap {job.base}" in report.removed
     finally:

@@ -6,6 +6,7 @@ misspelt field fails here instead of being silently dropped by a cluster.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 import yaml
 
 from harness.deployment import DEFAULT_MANIFEST, load_deployment, load_manifest_documents
+from harness.errors import ConfigError
 from harness.load.settings import LoadSettings
+from harness.platforms.kubernetes.cluster_load import placement
 from harness.platforms.kubernetes.load import LoadJob, render_load_objects
 from harness.platforms.kubernetes.render import expiry, label, render_service
 from harness.platforms.kubernetes.settings import MONITORING_MANIFEST
@@ -149,3 +152,10 @@ def test_every_load_setting_reaches_the_pods_environment(tmp_path: Path) -> None
                             settings=LoadSettings(duration_s=None))
     env = {e["name"]: e["value"] for e in render_load_objects(until_stopped)[2]["spec"]["containers"][0]["env"]}
     assert env["HARNESS_DURATION"] == "", "set but empty: the shape runs until the master is stopped"
+
+
+def test_load_from_cluster_needs_the_kubernetes_platform() -> None:
+    with pytest.raises(ConfigError, match="--load-from cluster needs --platform kubernetes"):
+        placement(argparse.Namespace(platform="local", load_from="cluster"))
+    assert placement(argparse.Namespace(platform="local", load_from=None)) == {}
+    assert placement(argparse.Namespace(platform="kubernetes", load_from="local")) == {"load_from": "local"}

@@ -71,6 +71,9 @@ class LoadJob:
     locust_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     resources: dict[str, Any] | None = None  # None: sized from each worker's share of the rate
+    # The kubelet ends the pods after this long (activeDeadlineSeconds) even if nobody deletes them: a load that
+    # runs until stopped must not outlive a harness killed with SIGKILL by more than its expiry.
+    deadline_s: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -148,6 +151,7 @@ def _pod(job: LoadJob, name: str, role: str, command: list[str], worker_id: str)
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 5,
+            **({"activeDeadlineSeconds": job.deadline_s} if job.deadline_s else {}),
             "containers": [
                 {
                     "name": "locust",

@@ -823,7 +823,7 @@ class KubernetesPlatform:
                                        grpc_target=f"{host}:{grpc}" if grpc else "")
         return LoadJob(run_id=run_id, namespace=self.namespace, workers=workers, image=image, profile=profile,
                        settings=settings, name=name, expires_at=expiry(self.settings.fault_ttl_s),
-                       env=dict(env or {}))
+                       env=dict(env or {}), deadline_s=int(self.settings.fault_ttl_s))
 
     def run_load(self, job: LoadJob, timeline_dir: Path, timeout_s: float) -> list[Path]:
         """Run it, copy every worker's timeline into ``timeline_dir``, delete its objects whatever happens."""
