@@ -99,6 +99,8 @@ class RunSettings(BaseModel):
     harness_shape: str | list[str] | None = None  # [MODEL:]INPUT=3x224x224
     harness_input_data: str | list[str] | None = None  # [MODEL=]FILE, a sample file (docs/load.md)
     harness_variable_dim: int = Field(default=0, ge=0, le=1 << 20, strict=True)
+    harness_load_from: Literal["cluster", "local"] | None = None  # kubernetes: default cluster
+    harness_load_image: str | None = None  # kubernetes: image of the in-cluster load pods
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     max_p99_ms: float | None = Field(default=None, gt=0, le=3_600_000)
 

@@ -20,14 +20,14 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.jsonfile", "harness.procs", "harness.events"),
     # 1. what the service and a run are: the timeline, the manifest, Triton's files, the platform contract
     ("harness.timeline", "harness.deployment", "harness.manifest", "harness.triton", "harness.platforms.base"),
-    # 2. the service as recorded, and the load generator
-    ("harness.service", "harness.load"),
+    # 2. the service as recorded, the load generator, and the sandbox cluster (it builds and runs, knows no platform)
+    ("harness.service", "harness.load", "harness.sandbox"),
     # 3. faults: mechanics (nft, hog, cgroups), undo records, fault families
     ("harness.faults",),
     # 4. the platforms that carry faults out
     ("harness.platforms",),
     # 5. what runs experiments on a platform, and checks of the machine and the deployment
-    ("harness.run_settings", "harness.chaos", "harness.deploycheck", "harness.doctor", "harness.sandbox"),
+    ("harness.run_settings", "harness.chaos", "harness.deploycheck", "harness.doctor"),
     # 6. what a run's data means
     ("harness.analysis", "harness.report", "harness.openslo"),
     # 7. runs, suites, game days, benchmarks

@@ -31,6 +31,7 @@ from harness.chaos.context import RunContext
 from harness.errors import ConfigError
 from harness.events import read_events
 from harness.jsonfile import write_json_atomic
+from harness.platforms.kubernetes import cluster_load
 from harness.procs import alive
 
 __all__ = [
@@ -90,19 +91,25 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         write_json_atomic(ctx.run_dir / "experiment.json", info)
         return
     try:
-        load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
+        if cluster_load.in_cluster(configuration):  # where clients are: Locust pods aimed at the Service
+            info["load"] = cluster_load.start(platform, ctx.run_id, ctx.run_dir, configuration,
+                                              _request_options(configuration))
+            (ctx.run_dir / "load.pid").write_text("0")
+        else:
+            load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
+            (ctx.run_dir / "load.pid").write_text(str(load.pid))
+            info["load"] = {"from": "local", "pid": load.pid,
+                            "profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py"))}
     except Exception as exc:
         (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
         raise InterruptExecution(f"harness control: could not start the load: {exc}") from exc
-    (ctx.run_dir / "load.pid").write_text(str(load.pid))
-    info["load"] = {"profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py")),
-                    "pid": load.pid}
     # Written before the warm-up, so an interrupt during it is recorded as one (not as a missing control).
     write_json_atomic(ctx.run_dir / "experiment.json", info)
     try:
         time.sleep(float(_cfg(configuration, "harness_warmup_s", 5)))
     except KeyboardInterrupt as exc:
         _stop_load(ctx.run_dir / "load.pid")
+        cluster_load.stop(ctx.run_dir, platform)
         info.update(status="interrupted", load_end_ns=time.time_ns(), void=None, landings=[])
         write_json_atomic(ctx.run_dir / "experiment.json", info)
         raise InterruptExecution("interrupted during the warm-up; nothing was injected") from exc
@@ -245,6 +252,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     journal = state or {}
     interrupted = journal.get("status") == "interrupted"
     undo_error: str | None = None
+    load_error: str | None = None
     try:
         if not interrupted:
             time.sleep(float(_cfg(configuration, "harness_observation_s", 20)))
@@ -262,6 +270,11 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
             (ctx.run_dir / "undo.error").write_text(undo_error)
         finally:
             _stop_load(ctx.run_dir / "load.pid")
+            try:
+                if cluster_load.recorded(ctx.run_dir):
+                    load_error = cluster_load.stop(ctx.run_dir, ctx.platform())
+            except Exception as exc:  # noqa: BLE001 - recorded: the repetition is void, its record still written
+                load_error = f"the in-cluster load could not be stopped: {exc}"
             interrupts.pop()
     info_path = ctx.run_dir / "experiment.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -284,7 +297,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
         injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
         landings=ctx.landings(),
-        void=None if interrupted else (void_reason(journal, ctx.landings()) or undo_error),
+        void=None if interrupted else (void_reason(journal, ctx.landings()) or undo_error or load_error),
     )
     write_json_atomic(info_path, info)
     write_json_atomic(ctx.run_dir / "journal.json", journal)

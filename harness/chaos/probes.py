@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from harness.chaos.context import RunContext
+from harness.platforms.kubernetes import cluster_load
 from harness.procs import alive
 from harness.timeline import timeline_files
 
@@ -29,7 +30,10 @@ def _recent(ctx: RunContext, window_s: float) -> tuple[int, int, float]:
     starts: list[int] = []
     oks: list[bool] = []
     latencies: list[float] = []
-    for path in timeline_files(ctx.run_dir / "timeline"):
+    directory = ctx.run_dir / "timeline"
+    if cluster_load.recorded(ctx.run_dir):  # the load runs in the cluster: its recent requests, copied now
+        directory = cluster_load.live_timeline(ctx.run_dir, ctx.platform(), window_s) or directory
+    for path in timeline_files(directory):
         if path.stat().st_mtime < cutoff:
             continue
         with pa.memory_map(str(path)) as src:
@@ -68,6 +72,8 @@ def p99_latency_within(max_ms: float = 500.0, window_s: float = 5.0,
 def load_running(configuration: Configuration | None = None) -> bool:
     """The harness's control is active and its load process runs (a skipped control fails this)."""
     ctx = RunContext.from_configuration(configuration)
+    if cluster_load.recorded(ctx.run_dir):
+        return bool(cluster_load.running(ctx.run_dir, ctx.platform()))
     marker = ctx.run_dir / "load.pid"
     if not marker.exists():
         return False

@@ -12,6 +12,7 @@ from harness.errors import ConfigError
 from harness.gameday.runbook import load_runbook
 from harness.gameday.session import compare_expectations, print_steps, run_gameday
 from harness.platforms.capabilities import refuse_unsupported
+from harness.platforms.kubernetes.cluster_load import add_load_placement_arguments, placement
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.run_settings import load_document
@@ -60,7 +61,7 @@ def _cmd_gameday(args: argparse.Namespace) -> int:
                                   for step in runbook.experiment_steps if step.experiment is not None])
     service = describe_service(platform)
     options = RunOptions(reports_dir=Path(args.reports_dir), command=sys.argv)
-    platform_args = platform_args_for_chaos(args)
+    platform_args = {**platform_args_for_chaos(args), **placement(args)}  # placement: where the load runs
     result = run_gameday(platform, runbook, options, platform_args, args.yes, interactive)
     record_service(result.run_dir, service)
     passed = not result.aborted
@@ -88,6 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run a runbook's steps one by one under load with a live view (requests/s, errors, p50/p99, "
                     "replicas, the active fault). Keys: a abort (rolls back), n note; at a gate g/s/a.")
     add_platform_arguments(p)
+    add_load_placement_arguments(p)
     p.add_argument("runbook", help="runbook file, e.g. experiments/gamedays/pre-release.yaml")
     p.add_argument("--yes", action="store_true", help="take every gate (rehearsals in CI); no keys, plain lines")
     p.add_argument("--reports-dir", default="reports", help="where the run directory is written")

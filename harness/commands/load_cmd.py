@@ -106,41 +106,49 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str]) -> int:
-    """Distributed load inside the cluster: a Locust master and N worker pods created for this run,
-    every worker's timeline copied back, every object deleted at the end (harness.platforms.kubernetes)."""
+def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str], requests: RequestOptions) -> int:
+    """Distributed load inside the cluster: a Locust master and N worker pods created for this run, aimed at
+    the Service by its cluster DNS name, every setting in the pods' environment (the shape reads it), every
+    worker's timeline copied back, every object deleted at the end (harness.platforms.kubernetes)."""
+    from harness.platforms.kubernetes.cluster_load import profile_params, request_env, resolve_load_image
+
     if not args.duration or args.duration <= 0:
         raise ConfigError("on Kubernetes the load pods need a --duration (seconds)")
-    if not args.load_image:
-        raise ConfigError("on Kubernetes the load pods need an image that contains the harness: --load-image IMAGE")
     from harness.platforms.kubernetes.platform import KubernetesPlatform
 
     profile = check_profile_file(Path(args.profile))
+    env = {**profile_params(profile, params), **request_env(requests)}
+    settings = LoadSettings(protocol=args.protocol, users=args.users, rate=args.rate, duration_s=args.duration,
+                            timeout_s=args.timeout)
     platform = platform_from_args(args)
     assert isinstance(platform, KubernetesPlatform)  # --platform kubernetes
+    image = resolve_load_image(platform, args.load_image)
     service = describe_service(platform)  # the Deployment, image(s), models and versions under test
+    workers = max(args.workers, 1)
+    load: dict[str, Any] = {"profile": str(profile), "protocol": args.protocol, "users": args.users,
+                            "rate": args.rate, "duration_s": args.duration, "timeout_s": args.timeout,
+                            "workers": workers, "image": image, "params": params, "env": env}
     run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
-                        {"platform": "kubernetes", "load": {"profile": str(profile), "users": args.users,
-                                                            "workers": args.workers, "duration_s": args.duration,
-                                                            "params": params}},
+                        {"platform": "kubernetes", "load": load},
                         path=Path(args.run_dir).absolute() if args.run_dir else None)
-    job = platform.load_job(run.path.name, max(args.workers, 1), profile, args.load_image,
-                            args.users, max(args.users / 10, 1.0), args.duration, env=params)
+    job = platform.load_job(run.path.name, workers, profile, image, settings, env=env)
+    load.update(endpoint=job.host, per_worker={"max_inflight": job.worker_settings().inflight_cap(),
+                                               "resources": job.worker_resources()})
+    mode = f"open loop {args.rate:g} req/s" if args.rate > 0 else "closed loop"
+    print(f"load {profile.name} in the cluster: {args.users} users, {mode}, {args.protocol} -> {job.host}, "
+          f"{args.duration:g}s, {workers} worker pod(s) of {image}", flush=True)
     files = platform.run_load(job, run.timeline_dir, args.duration + 300)
     summary = summarize(run.timeline_dir)
-    run.write("completed", summary=summary, service=service)
-    print(f"{summary['requests']} requests from {len(files)} worker timeline(s); run directory: {run.path}")
+    run.write("completed", summary=summary, service=service)  # settings["load"] now has the endpoint too
+    print(f"{summary['requests']} requests ({summary['rps']} req/s) from {len(files)} worker timeline(s); "
+          f"run directory: {run.path}")
     return 0
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
     params = _params(args.param or [])
     if args.platform == "kubernetes":
-        requests = request_options(args)
-        if requests.input_data:
-            raise ConfigError("--input-data: sample files are not shipped to the load pods; give variable "
-                              "dimensions with --shape or --variable-dim on Kubernetes")
-        return _cmd_load_kubernetes(args, {**params, **requests.to_env()})
+        return _cmd_load_kubernetes(args, params, request_options(args))
     duration = args.duration if args.duration and args.duration > 0 else None
     profile = check_profile_file(Path(args.profile))
     if args.workers < 0:
@@ -211,7 +219,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rate", type=float, default=0.0,
                    help="open loop: requests/s at --users users, sent on schedule whatever the latency "
                         "(0: closed loop, each user waits for its answer)")
-    p.add_argument("--load-image", help="Kubernetes only: image with the harness for the Locust pods")
+    p.add_argument("--load-image", help="Kubernetes only: image with the harness for the Locust pods (default: "
+                                        "load_image of --k8s-settings; on the sandbox, its harness image)")
     p.add_argument("--workers", type=int, default=0,
                    help="Locust worker processes under a master (0: one process runs the users)")
     p.add_argument("--timeout", type=float, default=2.0, help="request timeout in seconds")

@@ -15,6 +15,7 @@ from harness.analysis import effective_starts
 from harness.doctor import refuse_unrunnable_files
 from harness.errors import FaultError, PlatformError
 from harness.platforms.capabilities import refuse_unsupported
+from harness.platforms.kubernetes.cluster_load import add_load_placement_arguments, placement
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
@@ -98,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(plans, replicas, args.repeat))
         return 0
-    platform_args = platform_args_for_chaos(args)
+    platform_args = {**platform_args_for_chaos(args), **placement(args)}  # placement: where the load runs
     service = describe_service(platform)
     outcome = run_experiments(platform, plans, options, platform_args)
     record_service(outcome.run_dir, service)
@@ -125,6 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Validate every experiment (nothing is injected if any is invalid), then run each under the "
                     "load profile: warm-up, steady-state check, faults, rollbacks, observation.")
     add_platform_arguments(p)
+    add_load_placement_arguments(p)
     p.add_argument("experiments", nargs="+", help="experiment files (YAML or JSON), run one after another")
     p.add_argument("--profile", help="load profile file (overrides harness_profile)")
     p.add_argument("--users", type=int, help="concurrent users of the profile (harness_users)")

@@ -31,6 +31,8 @@ def _print(status: SandboxStatus, as_json: bool) -> None:
     print(f"  kubeconfig    {status.kubeconfig}   (context {status.context})")
     if status.triton_image:
         print(f"  triton image  {status.triton_image}   (pass it with --image)")
+    print("  load image    this checkout's harness image: run/suite/gameday/load --platform kubernetes with this "
+          "kubeconfig use it by default for the in-cluster load (built and imported on first use, as root)")
     for name, pid in status.processes.items():
         print(f"  {name:<24} {pid or 'not running'}")
     for problem in status.problems:

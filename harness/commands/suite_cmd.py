@@ -23,6 +23,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 from harness.platforms.capabilities import refuse_unsupported
+from harness.platforms.kubernetes.cluster_load import add_load_placement_arguments, placement
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
 from harness.report import build_report, parse_threshold, trend
 from harness.runner import RunOptions, RunOutcome, load_plans, parse_vars, run_experiments
@@ -113,7 +114,7 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
 
 def _cmd_suite(args: argparse.Namespace) -> int:
     platform = platform_from_args(args)
-    platform_args = platform_args_for_chaos(args)
+    platform_args = {**platform_args_for_chaos(args), **placement(args)}  # placement: where the load runs
     return run_suite(platform, find_suite(args.suite), Path(args.reports_dir), platform_args, args.repeat,
                      parse_vars(args.var or []), args.fail_on_regression, Path(args.tiers) if args.tiers else None)
 
@@ -136,6 +137,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run every experiment of a suite with its repetitions, load and required tier; write the "
                     "report, JUnit and trend page; exit 1 only on a missed required tier or a regression.")
     add_platform_arguments(p)
+    add_load_placement_arguments(p)
     p.add_argument("suite", help="suite name (experiments/suites/NAME.yaml) or file")
     p.add_argument("--repeat", type=int, help="override the suite's repetitions")
     p.add_argument("--var", action="append", metavar="KEY=VALUE", help="configuration value for every experiment")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.platforms.base import PlatformStatus
+from harness.platforms.kubernetes import cluster_load
 
 __all__ = ["LiveView", "Note"]
 
@@ -151,7 +152,8 @@ class LiveView(threading.Thread):
         ratio = (errors / rps * 100) if rps else 0.0
         load = (f"requests/s {rps:8.1f}   errors {ratio:5.1f}%   p50 {stats.get('p50_ms') or '-':>5} ms   "
                 f"p99 {stats.get('p99_ms') or '-':>5} ms   users {stats.get('users', '-')}") if rps is not None \
-            else "load: (between experiments)"
+            else ("load: in the cluster (Locust pods; its figures come with the report)"
+                  if rep is not None and cluster_load.recorded(rep) else "load: (between experiments)")
         lines = [
             f"GAME DAY  {self.title}   step: {self.step or '-'}   {time.strftime('%H:%M:%S')}",
             load,

@@ -129,7 +129,7 @@ def run_master_or_local(args: argparse.Namespace, ready: Path | None) -> int:
     else:
         locust.runners.WORKER_REPORT_INTERVAL = 1.0  # this process's live line needs fresh worker numbers
         runner = env.create_master_runner("127.0.0.1", 0)
-        workers = _start_workers(args, runner.server.port)
+        workers = _start_workers(args, runner.server.port, settings)
         _wait_workers(runner, workers, args.workers)
 
     stopped = gevent.event.Event()
@@ -153,12 +153,14 @@ def run_master_or_local(args: argparse.Namespace, ready: Path | None) -> int:
     return 0
 
 
-def _start_workers(args: argparse.Namespace, port: int) -> list[subprocess.Popen[bytes]]:
+def _start_workers(args: argparse.Namespace, port: int, settings: LoadSettings) -> list[subprocess.Popen[bytes]]:
+    # Per process: each worker's in-flight cap is sized to its share of the rate (as the cluster's pods).
+    cap = str(settings.for_workers(args.workers).max_inflight)
     procs = []
     for i in range(1, args.workers + 1):
         cmd = [sys.executable, "-m", "harness.load._main", "--worker", "--profile", args.profile,
                "--master-host", "127.0.0.1", "--master-port", str(port)]
-        env = {**os.environ, "HARNESS_WORKER_ID": f"w{i}"}
+        env = {**os.environ, "HARNESS_WORKER_ID": f"w{i}", "HARNESS_MAX_INFLIGHT": cap}
         procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                       preexec_fn=parent_death_signal(signal.SIGTERM)))
     return procs

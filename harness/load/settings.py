@@ -7,6 +7,7 @@ setting means the same thing wherever the users run.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -107,6 +108,24 @@ class LoadSettings:
         if self.max_inflight:
             return self.max_inflight
         return max(64, int(self.rate * self.timeout_s * 2) + 16)
+
+    def worker_share(self, workers: int) -> float:
+        """The largest fraction of the users (so of an open loop's rate) one of ``workers`` processes runs.
+
+        Locust hands each worker its share of the shape's users and each user keeps ``rate / users``, so
+        the rate needs no split; what is per process (the in-flight cap, the CPU a worker needs) does.
+        """
+        if workers <= 1:
+            return 1.0
+        return min(1.0, math.ceil(max(self.users, 1) / workers) / max(self.users, 1))
+
+    def for_workers(self, workers: int) -> LoadSettings:
+        """One worker's settings when ``workers`` processes share this load: the in-flight cap sized to the
+        worker's share of the rate (an explicit ``max_inflight`` is kept: it is per process already)."""
+        if workers <= 1 or self.max_inflight or not self.open_loop:
+            return self
+        rate = self.rate * self.worker_share(workers)
+        return replace(self, max_inflight=max(64, int(rate * self.timeout_s * 2) + 16))
 
     def with_worker(self, worker_id: str) -> LoadSettings:
         return replace(self, worker_id=worker_id)

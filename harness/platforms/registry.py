@@ -152,7 +152,8 @@ def platform_from_args(args: argparse.Namespace, for_up: bool = False) -> Platfo
 
 def platform_args_for_chaos(args: argparse.Namespace) -> dict[str, Any]:
     """The platform selection that experiments need in their configuration (``harness_<key>``), so the
-    Chaos Toolkit functions reach the same platform as the command that runs them."""
+    Chaos Toolkit functions reach the same platform as the command that runs them. Where the load runs is
+    added by the commands that run experiments (``harness.platforms.kubernetes.cluster_load.placement``)."""
     state_dir = getattr(args, "state_dir", None)
     if args.platform == "kubernetes":
         state_dir = getattr(args, "k8s_state_dir", None) or state_dir

@@ -6,6 +6,7 @@ misspelt field fails here instead of being silently dropped by a cluster.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 import yaml
 
 from harness.deployment import DEFAULT_MANIFEST, load_deployment, load_manifest_documents
+from harness.errors import ConfigError
+from harness.load.settings import LoadSettings
+from harness.platforms.kubernetes.cluster_load import placement
 from harness.platforms.kubernetes.load import LoadJob, render_load_objects
 from harness.platforms.kubernetes.render import expiry, label, render_service
 from harness.platforms.kubernetes.settings import MONITORING_MANIFEST
@@ -76,7 +80,7 @@ def test_fault_and_load_objects_validate(version: str, tmp_path: Path) -> None:
         workers=3,
         image="harness:dev",
         profile=profile,
-        host="http://triton.ns.svc.cluster.local:8000",
+        settings=LoadSettings(http_url="http://triton.ns.svc.cluster.local:8000", users=30, rate=600.0),
         expires_at=expiry(60),
     )
     objects = render_load_objects(job)
@@ -118,3 +122,40 @@ def test_monitoring_manifest_is_prometheus_operator_shaped() -> None:
         assert doc["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "triton"}
     service_monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     assert service_monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_every_load_setting_reaches_the_pods_environment(tmp_path: Path) -> None:
+    """Locust ignores -u/-r/-t when the profile has a shape, and the shape and users read HARNESS_*: so every
+    setting travels in the environment of every pod, the per-process parts sized to one worker's share."""
+    profile = tmp_path / "step.py"
+    profile.write_text("# reads HARNESS_STEP_S\n")
+    settings = LoadSettings(http_url="http://triton.ns.svc.cluster.local:8000",
+                            grpc_target="triton.ns.svc.cluster.local:8001", protocol="grpc", users=500,
+                            rate=5000.0, duration_s=600.0, timeout_s=1.5)
+    job = LoadJob(run_id="20261206T070000Z-load", namespace="ns", workers=4, image="harness:dev", profile=profile,
+                  settings=settings, env={"HARNESS_STEP_S": "5", "HARNESS_MODEL": "mlp"})
+    pods = [o for o in render_load_objects(job) if o["kind"] == "Pod"]
+    master = pods[0]["spec"]["containers"][0]["command"]
+    assert not {"-u", "-r", "-t"} & set(master), "flags a shape ignores would only mislead"
+    for pod in pods:
+        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+        assert env["HARNESS_USERS"] == "500" and env["HARNESS_RATE"] == "5000.0"
+        assert env["HARNESS_DURATION"] == "600.0" and env["HARNESS_TIMEOUT_S"] == "1.5"
+        assert env["HARNESS_PROTOCOL"] == "grpc" and env["HARNESS_GRPC_TARGET"] == "triton.ns.svc.cluster.local:8001"
+        assert env["HARNESS_HTTP_URL"] == "http://triton.ns.svc.cluster.local:8000"
+        assert env["HARNESS_STEP_S"] == "5" and env["HARNESS_MODEL"] == "mlp"
+        # a worker runs 125 of the 500 users, so 1,250 of the 5,000 req/s: its cap, twice its timeout's worth
+        assert env["HARNESS_MAX_INFLIGHT"] == str(int(1250 * 1.5 * 2) + 16)
+    worker = pods[1]["spec"]["containers"][0]
+    assert worker["resources"]["requests"]["cpu"] == "500m", "1,250 gRPC req/s at 2,500 per core"
+    until_stopped = LoadJob(run_id="r", namespace="ns", workers=1, image="i", profile=profile,
+                            settings=LoadSettings(duration_s=None))
+    env = {e["name"]: e["value"] for e in render_load_objects(until_stopped)[2]["spec"]["containers"][0]["env"]}
+    assert env["HARNESS_DURATION"] == "", "set but empty: the shape runs until the master is stopped"
+
+
+def test_load_from_cluster_needs_the_kubernetes_platform() -> None:
+    with pytest.raises(ConfigError, match="--load-from cluster needs --platform kubernetes"):
+        placement(argparse.Namespace(platform="local", load_from="cluster"))
+    assert placement(argparse.Namespace(platform="local", load_from=None)) == {}
+    assert placement(argparse.Namespace(platform="kubernetes", load_from="local")) == {"load_from": "local"}

@@ -1,10 +1,12 @@
 """Shipped experiments run unchanged with ``--platform kubernetes`` against a real cluster.
 
 The pod is deleted through the API, the Deployment replaces it, the kubelet's probes decide readiness,
-and the load (Locust here, in the root namespace) reaches the Service's ClusterIP through kube-proxy's
-rules inside the sandbox: what users of a plain Service see during a pod kill. The network-policy block runs
-too, and since the sandbox's bridge network plugin does not enforce NetworkPolicy, it must be reported as
-"not enforced": a void repetition, never a block.
+and the load runs where clients are: Locust master and worker pods in the cluster (the default,
+``--load-from cluster``, with the sandbox's harness image), calling the Service by its cluster DNS name, so
+kube-proxy spreads requests over the pods as it does for users of a plain Service. The network-policy block
+runs too, with ``--load-from local`` (the sandbox's root namespace routes to ClusterIPs); since the sandbox's
+bridge network plugin does not enforce NetworkPolicy, it must be reported as "not enforced": a void
+repetition, never a block.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from pathlib import Path
 import pytest
 
 from harness.events import EventKind, read_events
+from harness.platforms.kubernetes.api import KIND_BY_NAME
+from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.sandbox import SandboxStatus
+from harness.timeline import read_timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -40,7 +46,16 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
                  "--manifest", str(small_manifest))
     assert up.returncode == 0, up.stdout + up.stderr
     try:
-        run = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--warmup", "3",
+        # Not the sandbox (same cluster, another kubeconfig path) and no image: refused before anything runs.
+        elsewhere = tmp_path / "kubeconfig"
+        elsewhere.write_text(Path(sandbox.kubeconfig).read_text())
+        refused = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--kubeconfig", str(elsewhere),
+                          "--reports-dir", str(tmp_path / "refused"))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "--load-image" in refused.stderr and "Nothing was injected" in refused.stderr
+        assert not list((tmp_path / "refused").glob("*/experiments")), "no repetition started"
+
+        run = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--warmup", "3", "--rate", "50",
                       "--observation", "40", "--var", "recovery_wait_s=3", "--reports-dir", str(tmp_path / "reports"))
         assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a tier missed, which is a finding
         rep = next((tmp_path / "reports").glob("*/experiments/pod-kill/1"))
@@ -64,9 +79,28 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         assert "replica that answered UNKNOWN" in run.stdout
         (landing,) = info["landings"]
         assert landing["landed"] and "replaced by" in landing["detail"] and info["void"] is None
+        # the load ran in the cluster, and its whole timeline came back into the repetition's directory
+        load = info["load"]
+        assert load["from"] == "cluster" and load["target"] == f"http://triton.{namespace}.svc.cluster.local:8000"
+        frame = read_timeline(rep / "timeline")
+        assert set(frame["worker"]) == {"w0"}, "the timeline is the worker pod's"
+        assert frame["start_ns"].min() < info["fault_start_ns"] < frame["start_ns"].max()
+        assert frame["start_ns"].max() > info["observation_end_ns"] - 3e9, "the load ran through the observation"
+        # measured from the client view: a recovery time, or on a starved shared node a censored "> x s" with
+        # its bound; never inconclusive
+        assert figures["ttr_state"] in ("recovered", "no-impact", "censored"), figures
+        assert (figures["time_to_recover_s"] if figures["ttr_state"] != "censored"
+                else figures["time_to_recover_lower_bound_s"]) is not None, figures
+        api = KubernetesPlatform(KubernetesSettings(namespace=namespace, namespace_confirmed=True,
+                                                    kubeconfig=sandbox.kubeconfig, state_dir=tmp_path / "k8s")).api
+        left = [o["metadata"]["name"] for kind in ("Pod", "Service", "ConfigMap")
+                for o in api.list(KIND_BY_NAME[kind], namespace) if o["metadata"]["name"].startswith("harness-load-")]
+        assert not left, f"load objects left behind: {left}"
+        assert not (rep / "timeline-live").exists()
 
         # The bridge CNI does not enforce NetworkPolicy: the block must come out as "not enforced", void.
-        block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--warmup", "3",
+        block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--load-from", "local",
+                        "--warmup", "3",
                         "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2",
                         "--reports-dir", str(tmp_path / "reports"))
         assert block.returncode == 5, block.stdout + block.stderr

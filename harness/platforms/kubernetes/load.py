@@ -18,6 +18,7 @@ The image must contain the harness (with Locust and tritonclient); ``harness loa
 from __future__ import annotations
 
 import io
+import math
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, PlatformError
+from harness.load.settings import LoadSettings
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.render import label, slug
@@ -33,10 +35,13 @@ __all__ = [
     "LoadJob",
     "collect_timelines",
     "delete_load",
+    "pod_log_tail",
     "render_load_objects",
     "run_distributed_load",
     "start_load",
+    "stop_load",
     "wait_for_master",
+    "wait_sending",
 ]
 
 ROLE = "harness.load-role"
@@ -46,21 +51,29 @@ MASTER_PORT = 5557
 
 @dataclass(frozen=True)
 class LoadJob:
+    """One distributed load: where it runs, what it sends (``settings``), and the objects it is made of.
+
+    ``settings`` are the whole load's (users, open-loop rate, protocol, timeout, duration; ``http_url`` and
+    ``grpc_target`` the Service as pods reach it); every pod gets them as ``HARNESS_*`` variables, because
+    the profile's shape and users read those and Locust ignores ``-u/-r/-t`` when a shape is present.
+    ``duration_s`` None runs until ``stop_load``. ``env``: request options and profile parameters.
+    ``name`` names the objects (default: the run id); loads of one run (repetitions) need names of their own.
+    """
+
     run_id: str
     namespace: str
     workers: int
     image: str
     profile: Path
-    host: str  # the service under test as workers reach it, e.g. http://triton.ns.svc.cluster.local:8000
-    users: int = 10
-    spawn_rate: float = 10.0
-    duration_s: float = 60.0
+    settings: LoadSettings
+    name: str = ""
     expires_at: str = ""
     locust_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    resources: dict[str, Any] = field(
-        default_factory=lambda: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
-    )
+    resources: dict[str, Any] | None = None  # None: sized from each worker's share of the rate
+    # The kubelet ends the pods after this long (activeDeadlineSeconds) even if nobody deletes them: a load that
+    # runs until stopped must not outlive a harness killed with SIGKILL by more than its expiry.
+    deadline_s: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,14 +83,23 @@ class LoadJob:
             problems.append("no image for the load pods; it must contain the harness (pass --load-image)")
         if not self.profile.is_file():
             problems.append(f"load profile {self.profile} does not exist")
-        if self.users < 1 or self.spawn_rate <= 0 or self.duration_s <= 0:
-            problems.append("users, spawn rate and duration must be positive")
+        if self.settings.users < 1:
+            problems.append(f"users must be at least 1, got {self.settings.users}")
         if problems:
             raise ConfigError("invalid distributed load:\n  - " + "\n  - ".join(problems))
 
     @property
+    def host(self) -> str:
+        """The Service under test as the pods reach it, e.g. http://triton.ns.svc.cluster.local:8000."""
+        return self.settings.http_url
+
+    @property
+    def run_label(self) -> str:
+        return slug(self.name or self.run_id)
+
+    @property
     def base(self) -> str:
-        return f"harness-load-{slug(self.run_id, 40)}"
+        return f"harness-load-{slug(self.name or self.run_id, 40)}"
 
     @property
     def master(self) -> str:
@@ -86,9 +108,37 @@ class LoadJob:
     def worker(self, index: int) -> str:
         return f"{self.base}-worker-{index}"
 
+    def worker_settings(self) -> LoadSettings:
+        """What one worker pod runs with: the per-process parts (in-flight cap) sized to its share."""
+        return self.settings.for_workers(self.workers)
+
+    def pod_env(self) -> dict[str, str]:
+        """Every setting as the environment the shape and the users read (the same on master and workers)."""
+        env = {**self.env, **self.worker_settings().to_env()}
+        for per_pod in ("HARNESS_TIMELINE_DIR", "HARNESS_WORKER_ID", "HARNESS_REQUESTS"):
+            env.pop(per_pod, None)  # set per pod (timeline, id); the plan is made in each worker
+        return env
+
+    def worker_resources(self) -> dict[str, Any]:
+        """CPU request sized to a worker's share of an open-loop rate (one core per 5,000 req/s over HTTP,
+        2,500 over gRPC: below the 6,300 and 3,000 one Locust process measured here); 500m in a closed loop,
+        whose rate follows the service."""
+        if self.resources is not None:
+            return self.resources
+        if self.settings.open_loop:
+            per_core = 2500.0 if self.settings.protocol == "grpc" else 5000.0
+            rate = self.settings.rate * self.settings.worker_share(self.workers)
+            cpu = f"{max(100, math.ceil(1000 * rate / per_core))}m"
+        else:
+            cpu = "500m"
+        return {"requests": {"cpu": cpu, "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+_MASTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+
 
 def _pod(job: LoadJob, name: str, role: str, command: list[str], worker_id: str) -> dict[str, Any]:
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(job.env.items())]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(job.pod_env().items())]
     env += [
         {"name": "HARNESS_TIMELINE_DIR", "value": "/timeline"},
         # Names timeline files, so no '-' (LoadSettings refuses it): "w<i>", "master" for the master.
@@ -97,17 +147,18 @@ def _pod(job: LoadJob, name: str, role: str, command: list[str], worker_id: str)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {ROLE: role, "harness.load-run": slug(job.run_id)}},
+        "metadata": {"name": name, "labels": {ROLE: role, "harness.load-run": job.run_label}},
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 5,
+            **({"activeDeadlineSeconds": job.deadline_s} if job.deadline_s else {}),
             "containers": [
                 {
                     "name": "locust",
                     "image": job.image,
                     "command": command,
                     "env": env,
-                    "resources": job.resources,
+                    "resources": _MASTER_RESOURCES if role == "master" else job.worker_resources(),
                     "ports": [{"name": "master", "containerPort": MASTER_PORT, "protocol": "TCP"}]
                     if role == "master"
                     else [],
@@ -126,8 +177,14 @@ def _pod(job: LoadJob, name: str, role: str, command: list[str], worker_id: str)
 
 
 def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
-    """ConfigMap, master Service, master Pod, worker Pods: in creation order, labelled for the run."""
-    locust = ["locust", "-f", f"/profile/{job.profile.name}", "--headless", *job.locust_args]
+    """ConfigMap, master Service, master Pod, worker Pods: in creation order, labelled for the run.
+
+    No ``-u/-r/-t``: the profile's shape decides users and duration from ``HARNESS_*`` (Locust ignores those
+    flags with a shape). ``--stop-timeout``: a stopped user finishes its request in flight, so it is recorded.
+    ``--exit-code-on-error 0``: failed requests are the measurement, not a failure of the load generator.
+    """
+    locust = ["locust", "-f", f"/profile/{job.profile.name}", "--headless", "--exit-code-on-error", "0",
+              *job.locust_args]
     master_cmd = [
         *locust,
         "--master",
@@ -135,16 +192,17 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
         str(job.workers),
         "--host",
         job.host,
-        "-u",
-        str(job.users),
-        "-r",
-        f"{job.spawn_rate:g}",
-        "-t",
-        f"{job.duration_s:g}s",
+        "--stop-timeout",
+        f"{math.ceil(job.settings.timeout_s + 1)}s",  # whole seconds: Locust refuses "2.5"
         "--master-bind-port",
         str(MASTER_PORT),
     ]
-    worker_line = " ".join([*locust, "--worker", "--master-host", job.master, "--master-port", str(MASTER_PORT)])
+    # The worker is the harness's own Locust worker, as the local --workers path starts it: it makes its request
+    # plan from the server's metadata *before* it joins the master, so the shape's clock starts once every
+    # worker is ready to send (a plain `locust --worker` planned lazily, inside the run: seconds lost under load).
+    worker_line = " ".join(["python3", "-m", "harness.load._main", "--worker", "--profile",
+                            f"/profile/{job.profile.name}", "--master-host", job.master, "--master-port",
+                            str(MASTER_PORT)])
     # The worker stays alive after Locust exits so its /timeline can be copied out.
     worker_cmd = ["sh", "-c", f"{worker_line}; echo $? > /timeline/EXIT; exec sleep 86400"]
     objects: list[dict[str, Any]] = [
@@ -159,7 +217,7 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
             "kind": "Service",
             "metadata": {"name": job.master, "labels": {}},
             "spec": {
-                "selector": {ROLE: "master", "harness.load-run": slug(job.run_id)},
+                "selector": {ROLE: "master", "harness.load-run": job.run_label},
                 "ports": [{"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT, "protocol": "TCP"}],
             },
         },
@@ -196,6 +254,80 @@ def start_load(api: KubeApi, job: LoadJob) -> list[str]:
             api.apply(obj, job.namespace)
         created.append(f"{obj['kind'].lower()} {obj['metadata']['name']}")
     return created
+
+
+_IMAGE_MISSING = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+
+
+def pod_log_tail(api: KubeApi, namespace: str, pod: str, lines: int = 15) -> str:
+    """The last lines of a pod's log, for an error message (empty when it cannot be read)."""
+    from kubernetes import client as k8s
+
+    try:
+        text = k8s.CoreV1Api(api.client).read_namespaced_pod_log(pod, namespace, tail_lines=lines)
+    except Exception:  # noqa: BLE001 - only decorates an error that is raised anyway
+        return ""
+    return str(text or "").strip()
+
+
+def _pod_problem(api: KubeApi, job: LoadJob, pod: dict[str, Any]) -> str | None:
+    """Why a load pod cannot (or no longer) send load, or None while it is starting or running."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _IMAGE_MISSING:
+            return (f"pod {name}: image {job.image} cannot be pulled ({waiting.get('reason')}: "
+                    f"{str(waiting.get('message', ''))[:200]}); give an image the cluster can pull with --load-image")
+        if (cs.get("state") or {}).get("terminated"):
+            return f"pod {name} exited; its log ends:\n{pod_log_tail(api, job.namespace, name)}"
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return f"pod {name} ended ({status.get('phase')}); its log ends:\n{pod_log_tail(api, job.namespace, name)}"
+    return None
+
+
+def wait_sending(api: KubeApi, job: LoadJob, timeout_s: float = 180.0, poll_s: float = 0.5) -> None:
+    """Until the load is on: every pod runs and a worker has recorded requests (a timeline chunk), so
+    the warm-up starts under load, as it does with the local load process. A pod that exits or an image
+    that cannot be pulled raises at once, with the pod's log."""
+    deadline = time.monotonic() + timeout_s
+    selector = f"harness.load-run={job.run_label}"
+    while True:
+        pods = api.list(_KIND["Pod"], job.namespace, selector)
+        problems = [p for p in (_pod_problem(api, job, pod) for pod in pods) if p]
+        if problems:
+            raise PlatformError("the in-cluster load did not start: " + "; ".join(problems))
+        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        if len(running) == job.workers + 1:
+            for i in range(job.workers):
+                code, out, _ = _exec_bytes(api, job.namespace, job.worker(i), ["ls", "/timeline"])
+                if code == 0 and b"part-" in out:
+                    return
+        if time.monotonic() > deadline:
+            states = ", ".join(f"{p['metadata']['name']} {(p.get('status') or {}).get('phase')}" for p in pods)
+            raise PlatformError(f"the in-cluster load sent no request within {timeout_s:g}s ({states}); "
+                                f"the master's log ends:\n{pod_log_tail(api, job.namespace, job.master)}")
+        time.sleep(poll_s)
+
+
+def stop_load(api: KubeApi, job: LoadJob, wait_s: float) -> str:
+    """Stop a load that runs until stopped, as Ctrl-C stops Locust: SIGINT to the master (PID 1 of its
+    pod), which quits the workers; their users finish the requests in flight (``--stop-timeout``), their
+    timelines are flushed and ``/timeline/EXIT`` written. The master's final phase.
+
+    SIGINT, not SIGTERM: as PID 1 the master gets only signals it has a handler for, and Locust's SIGTERM
+    handler (a gevent watcher) was not installed as one there (``SigCgt`` lacks it; measured on the sandbox:
+    the master ignored SIGTERM for a minute), while Python's own SIGINT handler is."""
+    path = f"{_KIND['Pod'].collection(job.namespace)}/{job.master}"
+    pod = api.get(path)
+    if pod is None:
+        raise PlatformError(f"the load master pod {job.namespace}/{job.master} disappeared")
+    if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        code, _, err = _exec_bytes(api, job.namespace, job.master,
+                                   ["python3", "-c", "import os, signal; os.kill(1, signal.SIGINT)"])
+        if code != 0:
+            raise PlatformError(f"could not stop the load master {job.master}: exit {code}: {err.strip()[:200]}")
+    return wait_for_master(api, job, wait_s)
 
 
 def wait_for_master(api: KubeApi, job: LoadJob, timeout_s: float, poll_s: float = 0.5) -> str:
@@ -259,7 +391,7 @@ def collect_timelines(api: KubeApi, job: LoadJob, dest: Path, wait_s: float = 60
 
 def delete_load(api: KubeApi, job: LoadJob) -> list[str]:
     """Delete every object of this load run (by its run label), pods first."""
-    selector = f"harness.load-run={slug(job.run_id)}"
+    selector = f"harness.load-run={job.run_label}"
     removed = []
     for kind in (_KIND["Pod"], _KIND["Service"], _KIND["ConfigMap"]):
         try:

@@ -8,6 +8,7 @@ of the Deployment under test (deleted, labelled for a network block, exec'd into
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.faults.undo import UndoStore
+from harness.load.settings import LoadSettings
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.kubernetes import attach, faults, model_ops, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
@@ -926,25 +928,19 @@ class KubernetesPlatform:
         workers: int,
         profile: Path,
         image: str,
-        users: int,
-        spawn_rate: float,
-        duration_s: float,
+        settings: LoadSettings,
         env: dict[str, str] | None = None,
+        name: str = "",
     ) -> LoadJob:
-        """A distributed load aimed at this platform's Service, expiring with the fault objects."""
-        return LoadJob(
-            run_id=run_id,
-            namespace=self.namespace,
-            workers=workers,
-            image=image,
-            profile=profile,
-            host=f"http://{self.shape.service}.{self.namespace}.svc.cluster.local:{self.shape.service_port('http')}",
-            users=users,
-            spawn_rate=spawn_rate,
-            duration_s=duration_s,
-            expires_at=expiry(self.settings.fault_ttl_s),
-            env=dict(env or {}),
-        )
+        """A distributed load aimed at this platform's Service by its cluster DNS name (as clients call it),
+        expiring with the fault objects; ``settings`` say what to send, their endpoints are replaced."""
+        host = f"{self.shape.service}.{self.namespace}.svc.cluster.local"
+        grpc = self.shape.service_ports.get("grpc")
+        settings = dataclasses.replace(settings, http_url=f"http://{host}:{self.shape.service_port('http')}",
+                                       grpc_target=f"{host}:{grpc}" if grpc else "")
+        return LoadJob(run_id=run_id, namespace=self.namespace, workers=workers, image=image, profile=profile,
+                       settings=settings, name=name, expires_at=expiry(self.settings.fault_ttl_s),
+                       env=dict(env or {}), deadline_s=int(self.settings.fault_ttl_s))
 
     def run_load(self, job: LoadJob, timeline_dir: Path, timeout_s: float) -> list[Path]:
         """Run it, copy every worker's timeline into ``timeline_dir``, delete its objects whatever happens."""

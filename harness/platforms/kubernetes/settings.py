@@ -55,6 +55,8 @@ class KubernetesSettings:
     # here (e.g. http://127.0.0.1:8000 behind `kubectl port-forward svc/triton 8000 8001`).
     service_http: str = ""
     service_grpc: str = ""
+    # Image of the in-cluster load pods (the harness with Locust); --load-image overrides it.
+    load_image: str = ""
     production_pattern: str = DEFAULT_PRODUCTION_PATTERN
     allow_production: bool = False
     dry_run: bool = False
@@ -142,6 +144,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "service_grpc": str,
     "production_pattern": str,
     "image": str,
+    "load_image": str,
     "gpus_per_replica": int,
     "prometheus_operator": bool,
     "ttl_s": (int, float),
