@@ -15,7 +15,7 @@ import pytest
 from harness.errors import FaultError, PlatformError
 from harness.platforms.kubernetes.podexec import exit_code
 from harness.platforms.kubernetes.timeline_copy import _verify, _write_corrected
-from harness.timeline import SCHEMA, TimelineWriter, manifest_path, read_timeline
+from harness.timeline import SCHEMA, WORKERS_FILE, TimelineWriter, manifest_path, read_timeline
 
 
 def _write(directory: Path, chunks: int = 3, per_chunk: int = 5, dropped: int | None = 2) -> TimelineWriter:
@@ -82,3 +82,26 @@ def test_an_exec_status_without_an_exit_code_is_a_failure() -> None:
     for cut in ("", "{\"status\": \"Fail", json.dumps({"status": "Failure", "message": "container not found"})):
         with pytest.raises(FaultError):
             exit_code(cut, "pod x")
+
+
+def test_the_analysis_states_the_workers_clock_offsets_and_dropped_requests(tmp_path: Path) -> None:
+    from synthetic_run import steady, write_repetition
+
+    from harness.analysis import analyse_repetition
+    from harness.analysis._settings import AnalysisSettings
+    from harness.jsonfile import write_json_atomic
+    from harness.platforms.kubernetes.timeline_copy import ClockOffset, CopyReport, WorkerCopy
+
+    rep = write_repetition(tmp_path, "kill", "1", steady(0, 60, 20))
+    report = CopyReport([WorkerCopy(pod=f"harness-load-r-worker-{i}", worker=f"w{i}", chunks=60, records=600,
+                                    bytes=1, dropped=d, clock=ClockOffset(o, 400_000, 16), corrected=o > 400_000,
+                                    copy_s=1.0) for i, (o, d) in enumerate([(-120_000, 0), (3_250_000, 7)])])
+    write_json_atomic(rep / "timeline" / WORKERS_FILE, report.to_json())
+    notes = analyse_repetition(rep, AnalysisSettings()).notes
+    assert ("load from 2 worker pod(s), 1200 requests; clock offsets to the harness up to 3.25 ms (uncertainty "
+            "up to ±0.4 ms), 1 corrected; 7 scheduled requests dropped") in notes, notes
+
+
+def test_a_worker_that_never_opened_a_timeline_is_an_error_that_says_so() -> None:
+    with pytest.raises(PlatformError, match="never opened a timeline"):
+        _verify({}, {})

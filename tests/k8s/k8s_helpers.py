@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.events import Event, read_events
 from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.sandbox import SandboxStatus
 from harness.sandbox.images import PAUSE_IMAGE
 
 
@@ -20,6 +26,23 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = 
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def shared_platform(sandbox: SandboxStatus, manifest: Path, tmp: Path,
+                    **overrides: Any) -> Iterator[KubernetesPlatform]:
+    """One platform, up, in a fresh namespace, for a whole test module (module fixtures cannot use make_k8s)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
+        values: dict[str, Any] = {"namespace": f"chaos-{uuid.uuid4().hex[:8]}", "namespace_confirmed": True,
+                                  "kubeconfig": sandbox.kubeconfig, "state_dir": tmp / "state", "manifest": manifest,
+                                  "image": sandbox.triton_image, "gpus_per_replica": 0, "ready_timeout_s": 240.0}
+        platform = KubernetesPlatform(KubernetesSettings(**{**values, **overrides}))
+        platform.up()
+        try:
+            yield platform
+        finally:
+            platform.down()
 
 
 def events_of(platform: KubernetesPlatform) -> list[Event]:

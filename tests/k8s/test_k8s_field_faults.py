@@ -29,12 +29,11 @@ from harness.errors import FaultError
 from harness.events import EventKind
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.platform import KubernetesPlatform
-from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.platforms.kubernetes.spec_ops import SPEC_PATCH
 from harness.sandbox import SandboxStatus
 from harness.timeline import TimelineWriter
 from harness.triton.client import infer_http, reference_input
-from tests.k8s.k8s_helpers import events_of, wait_for
+from tests.k8s.k8s_helpers import events_of, shared_platform, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -52,17 +51,8 @@ def field(sandbox: SandboxStatus, small_manifest: Path,
             doc["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["failureThreshold"] = 20
     manifest = tmp / "triton.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
-        platform = KubernetesPlatform(KubernetesSettings(
-            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
-            state_dir=tmp / "state", manifest=manifest, image=sandbox.triton_image, gpus_per_replica=0,
-            replicas=2, ready_timeout_s=240.0))
-        platform.up()
-        try:
-            yield platform
-        finally:
-            platform.down()
+    with shared_platform(sandbox, manifest, tmp, replicas=2) as platform:
+        yield platform
 
 
 def _config(platform: KubernetesPlatform, run_dir: Path) -> dict[str, object]:

@@ -187,12 +187,12 @@ def _wait_exit(api: KubeApi, namespace: str, pod: str, wait_s: float) -> None:
             code, out, _ = exec_raw(api, namespace, pod, ["cat", f"{TIMELINE}/EXIT"], timeout_s=30, binary=True)
         except FaultError:
             code, out = -1, b""
-        if code == 0:
+        text = bytes(out or b"").decode(errors="replace").strip()
+        if code == 0 and text:  # empty: read between the shell's truncating the file and writing the code
             break
         if time.monotonic() > deadline:
             raise PlatformError(f"Locust did not finish within {wait_s:g}s")
         time.sleep(0.5)
-    text = bytes(out or b"").decode(errors="replace").strip()
     if text != "0":
         raise PlatformError(f"Locust exited with code {text}; see its log (kubectl logs -n {namespace} {pod})")
 
@@ -271,8 +271,12 @@ def _unpack(archive: Path, staging: Path) -> tuple[dict[str, tuple[int, str]], d
 def _verify(received: dict[str, tuple[int, str]], manifests: dict[str, bytes]
             ) -> tuple[str, list[tuple[str, dict[str, Any]]], dict[str, Any]]:
     """(worker id, the manifest's chunks in order, its last line); PlatformError naming what does not match."""
+    if not manifests and not received:
+        raise PlatformError("it never opened a timeline (no manifest, no chunk): Locust ran no user on it; "
+                            "see its log and the master's")
     if len(manifests) != 1:
-        raise PlatformError(f"expected one timeline manifest, found {sorted(manifests) or 'none'}")
+        raise PlatformError(f"expected one timeline manifest beside {len(received)} chunk(s), found "
+                            f"{sorted(manifests) or 'none'}")
     (manifest_name, raw), = manifests.items()
     worker = manifest_name.removeprefix("manifest-").removesuffix(".jsonl")
     entries = []
