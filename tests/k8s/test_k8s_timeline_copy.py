@@ -1,6 +1,7 @@
 """Timelines of distributed load come back whole from a real cluster, on the harness's clock.
 
-One load run (Locust master + workers as pods, the harness image) is shared by the module; its workers
+One load run (Locust master + workers as pods, the harness image, tests/data/steady_patient.py) is shared
+by the module; its workers
 stay alive after Locust exits, so the copy can be run against them, then run again after a chunk was cut
 or removed in a worker (the damage a half-finished ``kubectl cp`` or a lost file would do).
 
@@ -38,7 +39,9 @@ def finished_load(sandbox: SandboxStatus, small_manifest: Path,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubernetesPlatform, LoadJob]]:
     """A load run whose master has finished and whose workers wait, alive, for their timelines to be copied."""
     with shared_platform(sandbox, small_manifest, tmp_path_factory.mktemp("k8scopy"), replicas=1) as platform:
-        job = platform.load_job("20261206T200000Z-copy", workers=WORKERS, profile=ROOT / "loadprofiles" / "steady.py",
+        # steady.py, with a master that waits 30 s for a heartbeat (see the profile)
+        job = platform.load_job("20261206T200000Z-copy", workers=WORKERS,
+                                profile=ROOT / "tests" / "data" / "steady_patient.py",
                                 image=Sandbox().harness_image(), users=2 * WORKERS, spawn_rate=2 * WORKERS,
                                 duration_s=DURATION_S,
                                 env={"HARNESS_USERS": str(2 * WORKERS), "HARNESS_DURATION": str(DURATION_S)})
