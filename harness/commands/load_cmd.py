@@ -131,7 +131,7 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str]) -> in
     summary["clock_offsets_ms"] = {w["pod"]: [w["clock_offset_ms"], w["clock_uncertainty_ms"]]
                                    for w in copied.get("workers", [])}
     run.write("completed", summary=summary, service=service)
-    print(f"{summary['requests']} requests from {len(files)} worker timeline(s); run directory: {run.path}")
+    print(f"{summary['requests']} requests in {len(files)} timeline chunk(s); run directory: {run.path}")
     if copied:
         print(workers_note(copied))
     return 0
