@@ -7,10 +7,17 @@ On disk a run's timeline is a folder of Arrow IPC stream files ``part-<worker>-<
 append records to a small buffer and write a new chunk about once a second, so a crash loses at most
 about a second and memory stays bounded for hours-long runs. ``read_timeline`` merges every chunk of
 every worker in time order.
+
+Each writer also keeps a manifest, ``manifest-<worker>.jsonl``: one line per chunk as it is closed (name,
+records, bytes, sha256) and a last line when the writer is closed (chunks, records, requests it could not
+send). A copy of the folder made elsewhere (a Kubernetes worker's, harness.platforms.kubernetes.timeline_copy)
+is checked against it, so a short or corrupt copy is an error, never a short timeline.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,11 +34,15 @@ if TYPE_CHECKING:
 __all__ = [
     "QUEUE_FULL_TEXT",
     "SCHEMA",
+    "WORKERS_FILE",
     "ErrorClass",
     "Outcome",
     "TimelineWriter",
+    "copied_workers",
+    "manifest_path",
     "read_timeline",
     "timeline_files",
+    "workers_note",
 ]
 
 
@@ -96,10 +107,12 @@ class TimelineWriter:
     _seq: int = field(default=0, init=False)
     _last_flush: float = field(default_factory=time.monotonic, init=False)
     records_written: int = field(default=0, init=False)
+    _manifest: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._cols = {name: [] for name in _COLUMNS}
+        self._manifest = manifest_path(self.directory, self.worker).open("a", encoding="utf-8")
 
     def record(
         self,
@@ -134,15 +147,59 @@ class TimelineWriter:
                                 schema=SCHEMA)
         final = self.directory / f"part-{self.worker}-{self._seq:06d}.arrow"
         tmp = final.with_suffix(".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_stream(sink, SCHEMA) as out:
+        sink = pa.BufferOutputStream()  # one chunk (about a second of records) in memory, to hash it
+        with ipc.new_stream(sink, SCHEMA) as out:
             out.write_batch(batch)
+        data = sink.getvalue()
+        with tmp.open("wb") as fh:
+            fh.write(memoryview(data))
         os.replace(tmp, final)  # a reader never sees half a chunk
         self._seq += 1
         self.records_written += n
         self._cols = {name: [] for name in _COLUMNS}
+        self._note({"chunk": final.name, "records": n, "bytes": data.size,
+                    "sha256": hashlib.sha256(memoryview(data)).hexdigest()})
 
-    def close(self) -> None:
+    def close(self, dropped: int | None = None) -> None:
+        """Flush, then end the manifest with the totals; ``dropped``: scheduled requests never sent."""
         self.flush()
+        if self._manifest is not None and not self._manifest.closed:
+            self._note({"final": True, "chunks": self._seq, "records": self.records_written, "dropped": dropped})
+            self._manifest.close()
+
+    def _note(self, entry: dict[str, Any]) -> None:
+        if self._manifest is not None and not self._manifest.closed:
+            self._manifest.write(json.dumps(entry) + "\n")
+            self._manifest.flush()
+
+
+def manifest_path(directory: Path, worker: str) -> Path:
+    return directory / f"manifest-{worker}.jsonl"
+
+
+# Beside chunks copied from elsewhere (Kubernetes load workers): per worker its chunks, records, dropped
+# requests and clock offset to the harness, and the sums.
+WORKERS_FILE = "workers.json"
+
+
+def copied_workers(directory: Path) -> dict[str, Any] | None:
+    """The copy record of a timeline brought back from load workers; None for a timeline written here."""
+    path = directory / WORKERS_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return record if isinstance(record, dict) else None
+
+
+def workers_note(record: dict[str, Any]) -> str:
+    """One line for a report: what came back from the workers, how far their clocks were off, what they dropped."""
+    workers = record.get("workers") or []
+    corrected = sum(1 for w in workers if w.get("corrected"))
+    dropped = record.get("dropped")
+    return (f"load from {len(workers)} worker pod(s), {record.get('records')} requests; clock offsets to the "
+            f"harness up to {record.get('max_abs_clock_offset_ms')} ms (uncertainty up to "
+            f"±{record.get('max_clock_uncertainty_ms')} ms), {corrected} corrected; "
+            + ("dropped requests not reported" if dropped is None else f"{dropped} scheduled requests dropped"))
 
 
 def timeline_files(directory: Path) -> list[Path]:

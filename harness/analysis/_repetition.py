@@ -28,7 +28,7 @@ from harness.analysis._windows import (
 )
 from harness.errors import ConfigError
 from harness.events import Event, read_events
-from harness.timeline import read_timeline
+from harness.timeline import copied_workers, read_timeline, workers_note
 
 __all__ = [
     "ExperimentInfo",
@@ -269,6 +269,8 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
         return void_repetition(rep_dir, info)
     notes: list[str] = []
     frame = read_timeline(rep_dir / "timeline")
+    if (copied := copied_workers(rep_dir / "timeline")) is not None:  # load from Kubernetes worker pods
+        notes.append(workers_note(copied))
     start = frame["start_ns"].to_numpy(dtype=np.int64)
     latency = frame["latency_s"].to_numpy(dtype=np.float64)
     ok = (frame["outcome"] == "ok").to_numpy(dtype=bool)

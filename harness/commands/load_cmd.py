@@ -17,6 +17,7 @@ from harness.load.rundir import RunDir
 from harness.load.settings import LoadSettings
 from harness.platforms.registry import add_platform_arguments, platform_from_args
 from harness.service import describe_endpoint, describe_service
+from harness.timeline import copied_workers, workers_note
 
 __all__ = ["register", "summarize"]
 
@@ -139,9 +140,15 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str], reque
           f"{args.duration:g}s, {workers} worker pod(s) of {image}", flush=True)
     files = platform.run_load(job, run.timeline_dir, args.duration + 300)
     summary = summarize(run.timeline_dir)
+    copied = copied_workers(run.timeline_dir) or {}
+    summary["dropped"] = copied.get("dropped")  # summed over the workers
+    summary["clock_offsets_ms"] = {w["pod"]: [w["clock_offset_ms"], w["clock_uncertainty_ms"]]
+                                   for w in copied.get("workers", [])}
     run.write("completed", summary=summary, service=service)  # settings["load"] now has the endpoint too
-    print(f"{summary['requests']} requests ({summary['rps']} req/s) from {len(files)} worker timeline(s); "
+    print(f"{summary['requests']} requests ({summary['rps']} req/s) in {len(files)} timeline chunk(s); "
           f"run directory: {run.path}")
+    if copied:
+        print(workers_note(copied))
     return 0
 
 

@@ -124,7 +124,7 @@ class LoadContext:
         if self._flusher is not None:
             self._flusher.kill(block=False)
         if self.writer is not None:
-            self.writer.close()
+            self.writer.close(dropped=self.dropped)
         for transport in self._transports:
             transport.close()
         if self._channel is not None:

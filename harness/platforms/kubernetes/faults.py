@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import FaultError
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target
+from harness.platforms.kubernetes.podexec import exit_code
 from harness.platforms.kubernetes.render import EXPIRES, MANAGED_BY, MANAGED_BY_VALUE, RUN_ID, slug
 
 __all__ = [
@@ -297,12 +298,14 @@ def exec_raw(
         raise FaultError(f"exec in pod {namespace}/{name} failed to start: {exc}") from exc
     try:
         ws.run_forever(timeout=timeout_s)
+        if ws.is_open():  # an unknown exit status is no success
+            raise FaultError(f"exec {command[:3]}... in pod {namespace}/{name} did not finish within {timeout_s:g}s")
         out, err = ws.read_stdout(), ws.read_stderr()
-        code = ws.returncode
+        code = exit_code(ws.read_channel(3), f"pod {namespace}/{name}")  # 3: the status channel
     finally:
         ws.close()
         own.close()  # type: ignore[no-untyped-call]  # the client library is untyped
-    return int(code or 0), out, err
+    return code, out, err
 
 
 def exec_in_pod(api: KubeApi, namespace: str, name: str, command: list[str], timeout_s: float = 120,

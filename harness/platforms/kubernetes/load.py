@@ -8,8 +8,9 @@ Objects (all labelled with the run and an expiry, so ``harness cleanup`` finds t
 Timelines travel back by copy, not by stream: each worker writes its ``harness.timeline`` chunks into its
 own ``/timeline`` (``HARNESS_TIMELINE_DIR``), then writes ``/timeline/EXIT`` with Locust's exit code and
 stays alive (``sleep``), so the harness can ``tar`` the folder out through the exec API once the master
-pod has finished (``kubectl cp`` semantics). Copy beats streaming here because a worker that loses its
-connection keeps its file, and nothing in the cluster needs to reach the harness. The pods are deleted
+pod has finished (``kubectl cp`` semantics), every worker at once, each checked against the manifest its
+writer kept and put on the harness's clock (timeline_copy). Copy beats streaming here because a worker
+that loses its connection keeps its file, and nothing in the cluster needs to reach the harness. The pods are deleted
 at the end, whether the run completed or not.
 
 The image must contain the harness (with Locust and tritonclient); ``harness load`` passes its own.
@@ -17,9 +18,7 @@ The image must contain the harness (with Locust and tritonclient); ``harness loa
 
 from __future__ import annotations
 
-import io
 import math
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from harness.load.settings import LoadSettings
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.render import label, slug
+from harness.platforms.kubernetes.timeline_copy import copy_timelines, worker_prefixes
 
 __all__ = [
     "LoadJob",
@@ -204,7 +204,9 @@ def render_load_objects(job: LoadJob) -> list[dict[str, Any]]:
                             f"/profile/{job.profile.name}", "--master-host", job.master, "--master-port",
                             str(MASTER_PORT)])
     # The worker stays alive after Locust exits so its /timeline can be copied out.
-    worker_cmd = ["sh", "-c", f"{worker_line}; echo $? > /timeline/EXIT; exec sleep 86400"]
+    # EXIT is written whole (rename), so the copy never reads it half-written
+    worker_cmd = ["sh", "-c", f"{worker_line}; echo $? > /timeline/EXIT.tmp; mv /timeline/EXIT.tmp /timeline/EXIT; "
+                            "exec sleep 86400"]
     objects: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
@@ -351,42 +353,11 @@ def _exec_bytes(api: KubeApi, namespace: str, pod: str, command: list[str]) -> t
 
 
 def collect_timelines(api: KubeApi, job: LoadJob, dest: Path, wait_s: float = 60.0) -> list[Path]:
-    """Copy every worker's /timeline into ``dest`` as ``part-<worker>-<file>``; every worker must deliver."""
-    dest.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    missing = []
-    for i in range(job.workers):
-        pod = job.worker(i)
-        deadline = time.monotonic() + wait_s
-        while True:
-            code, out, _ = _exec_bytes(api, job.namespace, pod, ["cat", "/timeline/EXIT"])
-            if code == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        if code != 0:
-            missing.append(f"{pod} (Locust did not finish)")
-            continue
-        if out.strip() != b"0":
-            missing.append(f"{pod} (Locust exited with code {out.decode(errors='replace').strip()}; see its log)")
-            continue
-        code, out, err = _exec_bytes(api, job.namespace, pod, ["tar", "cf", "-", "-C", "/timeline", "."])
-        if code != 0:
-            missing.append(f"{pod} (tar failed: {err.strip()[:200]})")
-            continue
-        with tarfile.open(fileobj=io.BytesIO(out)) as tar:
-            for member in tar.getmembers():
-                name = Path(member.name).name
-                if not member.isfile() or name == "EXIT" or "/" in member.name.removeprefix("./"):
-                    continue
-                data = tar.extractfile(member)
-                if data is None:
-                    continue
-                target = dest / f"part-{pod.removeprefix(job.base + '-')}-{name.removeprefix('part-')}"
-                target.write_bytes(data.read())
-                written.append(target)
-    if missing:
-        raise PlatformError("timelines missing from load workers: " + ", ".join(missing))
-    return written
+    """Copy every worker's /timeline into ``dest`` as ``part-<worker>-<file>``, all workers at once, each
+    checked against its manifest and put on the harness's clock; every worker must deliver
+    (harness.platforms.kubernetes.timeline_copy; ``dest/workers.json`` says what came back)."""
+    pods = [job.worker(i) for i in range(job.workers)]
+    return copy_timelines(api, job.namespace, worker_prefixes(pods, job.base), dest, wait_s=wait_s).files
 
 
 def delete_load(api: KubeApi, job: LoadJob) -> list[str]:
