@@ -21,6 +21,13 @@ def _k8s_spec(record: UndoRecord) -> None:
     undo_from_store(record)
 
 
+def _k8s_netagent(record: UndoRecord) -> None:
+    """A network block by agent pods (Kubernetes): remove their tables, delete the pods."""
+    from harness.platforms.kubernetes.netagent import undo_from_store
+
+    undo_from_store(record)
+
+
 UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "nft": nft.undo,  # a network block's nftables table
     "hog": hog.undo,  # a memory hog process (GPU or host analogue)
@@ -30,4 +37,5 @@ UNDOERS: Mapping[str, Callable[[UndoRecord], None]] = {
     "weights": overrides.undo_weights,  # a replica's corrupted weights (corrupt-weights-rollout)
     "surge": overrides.undo_surge,  # a surge pod of a rolling update
     "k8s-spec": _k8s_spec,  # a Deployment's pod template patched by a pod-spec fault (Kubernetes)
+    "k8s-netagent": _k8s_netagent,  # a network block by privileged agent pods (Kubernetes)
 }

@@ -10,11 +10,11 @@ the way clients do.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import FaultError
+from harness.faults.connect import Connect, connected, tcp_connect
 from harness.faults.nft import recorded_block
 from harness.faults.undo import UndoStore
 from harness.platforms.attached.settings import AttachedSettings
@@ -79,12 +79,11 @@ class AttachedFaultOps:
 
     # -- verification --------------------------------------------------------------------------------
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
-        """Whether a plain TCP connection (no probe mark: what clients see) reaches the service's HTTP
-        port; None when ``name`` is not this service's replica."""
+        return connected(self.connect_check(name, timeout_s))
+
+    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect | None:
+        """How a plain TCP connection (no probe mark: what clients see) to the service's HTTP port ends; None
+        when ``name`` is not this service's replica."""
         if name != REPLICA:
             return None
-        try:
-            with socket.create_connection((self.settings.address, self.settings.http_port), timeout=timeout_s):
-                return True
-        except OSError:
-            return False
+        return tcp_connect(self.settings.address, self.settings.http_port, timeout_s)
