@@ -68,8 +68,10 @@ def _harness(platform: KubernetesPlatform, tmp_path: Path, *argv: str) -> subpro
 def _run_block(platform: KubernetesPlatform, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str],
                                                                                     dict[str, Any], Path]:
     run = _harness(platform, tmp_path, "run", str(ROOT / "experiments" / "network-policy-block.yaml"), "--warmup",
-                   "3", "--observation", "14", "--var", "block_s=3", "--var", "recovery_wait_s=1", "--reports-dir",
-                   str(tmp_path / "reports"), *extra)
+                   "3", "--observation", "20", "--var", "block_s=3", "--var", "recovery_wait_s=1", "--reports-dir",
+                   str(tmp_path / "reports"),
+                   # the objective allows this shared machine's stray slow request (the block fails every one)
+                   "--var", "max_p99_ms=3000", "--var", "max_error_ratio=0.05", *extra)
     rep = next((tmp_path / "reports").glob("*/experiments/network-policy-block/1"))
     return run, json.loads((rep / "experiment.json").read_text()), rep
 
@@ -142,9 +144,11 @@ def test_agent_route_lands_measures_recovery_and_leaves_nothing(netblock: Kubern
     held = [x for x in info["landings"] if x["check"] == "the block still held when it was lifted"]
     assert held and held[0]["landed"], info["landings"]
     results = json.loads((rep.parents[2] / "results.json").read_text())
-    figures = results["experiments"][0]["runs"][0]
+    figures = {k: v for k, v in results["experiments"][0]["runs"][0].items() if k != "landings"}
     assert figures["recovered"] and figures["requests_failed"] > 0, figures  # clients saw the block ...
-    assert 0 < figures["time_to_recover_s"] < 14, figures  # ... and their recovery after it was lifted
+    assert 0 < figures["time_to_recover_s"] < 20, figures  # ... and their recovery after it was lifted
+    print(f"agent route: TTR {figures['time_to_recover_s']}s, {figures['requests_failed']} of "
+          f"{figures['requests_total']} requests failed, errors {figures['errors_by_class']}")
     assert _uids(netblock).keys() == before.keys()  # the pods were blocked, not replaced
     _nothing_left(netblock)
 
