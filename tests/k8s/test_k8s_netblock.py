@@ -71,7 +71,7 @@ def _run_block(platform: KubernetesPlatform, tmp_path: Path, *extra: str) -> tup
                    "3", "--observation", "25", "--var", "block_s=3", "--var", "recovery_wait_s=1", "--reports-dir",
                    str(tmp_path / "reports"),
                    # the objective allows this shared machine's stray slow request (the block fails every one)
-                   "--var", "max_p99_ms=3000", "--var", "max_error_ratio=0.05", *extra)
+                   "--var", "max_p99_ms=3000", *extra)
     rep = next((tmp_path / "reports").glob("*/experiments/network-policy-block/1"))
     return run, json.loads((rep / "experiment.json").read_text()), rep
 
@@ -134,10 +134,10 @@ def test_policy_route_is_not_enforced_here_and_says_how_to_allow_the_agent(netbl
 def test_agent_route_lands_measures_recovery_and_leaves_nothing(netblock: KubernetesPlatform, agent_image: str,
                                                                 tmp_path: Path) -> None:
     before = _uids(netblock)
-    # One pod of two: with both blocked, both go unready, and the recovery waits on kube-proxy catching up with
-    # the endpoints, which on this shared machine took from 8 s to 90 s (a finding about the node, not the block).
-    run, info, rep = _run_block(netblock, tmp_path, "--allow-privileged-agent", "--agent-image", agent_image,
-                                "--var", "block_mode=one")
+    # Both pods: the service is cut off. They go unready too (the agent drops the kubelet's probes), and the
+    # recovery then waits on kube-proxy catching up with the endpoints, which on this shared machine took from
+    # 8 s to 47 s: a finding about the node, so no bound on the figure here, only that it was measured.
+    run, info, rep = _run_block(netblock, tmp_path, "--allow-privileged-agent", "--agent-image", agent_image)
     assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a tier missed, which is a finding
     assert info["void"] is None, info["void"]
     landed = info["landings"][0]

@@ -286,14 +286,20 @@ def sweep(platform: KubernetesPlatform, stale: Callable[[dict[str, Any]], bool])
             left[meta["name"]] = {"agent": meta["name"], "target": (meta.get("annotations") or {}).get(
                 "harness/target-pod", "?"), "table": (meta.get("annotations") or {}).get("harness/netagent-table", "?")}
     store = UndoStore(platform.state / "faults")
-    for rec in store.orphaned():
-        if rec.kind == UNDO_KIND and rec.payload.get("namespace") == namespace:
+    orphaned = {rec.id for rec in store.orphaned()}  # the owner died or the deadline passed
+    records: list[Path] = []
+    for rec in store.records():
+        if rec.kind != UNDO_KIND or rec.payload.get("namespace") != namespace:
+            continue
+        if rec.id in orphaned or stale({"run_id": rec.run_id, "expires_at": rec.payload.get("expires_at", "")}):
             for a in rec.payload.get("agents") or []:
                 left.setdefault(a["agent"], a)
-            store.path(rec).unlink(missing_ok=True)
+            records.append(store.path(rec))
     if left:
         done = unblock(platform, {"namespace": namespace, "agents": list(left.values())})
         done += [f"agent pod {name}" for name in sorted(left)]
+    for path in records:  # only once their agents are gone: a failed unblock leaves them for the next sweep
+        path.unlink(missing_ok=True)
     return done
 
 
