@@ -103,7 +103,7 @@ def _uids(platform: KubernetesPlatform) -> dict[str, str]:
 
 def _nothing_left(platform: KubernetesPlatform) -> None:
     """No agent pod, no NetworkPolicy, no block label, no local undo record, no harness table in any pod."""
-    wait_for(lambda: not _pods(platform, f"{COMPONENT}=netagent"), 60, "agent pods gone")
+    wait_for(lambda: not _pods(platform, f"{COMPONENT}=netagent"), 120, "agent pods gone")  # a busy kubelet is slow
     assert platform.api.list(KIND_BY_NAME["NetworkPolicy"], platform.namespace) == []
     wait_for(lambda: platform.fault_store().records() == [], 30, "the undo records gone (a watchdog may be finishing)")
     for name, uid in _uids(platform).items():
@@ -124,6 +124,12 @@ def test_policy_route_is_not_enforced_here_and_says_how_to_allow_the_agent(netbl
         assert landing.measured["connect_before"] == {a: "connected"} and notes == [record]
     finally:
         netblock.unblock_network(record)
+    # via: agent without permission is bad input: refused before anything runs (exit 2), with how to allow it.
+    refused = _harness(netblock, tmp_path, "run", str(ROOT / "experiments" / "network-policy-block.yaml"),
+                       "--var", "block_via=agent", "--reports-dir", str(tmp_path / "refused"))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--allow-privileged-agent" in refused.stderr and "nothing was injected" in refused.stderr, refused.stderr
+    assert not (tmp_path / "refused").exists()
     # auto without permission: the same "not enforced", void, and the message says how to allow the agent.
     run, info, _rep = _run_block(netblock, tmp_path)
     assert run.returncode == 5, run.stdout + run.stderr
