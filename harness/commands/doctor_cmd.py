@@ -14,14 +14,16 @@ __all__ = ["register"]
 
 def _k8s_probe(args: argparse.Namespace) -> dict[str, object]:
     """NetworkPolicy enforcement on the cluster, probed in the namespace (throwaway pods and policy, removed)."""
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
     from harness.platforms.kubernetes.policyprobe import probe_enforcement
     from harness.platforms.registry import platform_from_args
 
     platform = platform_from_args(args)
+    assert isinstance(platform, KubernetesPlatform)  # --platform kubernetes
     print(f"probing NetworkPolicy enforcement in namespace {args.namespace} (two throwaway pods and a "
           "deny-all policy, removed afterwards) ...", file=sys.stderr, flush=True)
-    found = probe_enforcement(platform)  # type: ignore[arg-type]  # the kubernetes platform
-    refusal = platform.agent_refusal()  # type: ignore[attr-defined]
+    found = probe_enforcement(platform)
+    refusal = platform.agent_refusal()
     return {**found.to_json(), "agent_refusal": refusal or ""}
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Literal
 
-__all__ = ["EXIT_CODES", "Connect", "connected", "from_exit_code", "tcp_connect"]
+from harness.platforms.base import Connect
 
-Connect = Literal["connected", "refused", "timed out", "unreachable"]
+__all__ = ["AGENT_ELSEWHERE", "EXIT_CODES", "Connect", "connected", "from_exit_code", "tcp_connect"]
+
+AGENT_ELSEWHERE = ("the network block's agent route is the Kubernetes platform's; here the block is the harness's own "
+                   "nftables table")
 # Exit codes of the in-pod probe (harness.platforms.kubernetes.podscripts.CONNECT_PROBE).
 EXIT_CODES: dict[int, Connect] = {0: "connected", 3: "timed out", 5: "refused", 6: "unreachable"}
 _UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH)

@@ -37,6 +37,7 @@ CONNECT_TIMEOUT_S = 0.5  # loopback and pod networks answer a SYN in well under 
 LIFT_TIMEOUT_S = 15.0  # on Kubernetes the probe is an exec into another pod: seconds each under load
 Via = Literal["auto", "policy", "agent"]
 Route = Literal["policy", "agent", "nftables"]
+ROUTES: tuple[Route, ...] = ("policy", "agent", "nftables")  # the order auto tries them in, where a platform has them
 DROPPING: tuple[Route, ...] = ("agent", "nftables")  # routes whose rules drop: a refusal means they did not hold
 ROUTE_WORDS: Mapping[str, str] = {
     "policy": "a NetworkPolicy denying ingress",
@@ -73,10 +74,8 @@ FAMILY = FamilySpec(name=NAME, action="block_network", args=Args,
 
 def routes(scope: FaultScope, via: Via) -> list[Route]:
     """The routes to try, in order: Kubernetes has two; elsewhere the block is the harness's nftables table."""
-    if not callable(getattr(scope.ops, "block_network_agent", None)):
-        return ["nftables"]
-    order: dict[Via, list[Route]] = {"auto": ["policy", "agent"], "policy": ["policy"], "agent": ["agent"]}
-    return order[via]
+    order: list[Route] = [r for r in ROUTES if r in scope.ops.block_routes()]
+    return order if via == "auto" or via not in order else [via]
 
 
 def inject(scope: FaultScope, targets: list[str], args: Args, route: Route = "policy",
@@ -84,7 +83,7 @@ def inject(scope: FaultScope, targets: list[str], args: Args, route: Route = "po
     """Block the targets by ``route``; the platform writes its undo record before the first rule exists."""
     if route == "agent":
         permission = permission or AgentPermission()
-        record = scope.ops.block_network_agent(  # type: ignore[attr-defined]  # Kubernetes only (see routes)
+        record = scope.ops.block_network_agent(
             targets, scope.run_id, args.max_duration_s, allowed=permission.allowed, image=permission.image)
     else:
         record = scope.ops.block_network(targets, scope.run_id, args.max_duration_s)
@@ -92,15 +91,9 @@ def inject(scope: FaultScope, targets: list[str], args: Args, route: Route = "po
 
 
 def _probe_all(scope: FaultScope, targets: list[str]) -> dict[str, Connect | None]:
-    check = getattr(scope.ops, "connect_check", None)
-    if callable(check):
-        def probe(name: str) -> Connect | None:
-            outcome: Connect | None = check(name, CONNECT_TIMEOUT_S)
-            return outcome
-    else:
-        def probe(name: str) -> Connect | None:
-            ok = scope.ops.connect_probe(name, CONNECT_TIMEOUT_S)
-            return None if ok is None else "connected" if ok else "timed out"
+    def probe(name: str) -> Connect | None:
+        return scope.ops.connect_check(name, CONNECT_TIMEOUT_S)
+
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         results = list(pool.map(probe, targets))
     return dict(zip(targets, results, strict=True))
@@ -179,7 +172,7 @@ def block(scope: FaultScope, targets: list[str], args: Args, permission: AgentPe
     landing = before
     for index, route in enumerate(candidates):
         if route == "agent" and tried:  # auto: fall back only when the run allows the agent
-            refusal = scope.ops.agent_refusal(permission.allowed, permission.image)  # type: ignore[attr-defined]
+            refusal = scope.ops.agent_refusal(permission.allowed, permission.image)
             if refusal:
                 detail = f"{landing.detail}; the cluster's network plugin ignores NetworkPolicy. To block anyway: " \
                          f"{refusal}"

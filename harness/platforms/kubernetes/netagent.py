@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import FaultError
-from harness.faults.undo import UndoRecord, UndoStore
+from harness.faults.undo import UndoRecord
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.render import EXPIRES, RUN_ID, expiry, harness_selector, label, slug
@@ -206,8 +206,7 @@ def block(platform: KubernetesPlatform, names: Sequence[str], run_id: str, max_s
                       deadline_ns=time.time_ns() + int(max_s * 1e9), payload=record,
                       description=f"network block by agent pods on {', '.join(names)} in {namespace}")
     record["undo_id"] = undo.id
-    store = UndoStore(platform.state / "faults")
-    store.record(undo)
+    platform.fault_store().record(undo)
     try:
         for a in agents:
             env = {"HARNESS_TABLE": a["table"], "HARNESS_POD_UID": a["uid"], "HARNESS_POD_IP": a["ip"],
@@ -267,7 +266,7 @@ def unblock(platform: KubernetesPlatform, record: Mapping[str, Any]) -> list[str
     if errors:
         raise FaultError("; ".join(errors))
     if record.get("undo_id"):
-        (platform.state / "faults" / f"{record['undo_id']}.json").unlink(missing_ok=True)
+        (platform.fault_store().directory / f"{record['undo_id']}.json").unlink(missing_ok=True)
     return done
 
 
@@ -285,7 +284,7 @@ def sweep(platform: KubernetesPlatform, stale: Callable[[dict[str, Any]], bool])
         if stale(info):
             left[meta["name"]] = {"agent": meta["name"], "target": (meta.get("annotations") or {}).get(
                 "harness/target-pod", "?"), "table": (meta.get("annotations") or {}).get("harness/netagent-table", "?")}
-    store = UndoStore(platform.state / "faults")
+    store = platform.fault_store()
     orphaned = {rec.id for rec in store.orphaned()}  # the owner died or the deadline passed
     records: list[Path] = []
     for rec in store.records():

@@ -582,6 +582,9 @@ class KubernetesPlatform:
         self._require_replicas(list(names))
         return netagent.block(self, list(names), run_id, max_s or self.settings.fault_ttl_s, allowed, image)
 
+    def block_routes(self) -> tuple[str, ...]:
+        return ("policy", "agent")
+
     def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
         """Why the agent route cannot be used (not allowed, no image), with how to allow it; None: it can."""
         return netagent.refusal(self.settings, allowed, image)
