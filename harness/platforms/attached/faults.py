@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import FaultError
-from harness.faults.connect import AGENT_ELSEWHERE, Connect, connected, tcp_connect
-from harness.faults.nft import recorded_block
+from harness.faults.connect import Connect, connected, tcp_connect
+from harness.faults.nft import NftablesRoute, recorded_block
 from harness.faults.undo import UndoStore
 from harness.platforms.attached.settings import AttachedSettings
 
@@ -33,7 +33,7 @@ REFUSED: Mapping[str, str] = {
 }
 
 
-class AttachedFaultOps:
+class AttachedFaultOps(NftablesRoute):
     def __init__(self, settings: AttachedSettings) -> None:
         self.settings = settings
         self.store = UndoStore(settings.state_dir / "faults")
@@ -88,13 +88,3 @@ class AttachedFaultOps:
             return None
         return tcp_connect(self.settings.address, self.settings.http_port, timeout_s)
 
-    # -- the network block's agent route: Kubernetes only ---------------------------------------------
-    def block_routes(self) -> tuple[str, ...]:
-        return ("nftables",)
-
-    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
-        return AGENT_ELSEWHERE
-
-    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
-                            allowed: bool = False, image: str = "") -> dict[str, Any]:
-        raise FaultError(AGENT_ELSEWHERE)

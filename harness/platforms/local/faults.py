@@ -22,9 +22,9 @@ from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import FaultError
 from harness.events import Event, read_events
 from harness.faults.cgroups import memory_controller
-from harness.faults.connect import AGENT_ELSEWHERE, Connect, connected, tcp_connect
+from harness.faults.connect import Connect, connected, tcp_connect
 from harness.faults.hog import MB
-from harness.faults.nft import recorded_block
+from harness.faults.nft import NftablesRoute, recorded_block
 from harness.faults.overrides import (
     CGROUP_FILE,
     corrupt_weights,
@@ -43,7 +43,7 @@ from harness.triton.gpus import GpuInfo, read_assignment
 __all__ = ["LocalFaultOps", "LocalSpecOps"]
 
 
-class LocalFaultOps:
+class LocalFaultOps(NftablesRoute):
     def __init__(self, state_dir: Path, replicas: Sequence[ReplicaStatus], ports: Mapping[str, int],
                  manifest: Path | None = None) -> None:
         self.state = state_dir
@@ -99,17 +99,6 @@ class LocalFaultOps:
         """A plain TCP connect to the replica's HTTP port, without the probes' socket mark, so an nftables
         block applies to it exactly as to the service's clients: connected, refused, timed out, unreachable."""
         return tcp_connect(self._replica(name).address, int(self.ports["http"]), timeout_s)
-
-    # -- the network block's agent route: Kubernetes only ---------------------------------------------
-    def block_routes(self) -> tuple[str, ...]:
-        return ("nftables",)
-
-    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
-        return AGENT_ELSEWHERE
-
-    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
-                            allowed: bool = False, image: str = "") -> dict[str, Any]:
-        raise FaultError(AGENT_ELSEWHERE)
 
     def _undo_id(self, record_id: str) -> None:
         for rec in self.store.records():
