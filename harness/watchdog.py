@@ -52,7 +52,19 @@ def _k8s_model(record: UndoRecord) -> None:
     undo_with(KubernetesPlatform(settings), record)
 
 
-ALL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, "k8s-spec": _k8s_spec, "model": _local_model, "k8s-model": _k8s_model}
+def _k8s_netagent(record: UndoRecord) -> None:
+    """A network block by privileged agent pods: reconnect, remove their tables, delete the pods."""
+    from harness.platforms.kubernetes.netagent import unblock
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+    from harness.platforms.kubernetes.settings import KubernetesSettings
+
+    payload = record.payload
+    settings = KubernetesSettings.load(Path(str(payload["state_dir"])) / str(payload["namespace"]))
+    unblock(KubernetesPlatform(settings), payload)
+
+
+ALL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, "k8s-spec": _k8s_spec, "model": _local_model, "k8s-model": _k8s_model,
+                                     "k8s-netagent": _k8s_netagent}
 
 
 def main(argv: list[str] | None = None) -> int:

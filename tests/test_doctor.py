@@ -122,3 +122,21 @@ def test_refusal_knows_only_known_faults_and_platforms() -> None:
     assert refusal("pod-kill", "local") is None
     assert refusal("something-new", "local") is None
     assert refusal("network-policy-block", "nomad") is None
+
+
+def test_kubernetes_network_block_row_follows_the_probe_never_a_constant() -> None:
+    """Without a probe the row says enforcement was not probed; with one, what the probe found decides it."""
+    unprobed = fault_support("network-policy-block", "kubernetes")
+    assert "not probed" in unprobed.how and "harness doctor --platform kubernetes" in unprobed.how
+    enforced = fault_support("network-policy-block", "kubernetes", k8s_probe={
+        "enforced": True, "detail": "enforced: under a deny-all-ingress NetworkPolicy the connection timed out"})
+    assert enforced.ok and "timed out" in enforced.how
+    ignored = {"enforced": False, "detail": "not enforced: a pod still connected"}
+    refused = fault_support("network-policy-block", "kubernetes",
+                            k8s_probe={**ignored, "agent_refusal": "pass --allow-privileged-agent"})
+    assert not refused.ok and "not enforced" in refused.reason and "--allow-privileged-agent" in refused.fix
+    agent = fault_support("network-policy-block", "kubernetes", k8s_probe={**ignored, "agent_refusal": ""})
+    assert agent.ok and "privileged agent" in agent.how
+    unknown = fault_support("network-policy-block", "kubernetes",
+                            k8s_probe={"enforced": None, "detail": "could not tell: no image"})
+    assert not unknown.ok and "could not tell" in unknown.reason

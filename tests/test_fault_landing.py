@@ -226,3 +226,59 @@ def test_malformed_files_give_one_clear_line(tmp_path: Path, content: str) -> No
     assert "Traceback" not in out and "RecursionError" not in out, out
     assert proc.returncode == 2, out  # before the platform (not up here) is even looked at
     assert str(path) in out
+
+
+def _frozen_and_killed(platform: LocalPlatform, replica: str) -> tuple[str, str]:
+    """Python steps: freeze the supervisor and SIGKILL the replica's server (its port closes, nothing restarts
+    it), and thaw the supervisor again."""
+    pid = next(r.pid for r in platform.status().replicas if r.name == replica)
+    sup = f"int(open('{platform.state}/supervisor.pid').read())"
+    kill = (f"import os, signal, socket, time; os.kill({sup}, signal.SIGSTOP); os.kill({pid}, signal.SIGKILL); "
+            "time.sleep(0.5)")
+    thaw = f"import os, signal; os.kill({sup}, signal.SIGCONT)"
+    return kill, thaw
+
+
+@needs_root
+def test_network_block_of_a_target_that_already_crashed_is_void(platform: LocalPlatform, tmp_path: Path) -> None:
+    """The connect baseline: a replica whose port is already closed cannot show a block; nothing is injected."""
+    kill, thaw = _frozen_and_killed(platform, "triton-1")
+    path = _experiment(tmp_path, "network-policy-block", [
+        _python_step("the-replica-crashed-before", kill),
+        _action("block_network", pause=0.5, names=["triton-1"]),
+        _python_step("thaw", thaw),
+    ], rollbacks=[_python_step("thaw-if-left", thaw)])
+    try:
+        code, out, run_dir = _run(platform, path, tmp_path)
+    finally:
+        os.kill(int((platform.state / "supervisor.pid").read_text()), signal.SIGCONT)
+    _assert_void(code, out, run_dir, "before the block, connections to triton-1 were refused")
+    injected = next(run_dir.glob("experiments/*/1")) / "injected.jsonl"
+    assert not injected.exists() or "network-policy-block" not in injected.read_text()
+    _nothing_left(platform)
+
+
+@needs_root
+def test_network_block_outcomes_timed_out_and_refused_are_told_apart(platform: LocalPlatform) -> None:
+    """Under the harness's drop a blocked replica times out; once its rules are gone and its server is dead it
+    refuses, and the held check says the block did not hold instead of counting the refusal as a block."""
+    from harness.faults import network_block
+    from harness.faults.family import FaultScope
+
+    scope = FaultScope(ops=platform.fault_ops(), status=platform.status, run_id="landing-outcomes")
+    args = network_block.Args(names=["triton-1"])
+    assert network_block.baseline(scope, ["triton-1"]).landed
+    record = network_block.inject(scope, ["triton-1"], args, "nftables")
+    kill, _thaw = _frozen_and_killed(platform, "triton-1")
+    try:
+        landing = network_block.verify(scope, ["triton-1"], "nftables")
+        assert landing.landed and landing.measured["connect"] == {"triton-1": "timed out"}, landing
+        subprocess.run(["nft", "delete", "table", "inet", record["table"]], check=True)
+        subprocess.run([sys.executable, "-c", kill], check=True)
+        held = network_block.verify_held(scope, ["triton-1"], "nftables")
+        assert not held.landed and held.measured["connect"] == {"triton-1": "refused"}, held
+        assert "refused just before the block was lifted, not dropped" in held.detail
+    finally:
+        os.kill(int((platform.state / "supervisor.pid").read_text()), signal.SIGCONT)
+        platform.fault_ops().unblock_network(record)
+    _nothing_left(platform)

@@ -82,9 +82,11 @@ def block_network(configuration: Configuration | None = None, **arguments: Any) 
     """Network-policy block until the rollback or ``max_duration_s`` (arguments: ``network_block.Args``)."""
     args = parse_args(network_block.Args, arguments, "block_network")
     ctx, scope, targets = _begin(configuration, args)
-    record = network_block.inject(scope, targets, args)
-    ctx.note_injection(network_block.NAME, targets, record)
-    return _landed(ctx, network_block.verify(scope, targets), {"blocked": targets, "record": record})
+    record, landing = network_block.block(
+        scope, targets, args, network_block.AgentPermission.from_configuration(configuration),
+        note=lambda rec: ctx.note_injection(network_block.NAME, targets, rec),
+        lifted=lambda: ctx.mark_undone(network_block.NAME))
+    return _landed(ctx, landing, {"blocked": targets, "record": record, "route": record.get("route")})
 
 
 def memory_pressure(configuration: Configuration | None = None, **arguments: Any) -> dict[str, Any]:

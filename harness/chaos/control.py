@@ -239,6 +239,15 @@ def fault_window(journal: dict[str, Any]) -> tuple[int | None, int | None]:
     return t0, end
 
 
+def effective_start(t0: int | None, injections: list[dict[str, Any]]) -> int | None:
+    """t0 moved to when the fault really took effect, where an injection says it was later than its activity
+    began (``effective_start_ns``: a network block that first had to start agent pods, after a NetworkPolicy
+    that was not enforced). The setup is not part of the outage; TTR counts from the block."""
+    later = [int(e["record"]["effective_start_ns"]) for e in injections
+             if isinstance(e.get("record"), dict) and e["record"].get("effective_start_ns")]
+    return max(t0, min(later)) if t0 is not None and later else t0
+
+
 def _ns(stamp: str | None) -> int | None:
     if not stamp:
         return None
@@ -281,7 +290,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     if info.get("status") == "interrupted":  # interrupted during the warm-up: already recorded
         write_json_atomic(ctx.run_dir / "journal.json", journal)
         return
-    t0, fault_end = fault_window(journal)
+    journal_t0, fault_end = fault_window(journal)
+    t0 = effective_start(journal_t0, ctx.injections())
     before = (journal.get("steady_states") or {}).get("before")
     status = "interrupted" if interrupted else str(journal.get("status", "completed"))
     if status == "completed" and before is not None and not before.get("steady_state_met", True):
@@ -289,6 +299,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         info["failure"] = "the steady state was not met before the fault, so nothing was injected"
     info.update(
         fault_start_ns=t0,
+        journal_fault_start_ns=journal_t0,  # the injecting activity's start; differs when setup came first
         fault_end_ns=fault_end,
         observation_end_ns=observation_end,
         load_end_ns=time.time_ns(),

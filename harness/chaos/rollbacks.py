@@ -44,7 +44,7 @@ def unblock_network(configuration: Configuration | None = None) -> list[str]:
     done: list[str] = []
     for entry in pending:
         targets = list(entry["targets"])
-        ctx.note_landing(network_block.verify_held(scope, targets).to_json())
+        ctx.note_landing(network_block.verify_held(scope, targets, entry["record"].get("route", "policy")).to_json())
         ctx.note_landing(network_block.undo(scope, entry["record"], targets).to_json())
         done.extend(targets)
     ctx.mark_undone(network_block.NAME)  # only once every undo succeeded: a failure is retried

@@ -63,6 +63,11 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_agent_image(args: argparse.Namespace) -> int:
+    print(Sandbox(progress=_progress).agent_image())
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sandbox", help="a real single-node Kubernetes on this machine (root)",
                        description=__doc__)
@@ -75,5 +80,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     st = verbs.add_parser("status", help="whether it runs and is Ready")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
     st.set_defaults(handler=_cmd_status)
+    agent = verbs.add_parser("agent-image", help="build and import the network block's agent image; print its tag",
+                             description="busybox (sh, nsenter, ip) and Debian's nft, for --agent-image with "
+                                         "--allow-privileged-agent (the network block's agent route)")
+    agent.set_defaults(handler=_cmd_agent_image)
     down = verbs.add_parser("down", help="stop and remove everything it made; restore kernel settings")
     down.set_defaults(handler=_cmd_down)

@@ -36,8 +36,9 @@ ACTION_FAULTS = {"kill_replicas": "pod-kill", "block_network": "network-policy-b
 
 _K8S_NOTES = {
     "pod-kill": "deletes pods through the API (chaostoolkit-kubernetes)",
-    "network-policy-block": "a NetworkPolicy; it only blocks where the cluster's network plugin enforces "
-                            "NetworkPolicy (Calico, Cilium; not flannel alone)",
+    "network-policy-block": "a NetworkPolicy, probed by each run; where the network plugin ignores it, a "
+                            "privileged agent when allowed (--allow-privileged-agent), else void. Enforcement here "
+                            "not probed: harness doctor --platform kubernetes --namespace NS",
     "slow-model-load": "patches the Deployment, a rolling restart",
     "gpu-memory-pressure": "a hog exec'd in the pod: GPU memory when the pod has a GPU, else the pod's own memory "
                            "limit",
@@ -85,9 +86,29 @@ def _memory_pressure_local(host: HostPaths) -> FaultSupport:
                                f"{found.reason}", fix=found.fix)
 
 
-def fault_support(fault: str, platform: str, host: HostPaths | None = None) -> FaultSupport:
-    """Whether ``fault`` can be injected on ``platform`` from this machine (only the checks it needs run)."""
+def _network_block_k8s(probe: Mapping[str, Any]) -> FaultSupport:
+    """The network block on the cluster ``harness doctor --platform kubernetes`` probed (policyprobe)."""
+    fault, found = "network-policy-block", str(probe.get("detail", ""))
+    if probe.get("enforced") is True:
+        return FaultSupport(fault, "kubernetes", True, f"a NetworkPolicy: {found}")
+    if probe.get("enforced") is False:
+        if not probe.get("agent_refusal"):
+            return FaultSupport(fault, "kubernetes", True, f"NetworkPolicy {found}; the block goes through the "
+                                                           "privileged agent (allowed, image set)")
+        return FaultSupport(fault, "kubernetes", False, reason=f"NetworkPolicy {found}: the block would be void",
+                            fix=str(probe["agent_refusal"]))
+    return FaultSupport(fault, "kubernetes", False, reason=f"NetworkPolicy enforcement {found}",
+                        fix="check the namespace, the image (--image) and the kubeconfig, then run harness doctor "
+                            "--platform kubernetes again")
+
+
+def fault_support(fault: str, platform: str, host: HostPaths | None = None,
+                  k8s_probe: Mapping[str, Any] | None = None) -> FaultSupport:
+    """Whether ``fault`` can be injected on ``platform`` from this machine (only the checks it needs run);
+    ``k8s_probe``: what the NetworkPolicy probe found on the cluster (``harness doctor --platform kubernetes``)."""
     host = host or HostPaths()
+    if platform == "kubernetes" and fault == "network-policy-block" and k8s_probe is not None:
+        return _network_block_k8s(k8s_probe)
     if platform == "kubernetes":
         return FaultSupport(fault, platform, True, _K8S_NOTES.get(fault, ""))
     if fault == "oom-at-load":
@@ -210,8 +231,9 @@ def _render_checks(checks: list[Check], indent: int) -> list[str]:
     return lines
 
 
-def diagnose(host: HostPaths | None = None, state_dir: Path | None = None) -> Diagnosis:
-    """Everything ``harness doctor`` prints."""
+def diagnose(host: HostPaths | None = None, state_dir: Path | None = None,
+             k8s_probe: Mapping[str, Any] | None = None) -> Diagnosis:
+    """Everything ``harness doctor`` prints; ``k8s_probe``: the cluster's NetworkPolicy probe, when one ran."""
     import pwd
 
     host = host or HostPaths()
@@ -220,7 +242,7 @@ def diagnose(host: HostPaths | None = None, state_dir: Path | None = None) -> Di
         user = name if host.who() == name else f"{name}, {host.who()}"
     except KeyError:
         user = host.who()
-    faults = [fault_support(fault, platform, host) for platform in PLATFORMS for fault in FAULTS]
+    faults = [fault_support(fault, platform, host, k8s_probe) for platform in PLATFORMS for fault in FAULTS]
     local = [_machine.python(), _machine.tritonserver(),
              _machine.program("haproxy", "haproxy", "the service front, like a Kubernetes Service"),
              _machine.program("prometheus", "prometheus", "metrics; optional with 'harness up --no-prometheus'"),

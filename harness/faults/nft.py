@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.errors import FaultError
+from harness.faults.connect import AGENT_ELSEWHERE
 from harness.faults.undo import UndoRecord, UndoStore
 
-__all__ = ["PROBE_MARK", "TABLE_PREFIX", "add_block", "harness_tables", "recorded_block", "remove_table",
-           "require_nft", "undo"]
+__all__ = ["PROBE_MARK", "TABLE_PREFIX", "NftablesRoute", "add_block", "harness_tables", "recorded_block",
+           "remove_table", "require_nft", "undo"]
 
 TABLE_PREFIX = "harness_"
 
@@ -95,3 +96,18 @@ def remove_table(table: str) -> None:
 def undo(record: UndoRecord) -> None:
     """Undo kind ``nft`` (see ``harness.faults.undoers``)."""
     remove_table(str(record.payload["table"]))
+
+
+class NftablesRoute:
+    """Fault operations whose network block is the harness's own nftables table (local, attached): the one
+    route there. The agent route is the Kubernetes platform's (harness.platforms.kubernetes.netagent)."""
+
+    def block_routes(self) -> tuple[str, ...]:
+        return ("nftables",)
+
+    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
+        return AGENT_ELSEWHERE
+
+    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
+                            allowed: bool = False, image: str = "") -> dict[str, Any]:
+        raise FaultError(AGENT_ELSEWHERE)

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["CleanupReport", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "LoadClock", "LoadStart",
-           "ModelControl", "Platform",
-           "PlatformStatus", "ReplicaStatus", "SpecTarget"]
+__all__ = ["CleanupReport", "Connect", "DeploymentSpecTarget", "Endpoints", "FaultTarget", "LoadClock",
+           "LoadStart", "ModelControl", "Platform", "PlatformStatus", "ReplicaStatus", "SpecTarget"]
+
+# How a TCP connect test ended (harness.faults.connect): a block drops (timed out), a dead server refuses.
+Connect = Literal["connected", "refused", "timed out", "unreachable"]
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,21 @@ class FaultTarget(Protocol):
         """Open a TCP connection to the replica's serving port as its clients would (bypassing the front and
         any probe exemption): True connected, False refused or timed out, None cannot be checked from here.
         How a network block proves that it landed, and that it was lifted."""
+
+    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect | None:
+        """``connect_probe`` with the outcome in words: connected, refused (nothing listens), timed out
+        (dropped), unreachable; None: cannot be checked from here. A block's baseline and its proof."""
+
+    def block_routes(self) -> tuple[str, ...]:
+        """The network block's routes here, in the order ``via: auto`` tries them: ``("nftables",)`` where the
+        harness's own table is the block, ``("policy", "agent")`` on Kubernetes."""
+
+    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
+                            allowed: bool = False, image: str = "") -> dict[str, Any]:
+        """The agent route of the network block (Kubernetes: a privileged pod per target); elsewhere a FaultError."""
+
+    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
+        """Why the agent route cannot run here, with how to allow it; None when it can."""
 
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """What each hog of a memory-pressure record last reported (``free_mb``, ``held_mb``, ``ts``,

@@ -82,7 +82,7 @@ def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
         values["namespace_confirmed"] = True
     values["state_dir"] = base
     for key in ("context", "kubeconfig", "gpus_per_replica", "prometheus_url", "image", "replicas",
-                "production_pattern", "service_http", "service_grpc"):
+                "production_pattern", "service_http", "service_grpc", "agent_image"):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -91,7 +91,8 @@ def _kubernetes(args: argparse.Namespace, for_up: bool) -> Platform:
     if getattr(args, "ready_timeout", None) is not None:
         values["ready_timeout_s"] = args.ready_timeout
     for flag, key in (("prometheus_operator", "prometheus_operator"), ("dry_run", "dry_run"),
-                      ("i_know_this_is_production", "allow_production")):
+                      ("i_know_this_is_production", "allow_production"),
+                      ("allow_privileged_agent", "allow_privileged_agent")):
         if getattr(args, flag, False):
             values[key] = True
     return KubernetesPlatform(KubernetesSettings.from_json({"namespace": "", **values}))
@@ -132,6 +133,11 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
                      help="context/cluster names to refuse (default: names with a 'prod'/'production' part)")
     k8s.add_argument("--i-know-this-is-production", action="store_true",
                      help="act even on a context that matches the production pattern")
+    k8s.add_argument("--allow-privileged-agent", action="store_true",
+                     help="let the network block fall back to (or use, block_via: agent) a privileged agent pod in "
+                          "the target pod's network namespace where NetworkPolicy is not enforced")
+    k8s.add_argument("--agent-image", metavar="IMAGE",
+                     help="image of that agent: sh, nsenter, ip and nft (sandbox: harness sandbox agent-image)")
 
 
 def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
@@ -162,4 +168,6 @@ def platform_args_for_chaos(args: argparse.Namespace) -> dict[str, Any]:
         "state_dir": str(Path(state_dir).absolute()) if state_dir else None,
         "namespace": getattr(args, "namespace", None),
         "kube_context": getattr(args, "context", None),
+        "allow_privileged_agent": True if getattr(args, "allow_privileged_agent", False) else None,
+        "agent_image": getattr(args, "agent_image", None),
     }

@@ -412,6 +412,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         """The image for ``harness load --platform kubernetes --load-image``: built here, then imported."""
         return self.import_image(images.harness_image(self.cache / "images"))
 
+    def agent_image(self) -> str:
+        """The network block's agent image (``--agent-image``): busybox and nft, built here, then imported."""
+        return self.import_image(images.agent_image(self.cache / "images"))
+
     # -- API helpers -------------------------------------------------------------------------------------
     def _get(self, path: str, raw: bool = False, timeout: float = 3) -> Any:
         state = self._state()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from harness.errors import EnvironmentProblem
 
-__all__ = ["PAUSE_IMAGE", "ImageArchive", "harness_image", "pause_image", "triton_image"]
+__all__ = ["PAUSE_IMAGE", "ImageArchive", "agent_image", "harness_image", "pause_image", "triton_image"]
 
 PAUSE_IMAGE = "k8s.gcr.io/pause:3.2"  # the kubelet 1.20 default, so nothing ever tries to pull it
 _BUSYBOX = Path("/bin/busybox")
@@ -285,6 +285,35 @@ def harness_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> I
     libs = ":".join(str(p) for p in site.glob("*.libs"))
     tree.libraries(libs, (str(site),))
     env = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1"]
+    return _write_archive(out, tag, tree.files, tree.links, {"Env": env, "Cmd": ["sh"], "WorkingDir": "/"})
+
+
+_NFT = Path("/usr/sbin/nft")
+_AGENT_TOOLS = ("sh", "nsenter", "ip", "grep", "readlink", "tr", "sleep", "cat", "echo", "printf", "ls")
+
+
+def agent_image(directory: Path) -> ImageArchive:
+    """The network block's agent (harness.platforms.kubernetes.netagent): busybox's shell, nsenter and ip, and
+    Debian's ``nft`` with the libraries it loads. Nothing else: it is the one privileged pod the harness runs."""
+    if not _NFT.exists():
+        raise EnvironmentProblem("the agent image needs nftables here: apt-get install nftables")
+    if not _BUSYBOX.exists():
+        raise EnvironmentProblem("the local images need busybox: apt-get install busybox-static")
+    key = _inputs_key([_BUSYBOX, _NFT])
+    tag = f"triton-harness/netagent:local-{key}"
+    out = directory / f"netagent-{key}.tar"
+    if out.exists():
+        _prune_archives(out)
+        return ImageArchive(tag, out)
+    tree = _Tree()
+    tree.files["/bin/busybox"] = _BUSYBOX
+    for tool in _AGENT_TOOLS:
+        tree.links[f"/bin/{tool}"] = "busybox"
+    tree.files[str(_NFT)] = _NFT
+    tree.files["/etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"
+    tree.files["/etc/group"] = b"root:x:0:\n"
+    tree.libraries("", ())
+    env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
     return _write_archive(out, tag, tree.files, tree.links, {"Env": env, "Cmd": ["sh"], "WorkingDir": "/"})
 
 

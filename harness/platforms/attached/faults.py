@@ -10,12 +10,12 @@ the way clients do.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import FaultError
-from harness.faults.nft import recorded_block
+from harness.faults.connect import Connect, connected, tcp_connect
+from harness.faults.nft import NftablesRoute, recorded_block
 from harness.faults.undo import UndoStore
 from harness.faults.undoers import UNDOERS
 from harness.platforms.attached.settings import AttachedSettings
@@ -36,7 +36,7 @@ REFUSED: Mapping[str, str] = {
 }
 
 
-class AttachedFaultOps:
+class AttachedFaultOps(NftablesRoute):
     def __init__(self, settings: AttachedSettings) -> None:
         self.settings = settings
         self.store = UndoStore(settings.state_dir / "faults", UNDOERS)
@@ -95,12 +95,12 @@ class AttachedFaultOps:
         return None  # the pod spec of a service the harness did not start cannot be changed
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
-        """Whether a plain TCP connection (no probe mark: what clients see) reaches the service's HTTP
-        port; None when ``name`` is not this service's replica."""
+        return connected(self.connect_check(name, timeout_s))
+
+    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect | None:
+        """How a plain TCP connection (no probe mark: what clients see) to the service's HTTP port ends; None
+        when ``name`` is not this service's replica."""
         if name != REPLICA:
             return None
-        try:
-            with socket.create_connection((self.settings.address, self.settings.http_port), timeout=timeout_s):
-                return True
-        except OSError:
-            return False
+        return tcp_connect(self.settings.address, self.settings.http_port, timeout_s)
+

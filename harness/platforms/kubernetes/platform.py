@@ -26,10 +26,11 @@ from typing import Any
 from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.errors import ConfigError, FaultError, PlatformError
 from harness.events import EventKind, EventLog
-from harness.faults.undo import UndoStore
+from harness.faults.connect import Connect, connected, from_exit_code
+from harness.faults.undo import UndoRecord, UndoStore
 from harness.load.settings import LoadSettings
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, model_ops, podscripts, spec_ops
+from harness.platforms.kubernetes import attach, faults, model_ops, netagent, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -523,6 +524,7 @@ class KubernetesPlatform:
                 report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
         report.removed += model_ops.sweep(self)  # model-lifecycle faults whose run died
+        report.removed += netagent.sweep(self, self._stale_record)  # before its pods go: tables first
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -677,7 +679,24 @@ class KubernetesPlatform:
             self.api, self.namespace, list(names), run_id, expiry(max_s or self.settings.fault_ttl_s)
         )
 
+    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
+                            allowed: bool = False, image: str = "") -> dict[str, Any]:
+        """Drop traffic to these pods from inside their network namespaces (a privileged agent pod each), where
+        the network plugin ignores NetworkPolicy; only when allowed (harness.platforms.kubernetes.netagent)."""
+        self._require_replicas(list(names))
+        return netagent.block(self, list(names), run_id, max_s or self.settings.fault_ttl_s, allowed, image)
+
+    def block_routes(self) -> tuple[str, ...]:
+        return ("policy", "agent")
+
+    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
+        """Why the agent route cannot be used (not allowed, no image), with how to allow it; None: it can."""
+        return netagent.refusal(self.settings, allowed, image)
+
     def unblock_network(self, record: Mapping[str, Any]) -> None:
+        if record.get("kind") == netagent.KIND:
+            netagent.unblock(self, self._checked(record))
+            return
         faults.unblock_network(self.api, self._checked(record))
 
     def restart_with_env(
@@ -847,6 +866,7 @@ class KubernetesPlatform:
                 done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
         done += spec_ops.KubernetesSpecOps(self).sweep(stale)
         done += model_ops.sweep(self)
+        done += netagent.sweep(self, stale)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
@@ -866,23 +886,35 @@ class KubernetesPlatform:
         """The pod-spec faults as Deployment patches the real controller rolls out (harness.faults.podspec)."""
         return spec_ops.KubernetesSpecOps(self)
 
+    def _unblock_agents(self, record: UndoRecord) -> None:
+        """The undoer of an agent route's record (the runner's close): its agents' tables out, the agents gone."""
+        netagent.unblock(self, record.payload)
+
     def fault_store(self) -> UndoStore:
         """Local undo records of this namespace's faults (pod-spec patches), undone by the runner's close."""
         store = spec_ops.KubernetesSpecOps(self).store()
-        return UndoStore(store.directory, {**store.undoers, model_ops.UNDO_KIND: partial(model_ops.undo_with, self)})
+        return UndoStore(store.directory, {**store.undoers, model_ops.UNDO_KIND: partial(model_ops.undo_with, self),
+                                           netagent.UNDO_KIND: self._unblock_agents})
 
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
-        """Arguments a fault cannot honour here (a pod-template change cannot target some pods)."""
+        """Arguments a fault cannot honour here (a pod-template change cannot target some pods; the network
+        block's agent route without permission or image)."""
+        if func == "block_network" and arguments.get("via") == "agent" and (why := self.agent_refusal()):
+            return why
         return spec_ops.targeting_refusal(func, arguments)
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
+        """``connect_check`` as yes (connected) / no (refused, timed out, unreachable) / None (cannot tell)."""
+        return connected(self.connect_check(name, timeout_s))
+
+    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect | None:
         """Open a TCP connection to pod ``name``'s Triton HTTP port as an in-cluster client would.
 
         The connection starts inside another pod of the Deployment (exec), so it crosses the pod network
         the way Service traffic does and any NetworkPolicy applies to it; a connection from the node or
-        from this machine may be exempt on some network plugins. True: connected; False: refused or
-        timed out; None: cannot be checked from here (no other running pod, no pod IP, dry run, exec
-        failed), which a verification must report as unknown, never as blocked.
+        from this machine may be exempt on some network plugins. The outcome (connected, refused, timed
+        out, unreachable); None: cannot be checked from here (no other running pod, no pod IP, dry run,
+        exec failed), which a verification must report as unknown, never as blocked.
         """
         if self.api.dry_run:
             return None
@@ -906,7 +938,7 @@ class KubernetesPlatform:
             )
         except FaultError:
             return None
-        return {0: True, 3: False}.get(code)
+        return from_exit_code(code)
 
     def exec_in_replica(self, name: str, command: list[str]) -> str:
         self._require_replicas([name])

@@ -93,15 +93,17 @@ except OSError as exc:
 print("ok")
 """
 
-# argv: address, port, timeout_s. Exit 0: connected; 3: refused or timed out (blocked or down);
-# anything else: the probe itself failed (the caller reports "cannot tell").
+# argv: address, port, timeout_s. Exit 0: connected; 3: timed out (dropped); 5: refused (nothing listens);
+# 6: unreachable (harness.faults.connect.EXIT_CODES); anything else: the probe itself failed ("cannot tell").
 CONNECT_PROBE = r"""
-import socket, sys
+import errno, socket, sys
 try:
     socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
-except (ConnectionRefusedError, TimeoutError, socket.timeout):
+except ConnectionRefusedError:
+    sys.exit(5)
+except (TimeoutError, socket.timeout):
     sys.exit(3)
 except OSError as exc:
     print(exc)
-    sys.exit(3 if exc.errno in (113, 111, 110) else 4)
+    sys.exit({errno.ECONNREFUSED: 5, errno.ETIMEDOUT: 3, errno.EHOSTUNREACH: 6, errno.ENETUNREACH: 6}.get(exc.errno, 4))
 """

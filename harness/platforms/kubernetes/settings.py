@@ -62,6 +62,10 @@ class KubernetesSettings:
     dry_run: bool = False
     ttl_s: float = 24 * 3600.0  # expiry written on the objects `up` creates
     fault_ttl_s: float = 2 * 3600.0  # expiry on fault objects (NetworkPolicies, env patches)
+    # The network block's agent route (harness.platforms.kubernetes.netagent): the one privileged pod the
+    # harness may start, only when allowed here or by --allow-privileged-agent; its image has sh, nsenter, nft.
+    allow_privileged_agent: bool = False
+    agent_image: str = ""
     ready_timeout_s: float = 600.0
     state_dir: Path = field(default_factory=default_state_dir)
 
@@ -147,6 +151,8 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "load_image": str,
     "gpus_per_replica": int,
     "prometheus_operator": bool,
+    "allow_privileged_agent": bool,
+    "agent_image": str,
     "ttl_s": (int, float),
     "fault_ttl_s": (int, float),
     "ready_timeout_s": (int, float),

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +21,9 @@ from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import FaultError
 from harness.events import Event, read_events
 from harness.faults.cgroups import memory_controller
+from harness.faults.connect import Connect, connected, tcp_connect
 from harness.faults.hog import MB
-from harness.faults.nft import recorded_block
+from harness.faults.nft import NftablesRoute, recorded_block
 from harness.faults.overrides import (
     CGROUP_FILE,
     corrupt_weights,
@@ -50,7 +50,8 @@ __all__ = ["LocalFaultOps", "LocalSpecOps"]
 # Every kind of undo record the local platform writes: the host mechanics' and its replicas' model changes.
 LOCAL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, MODEL_UNDO_KIND: undo_record}
 
-class LocalFaultOps:
+
+class LocalFaultOps(NftablesRoute):
     def __init__(self, state_dir: Path, replicas: Sequence[ReplicaStatus], ports: Mapping[str, int],
                  manifest: Path | None = None) -> None:
         self.state = state_dir
@@ -100,14 +101,12 @@ class LocalFaultOps:
         self._undo_id(str(record["id"]))
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
+        return connected(self.connect_check(name, timeout_s))
+
+    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect:
         """A plain TCP connect to the replica's HTTP port, without the probes' socket mark, so an nftables
-        block applies to it exactly as to the service's clients."""
-        address = self._replica(name).address
-        try:
-            with socket.create_connection((address, int(self.ports["http"])), timeout=timeout_s):
-                return True
-        except OSError:
-            return False
+        block applies to it exactly as to the service's clients: connected, refused, timed out, unreachable."""
+        return tcp_connect(self._replica(name).address, int(self.ports["http"]), timeout_s)
 
     def _undo_id(self, record_id: str) -> None:
         for rec in self.store.records():
