@@ -181,7 +181,7 @@ def test_a_killed_harness_leaves_no_bad_version_behind(platform: LocalPlatform, 
     _left_nothing(platform, before)
 
     _inject_then_sigkill(platform, tmp_path / "crash2", before)
-    for watchdog in processes_mentioning("harness.faults.watchdog"):
+    for watchdog in processes_mentioning("harness.watchdog"):
         if str(platform.state) in watchdog:
             os.kill(int(watchdog.split()[0]), signal.SIGKILL)
     assert platform.fault_store().records() != []
