@@ -45,10 +45,17 @@ system-packages: $(SYSSTAMP)
 demo: setup
 	@$(BIN)/harness demo
 
+# The real-cluster tests (tests/k8s) mostly wait on the cluster and the others on local processes, so they run
+# side by side, each in a pytest process and temp folder of its own; the cluster tests' output follows.
 test: setup sandbox-cache
 	@$(BIN)/ruff check harness tests loadprofiles
 	@$(BIN)/mypy
-	@$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	@rm -f .pytest-k8s.log; \
+	$(BIN)/python -m pytest -q --durations=10 --basetemp=/tmp/harness-pytest-k8s tests/k8s $(PYTEST_ARGS) \
+	  >.pytest-k8s.log 2>&1 & k8s=$$!; trap 'kill $$k8s 2>/dev/null' INT TERM; \
+	$(BIN)/python -m pytest -q --durations=15 --basetemp=/tmp/harness-pytest-local --ignore=tests/k8s $(PYTEST_ARGS); \
+	local=$$?; wait $$k8s; cluster=$$?; echo "---- tests/k8s, run beside the others ----"; cat .pytest-k8s.log; \
+	test $$local -eq 0 -a $$cluster -eq 0
 
 # The real-cluster tests (tests/k8s) run a Kubernetes built from Debian's source: as root, install its
 # Debian packages and build the binaries into the cache once (about 11 minutes on 2 cores, niced).

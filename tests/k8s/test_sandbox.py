@@ -59,3 +59,14 @@ def test_dns_answers_service_names_only() -> None:
         reply = answer(_query(name), lookup)
         assert struct.unpack("!H", reply[2:4])[0] & 0xF == 3, name  # NXDOMAIN, never forwarded
     assert ("triton", "chaos") in seen and len(seen) == 2
+
+
+def test_root_snapshot_ignores_only_the_harness_fault_tables() -> None:
+    """Local network-block tests run beside the cluster tests and may hold a table of their own at snapshot time;
+    any other change to the root ruleset must still show."""
+    from harness.sandbox.host import _without_fault_tables
+
+    other = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0;\n\t}\n}\n"
+    fault = "table inet harness_ab12 {\n\tchain output {\n\t\tip daddr 127.0.0.2 drop\n\t}\n}\n"
+    assert _without_fault_tables(other + fault) == other
+    assert _without_fault_tables(fault + other + "table ip kube {\n}\n") == other + "table ip kube {\n}\n"
