@@ -144,10 +144,22 @@ def timeline_files(directory: Path) -> list[Path]:
 
 
 def read_timeline(directory: Path) -> pd.DataFrame:
-    """All records of a run's timeline folder, sorted by ``start_ns``; an empty frame when none."""
+    """All records of a run's timeline folder, sorted by ``start_ns``; an empty frame when none.
+
+    Reads the compacted file (``harness.timeline_store``) first, then the chunks it does not hold, in
+    the order compaction merges them, so the stable sort breaks ties the same way before and after."""
+    from harness.timeline_store import COMPACT_FILE, _compacted_chunks
 
     tables = []
+    done: set[str] = set()
+    if (directory / COMPACT_FILE).exists():
+        import pyarrow.parquet as pq
+
+        tables.append(pq.read_table(directory / COMPACT_FILE).replace_schema_metadata(None))
+        done = _compacted_chunks(directory / COMPACT_FILE)
     for path in timeline_files(directory):
+        if path.name in done:
+            continue
         with pa.memory_map(str(path)) as source:
             tables.append(ipc.open_stream(source).read_all())
     if not tables:
