@@ -22,6 +22,8 @@ to the same figures on generated timelines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,9 +40,9 @@ from harness.analysis._timeline import (
     span_of,
 )
 from harness.analysis._windows import BoolArray, FloatArray, IntArray, Recovery, RecoveryState, _boundaries
-from harness.timeline_store import CompactTimeline, RowGroupStats
+from harness.timeline_store import CompactTimeline, RowGroupStats, compact
 
-__all__ = ["ExactQuantiles", "figures_streamed"]
+__all__ = ["ExactQuantiles", "figures_streamed", "phase_counts"]
 
 _SERIES_POINTS = 1500  # window_series' max_points
 _SIGN_FREE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
@@ -464,3 +466,31 @@ def _series(bounds: IntArray, requests: IntArray, failed: IntArray, good: BoolAr
     good_bins = np.minimum.reduceat(good.astype(np.float64), starts)
     return {"t_ns": t0.astype(np.float64), "end_ns": t1.astype(np.float64), "throughput": req / dur,
             "error_ratio": err, "p50_s": p50, "p99_s": p99, "good": good_bins}
+
+
+def phase_counts(timeline_dir: Path, t0: int | None, t1: int | None) -> dict[str, dict[str, Any]]:
+    """Requests and failures (by class) before ``t0``, from ``t0`` to ``t1`` and after ``t1``, each request
+    at the instant the analysis counts it; one streamed pass over the compacted timeline (compacted here if
+    the load's chunks are still loose). Empty when there is no timeline."""
+    path = compact(timeline_dir) if timeline_dir.is_dir() else None
+    if path is None:
+        return {}
+    store = CompactTimeline(path)
+    if not store.rows:
+        return {}
+    out: dict[str, dict[str, Any]] = {n: {"requests": 0, "failed": 0, "by_class": {}}
+                                      for n in ("before", "during", "after")}
+    for g, table in store.scan(["start_ns", "latency_s", "outcome", "error_class"]):
+        b = _batch(g, table, t0)
+        masks = {"before": b.instant < (t0 if t0 is not None else 2**62),
+                 "during": (b.instant >= (t0 if t0 is not None else 2**62)) & (b.instant <= (t1 or 0)),
+                 "after": b.instant > (t1 if t1 is not None else 2**62)}
+        for name, mask in masks.items():
+            bad = mask & ~b.ok
+            entry = out[name]
+            entry["requests"] += int(np.count_nonzero(mask))
+            entry["failed"] += int(np.count_nonzero(bad))
+            for i, c in enumerate(np.bincount(b.error[bad], minlength=len(b.classes)).tolist()):
+                if c:
+                    entry["by_class"][b.classes[i]] = entry["by_class"].get(b.classes[i], 0) + c
+    return out

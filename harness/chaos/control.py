@@ -289,6 +289,12 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     )
     write_json_atomic(info_path, info)
     write_json_atomic(ctx.run_dir / "journal.json", journal)
+    try:  # the load has stopped: fold its one-second chunks into one file (the analysis retries if this fails)
+        from harness.timeline_store import compact
+
+        compact(ctx.run_dir / "timeline")
+    except Exception as exc:  # noqa: BLE001 - the chunks stay, complete; only the folding is put off
+        (ctx.run_dir / "compact.error").write_text(str(exc))
     try:
         events_path = ctx.platform().events_path()
         start = int(info.get("load_start_ns") or 0) - 1_000_000_000
