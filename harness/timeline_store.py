@@ -128,14 +128,26 @@ class RowGroupStats:
         return self.start_max + round(max(0.0, self.latency_max) * 1e9) + 1
 
 
+def _pool() -> pa.MemoryPool:
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        return pa.system_memory_pool()
+
+
 class CompactTimeline:
     """A compacted timeline opened for batched scans (row groups, chosen columns, skipped by statistics)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.file = pq.ParquetFile(path, read_dictionary=["outcome", "error_class"])
-        meta = self.file.metadata
+        # Arrow's default pool (mimalloc) and threaded decoding keep what the decoders free in per-thread
+        # heaps: reading ten row groups grew RSS by 430 MB while Arrow held 24 MB. One thread and jemalloc
+        # (its decay gives pages back) keep RSS flat; decoding is not what bounds a two-core scan.
+        self._reader = pq.ParquetReader(memory_pool=_pool())
+        self._reader.open(str(path), read_dictionary=["outcome", "error_class"])
+        meta = self._reader.metadata
         names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        self._index = {name: i for i, name in enumerate(names)}
         s, lat = names.index("start_ns"), names.index("latency_s")
         groups: list[RowGroupStats] = []
         offset = 0
@@ -152,7 +164,9 @@ class CompactTimeline:
         self.rows = offset
 
     def read(self, group: RowGroupStats, columns: list[str]) -> pa.Table:
-        return self.file.read_row_group(group.index, columns=columns, use_threads=True)
+        table: pa.Table = self._reader.read_row_group(group.index, column_indices=[self._index[c] for c in columns],
+                                                      use_threads=False)
+        return table
 
     def scan(self, columns: list[str], groups: list[RowGroupStats] | None = None
              ) -> Iterator[tuple[RowGroupStats, pa.Table]]:

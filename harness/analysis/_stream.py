@@ -94,17 +94,19 @@ class ExactQuantiles:
         self.totals = np.zeros(self.groups, dtype=np.int64)
         self._collected: list[tuple[IntArray, IntArray]] = []
         self._sub: IntArray = np.zeros(0, dtype=np.int64)
+        self._wanted0: BoolArray = np.zeros(buckets + 1, dtype=bool)
 
     def _bucket(self, keys: IntArray, lo: IntArray | int, width: npt.NDArray[np.uint64] | int) -> IntArray:
-        offset = keys.astype(np.uint64) - np.asarray(lo).astype(np.uint64)  # wraps exactly: key >= lo
+        offset = keys.view(np.uint64) - np.asarray(lo).astype(np.uint64)  # wraps exactly: key >= lo
         out: IntArray = (offset // np.asarray(width, dtype=np.uint64)).astype(np.int64)
         return out
 
     def add(self, groups: IntArray, keys: IntArray) -> None:
         """Histogram pass: count ``keys`` (order keys) into their groups' buckets."""
         if len(keys):
-            idx = groups * self.nb + self._bucket(keys, self.lo0, self.width0)
-            self.hist += np.bincount(idx, minlength=len(self.hist))
+            first, last = int(groups.min()), int(groups.max())
+            idx = (groups - first) * self.nb + self._bucket(keys, self.lo0, self.width0)
+            self.hist[first * self.nb:(last + 1) * self.nb] += np.bincount(idx, minlength=(last - first + 1) * self.nb)
 
     def start(self) -> None:
         """After the histogram pass: find each wanted rank's bucket and plan the next pass."""
@@ -145,17 +147,28 @@ class ExactQuantiles:
         self.sub_width[split] = (self.width[split] + np.uint64(self.nb - 1)) // np.uint64(self.nb)
         self._sub = np.zeros(len(split) * self.nb, dtype=np.int64)
         self._collected = []
+        busy = np.flatnonzero(self.mode != 0)
+        self._wanted0 = np.zeros(self.nb + 1, dtype=bool)
+        self._wanted0[np.minimum(self._bucket(self.lo[busy], self.lo0, self.width0), self.nb)] = True
 
     @property
     def pending(self) -> bool:
         return bool((self.mode != 0).any())
 
+    def near(self, keys: IntArray) -> BoolArray:
+        """Which keys fall in a first-level bucket some target still looks into (only they can matter)."""
+        wanted: BoolArray = self._wanted0[self._bucket(keys, self.lo0, self.width0)]
+        return wanted
+
     def match(self, groups: IntArray, keys: IntArray) -> None:
         """One batch of an exact-rank pass."""
+        # Only values in a first-level bucket some group still looks into can matter: a cheap first cut.
+        near = self.near(keys)
+        groups, keys = groups[near], keys[near]
         for s in range(self.slots):
             t = groups * self.slots + s
             mode = self.mode[t]
-            inside = (mode != 0) & (keys.astype(np.uint64) - self.lo[t].astype(np.uint64) < self.width[t])
+            inside = (mode != 0) & (keys.view(np.uint64) - self.lo[t].view(np.uint64) < self.width[t])
             take = inside & (mode == 1)
             if take.any():
                 self._collected.append((t[take], keys[take]))
@@ -230,12 +243,14 @@ def _batch(g: RowGroupStats, table: pa.Table, t0: int | None) -> _Batch:
     latency = table.column("latency_s").to_numpy().astype(np.float64, copy=False)
     ok, error, classes = _ok_and_errors(table)
     instant, moved = start, 0
-    if t0 is not None:  # the rule of ``effective_starts``, row by row
-        end = start + np.rint(latency * 1e9).astype(np.int64)
-        late = (~ok) & (start < t0) & (end >= t0)
-        moved = int(np.count_nonzero(late))
+    if t0 is not None:  # the rule of ``effective_starts``, on the few failed requests started before t0
+        rows = np.flatnonzero((start < t0) & ~ok)
+        end = start[rows] + np.rint(latency[rows] * 1e9).astype(np.int64)
+        late = rows[end >= t0]
+        moved = len(late)
         if moved:
-            instant = np.where(late, end, start)
+            instant = start.copy()
+            instant[late] = end[end >= t0]
     return _Batch(g.offset, start, latency, ok, instant, error, classes, moved)
 
 
@@ -306,25 +321,50 @@ def figures_streamed(store: CompactTimeline | None, q: TimelineQuestion, setting
     errors_after: dict[str, int] = {}
     total = failed = moved = 0
 
-    def ok_groups(b: _Batch) -> tuple[IntArray, IntArray]:
-        """(group, key) for each ok request in a phase, then again for each in a plot bin."""
-        keys = order_keys(b.latency)
-        gid_parts, key_parts = [], []
-        for p, (a, e) in enumerate(phases.values()):
-            m = b.ok & (b.instant >= a) & (b.instant < e)
-            gid_parts.append(np.full(int(np.count_nonzero(m)), p, dtype=np.int64))
-            key_parts.append(keys[m])
-        m = b.ok & (b.instant >= span_start) & (b.instant < span_end)
-        win = np.searchsorted(bounds, b.instant[m], side="right") - 1
-        gid_parts.append(3 + win // per_bin)
-        key_parts.append(keys[m])
-        return np.concatenate(gid_parts), np.concatenate(key_parts)
+    grid_first = -((anchor - span_start) // settings.window_ns)  # the first grid point >= span start
+    off_grid = [int(c) for c in bounds if (int(c) - anchor) % settings.window_ns]
+
+    def window_of(inst: IntArray) -> IntArray:
+        """``searchsorted(bounds, inst, "right") - 1`` for instants in the span, by arithmetic: grid
+        points at or before the instant, plus the cuts off the grid at or before it."""
+        win = (inst - anchor) // settings.window_ns - grid_first
+        for c in off_grid:
+            win += inst >= c
+        return win
+
+    phase_edges = np.array([*(a for a, _ in phases.values()), list(phases.values())[-1][1]], dtype=np.int64)
+
+    def ok_groups(b: _Batch, phase: IntArray | None = None, win: IntArray | None = None
+                  ) -> list[tuple[IntArray, IntArray]]:
+        """(group, key) of each ok request in a phase, and of each in a plot bin (two calls: each keeps
+        its histogram update to the groups the batch touches). ``phase`` and ``win`` (of every request,
+        -1 outside) when the caller has them; without them (the exact-rank passes) only the requests
+        near a wanted rank are placed."""
+        if phase is None or win is None:
+            rows = np.flatnonzero(b.ok)
+            keys = order_keys(b.latency[rows])
+            near = quant.near(keys)
+            rows, keys = rows[near], keys[near]
+            phase, win = phase_and_window(b.start[rows])  # an ok request counts at its start
+        else:
+            keys = order_keys(b.latency[b.ok])
+            phase, win = phase[b.ok], win[b.ok]
+        in_phase = (phase >= 0) & (phase < 3)
+        inside = win >= 0
+        return [(phase[in_phase], keys[in_phase]), (3 + win[inside] // per_bin, keys[inside])]
+
+    def phase_and_window(inst: IntArray) -> tuple[IntArray, IntArray]:
+        phase = np.searchsorted(phase_edges, inst, side="right") - 1
+        win = window_of(inst)
+        win[(inst < span_start) | (inst >= span_end)] = -1
+        return phase, win
 
     for g, table in (store.scan(["start_ns", "latency_s", "outcome", "error_class"]) if store else []):
         b = _batch(g, table, t0)
         moved += b.moved
-        valid = (b.instant >= span_start) & (b.instant < span_end)
-        win = np.searchsorted(bounds, b.instant[valid], side="right") - 1
+        phase, win_all = phase_and_window(b.instant)
+        valid = win_all >= 0
+        win = win_all[valid]
         requests += np.bincount(win, minlength=nwin)
         failed_w += np.bincount(win[~b.ok[valid]], minlength=nwin)
         slow_w += np.bincount(win[b.latency[valid] > limit], minlength=nwin)
@@ -342,9 +382,9 @@ def figures_streamed(store: CompactTimeline | None, q: TimelineQuestion, setting
                 if c:
                     name = b.classes[i] or "unclassified"
                     errors_after[name] = errors_after.get(name, 0) + c
-        for p, (a, e) in enumerate(phases.values()):
-            phase_requests[p] += int(np.count_nonzero((b.instant >= a) & (b.instant < e)))
-        quant.add(*ok_groups(b))
+        phase_requests += np.bincount(phase[(phase >= 0) & (phase < 3)], minlength=3)
+        for gids, keys in ok_groups(b, phase, win_all):
+            quant.add(gids, keys)
     if moved:
         notes.append(moved_note(moved))
 
@@ -385,7 +425,8 @@ def figures_streamed(store: CompactTimeline | None, q: TimelineQuestion, setting
         for g, table in store.scan(["start_ns", "latency_s", "outcome"], wanted):
             b = _batch(g, table, t0)
             if quant.pending:
-                quant.match(*ok_groups(b))
+                for gids, keys in ok_groups(b):
+                    quant.match(gids, keys)
             if passes or g.index not in near_first | near_last:
                 continue
             offending = ~b.ok | (b.latency > limit)
