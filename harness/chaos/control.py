@@ -71,6 +71,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     sweep = getattr(platform, "sweep_faults", None)
     if callable(sweep):
         sweep(only_orphaned=True)
+    from harness.analysis._server import service_scope
+
     info: dict[str, Any] = {
         "name": configuration.get("harness_experiment_name") or ctx.run_dir.parent.name,
         "title": context.get("title", ""),
@@ -85,6 +87,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         "status": "running",
         "endpoints": {"http": status.endpoints.http, "grpc": status.endpoints.grpc,
                       "prometheus": status.endpoints.prometheus},
+        # The series of this service only, as the platform names its replicas now (analysis/_server.py).
+        "metrics_scope": service_scope({**status.details, "endpoints": status.to_json()["endpoints"]}),
     }
     if str(_cfg(configuration, "harness_load", "true")).lower() in ("false", "0", "no", "off"):
         (ctx.run_dir / "load.pid").write_text("0")
