@@ -105,7 +105,11 @@ class ExactQuantiles:
         """Histogram pass: count ``keys`` (order keys) into their groups' buckets."""
         if len(keys):
             first, last = int(groups.min()), int(groups.max())
-            idx = (groups - first) * self.nb + self._bucket(keys, self.lo0, self.width0)
+            bucket = self._bucket(keys, self.lo0, self.width0)
+            if int(bucket.max()) >= self.nb:  # NaN, or a value outside the row groups' statistics
+                raise ValueError("a latency lies outside the range the timeline's statistics give; "
+                                 "rebuild timeline.parquet with harness.timeline_store.compact")
+            idx = (groups - first) * self.nb + bucket
             self.hist[first * self.nb:(last + 1) * self.nb] += np.bincount(idx, minlength=(last - first + 1) * self.nb)
 
     def start(self) -> None:
