@@ -115,14 +115,14 @@ for i in range(int(sys.argv[3])):
 def test_two_runs_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     run = _run(tmp_path / "src", "20261128T000000Z-w", 0, 2.5, SERVICE_A)
     db = tmp_path / "history.sqlite"
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(run), str(db), "40", name],
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(run), str(db), "25", name],
                                 stderr=subprocess.PIPE, text=True) for name in ("first", "second")]
     for w in writers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
     record_run(analyse_run(run, load_settings(), query_server=False), db, "test")  # and a third, after
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 81
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 51
         per_run = conn.execute("SELECT run_id, COUNT(*) FROM figures GROUP BY run_id").fetchall()
-        assert len(per_run) == 81 and len({n for _, n in per_run}) == 1  # every run complete
+        assert len(per_run) == 51 and len({n for _, n in per_run}) == 1  # every run complete
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

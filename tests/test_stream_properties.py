@@ -94,7 +94,7 @@ def _same(a: TimelineFigures, b: TimelineFigures) -> None:
         np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(timelines())
 def test_streamed_figures_equal_the_in_memory_oracle(tmp_path_factory: pytest.TempPathFactory,
