@@ -5,9 +5,10 @@ did not complete is stored with its status and is never counted as a pass or use
 
 Like with like: each run row carries the identity of the service it tested (``service_key``: endpoint,
 namespace/Deployment, image, models and versions from run.json ``service``) and each figure row the
-fingerprint of its experiment's configuration (``config_key``: load rate and users, replicas, time
-scale, retries, every experiment setting). Trends and regression baselines compare a figure only with
-runs of the same experiment, service and configuration, over the last ``window`` of them.
+fingerprint of its experiment's configuration (``config_key``: the load and run settings such as rate,
+users and profile, the steady-state objective, replicas, time scale, retries; not the fault's arguments).
+Trends and regression baselines compare a figure only with runs of the same experiment, service and
+configuration, over the last ``window`` of them.
 
 The schema is versioned (``PRAGMA user_version``, ``SCHEMA_VERSION``); an older file is migrated in
 place when opened (rows written before version 2 have empty keys: they form their own series). The
@@ -128,14 +129,22 @@ def service_identity(run: Mapping[str, Any]) -> tuple[str, str]:
 # Configuration keys that say where a run happened, not what it did (paths, the run's own names).
 _VOLATILE = ("harness_run", "harness_experiment_file", "harness_experiment_name", "harness_state",
              "harness_reports")
+_OBJECTIVE = ("max_error_ratio", "max_p99_ms", "analysis")  # how windows are judged
 
 
 def config_identity(configuration: Mapping[str, Any], replicas: int, time_scale: float,
                     retries: bool) -> tuple[str, str]:
-    """(key, canonical JSON) of an experiment's configuration: what must match for figures to compare."""
-    kept = {k: v for k, v in configuration.items()
-            if not any(str(k).startswith(p) for p in _VOLATILE)
-            and not str(k).endswith(("_dir", "_path"))}
+    """(key, canonical JSON) of what must match for an experiment's figures to compare: the load and run
+    settings (``harness_*``: rate, users, profile, warm-up, observation...), the steady-state objective,
+    the number of replicas, time scale and retries. The fault's own arguments are not in it: a fault that
+    now takes longer to recover from under the same load is the regression a trend exists to show."""
+    kept: dict[str, Any] = {}
+    for k, v in configuration.items():
+        name = str(k)
+        if name.startswith(_VOLATILE) or name.endswith(("_dir", "_path")):
+            continue
+        if name.startswith("harness_") or name in _OBJECTIVE:
+            kept[name] = Path(v).name if name.endswith(("_profile", "_file")) and isinstance(v, str) else v
     doc = {"configuration": kept, "replicas": replicas, "time_scale": time_scale, "retries": retries}
     return _key(doc), json.dumps(doc, sort_keys=True, default=str)
 
