@@ -129,7 +129,7 @@ def test_results_json_follows_the_documented_schema(tmp_path: Path) -> None:
     manifest = json.loads(result.manifest_json.read_text())
     assert any("scaled by 0.2" in n for n in manifest["notes"])
     assert any("analogue" in n for n in manifest["notes"])
-    assert "experiments/pod-kill/1/timeline/part-0-000000.arrow" in manifest["files"]
+    assert "experiments/pod-kill/1/timeline/timeline.parquet" in manifest["files"]  # the chunks, compacted
     assert manifest["harness"]["version"] and manifest["triton"]["version"]
 
 
