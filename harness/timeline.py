@@ -5,8 +5,9 @@ schema is a contract between the load generator (which writes it) and the analys
 
 On disk a run's timeline is a folder of Arrow IPC stream files ``part-<worker>-<seq>.arrow``. Writers
 append records to a small buffer and write a new chunk about once a second, so a crash loses at most
-about a second and memory stays bounded for hours-long runs. ``read_timeline`` merges every chunk of
-every worker in time order.
+about a second and memory stays bounded for hours-long runs. When the load has stopped they are compacted
+into one Parquet file (``harness.timeline_store``). ``read_timeline`` merges the compacted file and every
+chunk of every worker in time order.
 """
 
 from __future__ import annotations
