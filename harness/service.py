@@ -25,15 +25,18 @@ own assumptions. A platform adds what only it knows through an optional ``servic
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.errors import HarnessError
 from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 
-__all__ = ["SERVICE_SCHEMA", "describe_endpoint", "describe_service", "record_service", "service_summary"]
+__all__ = ["SERVICE_SCHEMA", "describe_endpoint", "describe_service", "promql_literal", "record_service",
+           "service_scope", "service_summary"]
 
 SERVICE_SCHEMA = 1
 
@@ -113,3 +116,32 @@ def service_summary(service: Mapping[str, Any] | None) -> str:
              f"serving {models}" if models else "",
              f"(metadata unavailable: {service['error']})" if service.get("error") else ""]
     return "Service under test: " + ", ".join(p for p in parts if p)
+
+
+def promql_literal(regex: str) -> str:
+    """A regex as a PromQL string literal's content (backslashes and quotes escaped)."""
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def service_scope(*documents: Mapping[str, Any]) -> str | None:
+    """PromQL label matchers selecting only the service under test's series, from a platform status
+    (``{**details, "endpoints": ...}``, as run.json ``settings`` holds it); None when it names no instance.
+
+    Kubernetes: ``namespace`` and the Deployment's pods (``<deployment>-<hash>-<id>``, so replacements of
+    killed pods stay in scope). Elsewhere: the ``instance`` of each replica's metrics endpoint (the
+    address Prometheus scrapes), which a restarted replica keeps."""
+    for doc in documents:
+        for holder in (doc, doc.get("settings") if isinstance(doc.get("settings"), dict) else {}):
+            if not isinstance(holder, dict):
+                continue
+            namespace, deployment = holder.get("namespace"), holder.get("deployment")
+            if isinstance(namespace, str) and namespace and isinstance(deployment, str) and deployment:
+                return (f'namespace="{promql_literal(namespace)}",'
+                        f'pod=~"{promql_literal(re.escape(deployment))}-[a-z0-9]+-[a-z0-9]+"')
+            endpoints = holder.get("endpoints")
+            metrics = endpoints.get("metrics") if isinstance(endpoints, dict) else None
+            instances = sorted({urlsplit(m if "//" in m else f"http://{m}").netloc
+                                for m in metrics or [] if isinstance(m, str) and m})
+            if instances:
+                return f'instance=~"{promql_literal("|".join(re.escape(i) for i in instances))}"'
+    return None

@@ -5,8 +5,9 @@ schema is a contract between the load generator (which writes it) and the analys
 
 On disk a run's timeline is a folder of Arrow IPC stream files ``part-<worker>-<seq>.arrow``. Writers
 append records to a small buffer and write a new chunk about once a second, so a crash loses at most
-about a second and memory stays bounded for hours-long runs. ``read_timeline`` merges every chunk of
-every worker in time order.
+about a second and memory stays bounded for hours-long runs. When the load has stopped they are compacted
+into one Parquet file (``harness.timeline_store``); ``read_timeline`` merges the compacted file and every
+chunk of every worker in time order.
 
 Each writer also keeps a manifest, ``manifest-<worker>.jsonl``: one line per chunk as it is closed (name,
 records, bytes, sha256) and a last line when the writer is closed (chunks, records, requests it could not
@@ -202,15 +203,38 @@ def workers_note(record: dict[str, Any]) -> str:
             + ("dropped requests not reported" if dropped is None else f"{dropped} scheduled requests dropped"))
 
 
+# The compacted timeline (harness.timeline_store writes it) and the metadata key listing the chunks it holds.
+COMPACT_FILE = "timeline.parquet"
+_CHUNKS_KEY = b"harness.chunks"
+
+
+def _compacted_chunks(path: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(_CHUNKS_KEY, b"")
+    return set(raw.decode().split("\n")) - {""}
+
+
 def timeline_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("part-*.arrow"))
 
 
 def read_timeline(directory: Path) -> pd.DataFrame:
-    """All records of a run's timeline folder, sorted by ``start_ns``; an empty frame when none."""
+    """All records of a run's timeline folder, sorted by ``start_ns``; an empty frame when none.
 
+    Reads the compacted file (``harness.timeline_store``) first, then the chunks it does not hold, in
+    the order compaction merges them, so the stable sort breaks ties the same way before and after."""
     tables = []
+    done: set[str] = set()
+    if (directory / COMPACT_FILE).exists():
+        import pyarrow.parquet as pq
+
+        tables.append(pq.read_table(directory / COMPACT_FILE).replace_schema_metadata(None))
+        done = _compacted_chunks(directory / COMPACT_FILE)
     for path in timeline_files(directory):
+        if path.name in done:
+            continue
         with pa.memory_map(str(path)) as source:
             tables.append(ipc.open_stream(source).read_all())
     if not tables:

@@ -74,7 +74,7 @@ def test_real_replica_kill_is_measured(make_platform, tmp_path: Path) -> None:  
     write_run(
         run,
         ["pod-kill"],
-        settings={"time_scale": 0.2, "endpoints": {"prometheus": status.endpoints.prometheus}},
+        settings={"time_scale": 0.2, "endpoints": status.to_json()["endpoints"]},  # as the runner records it
     )
     time.sleep(2)  # one more Prometheus scrape of the restarted replica
     result = build_report(run)

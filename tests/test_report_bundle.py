@@ -129,7 +129,7 @@ def test_results_json_follows_the_documented_schema(tmp_path: Path) -> None:
     manifest = json.loads(result.manifest_json.read_text())
     assert any("scaled by 0.2" in n for n in manifest["notes"])
     assert any("analogue" in n for n in manifest["notes"])
-    assert "experiments/pod-kill/1/timeline/part-0-000000.arrow" in manifest["files"]
+    assert "experiments/pod-kill/1/timeline/timeline.parquet" in manifest["files"]  # the chunks, compacted
     assert manifest["harness"]["version"] and manifest["triton"]["version"]
 
 
@@ -236,7 +236,8 @@ def test_prometheus_unreachable_report_completes_and_says_what_is_missing(tmp_pa
     run = make_run(
         tmp_path,
         "20261128T010000Z-p",
-        settings={"time_scale": 0.2, "endpoints": {"prometheus": "http://127.0.0.1:9"}},
+        settings={"time_scale": 0.2, "endpoints": {"prometheus": "http://127.0.0.1:9",
+                                                   "metrics": ["http://127.0.0.1:8002/metrics"]}},
     )
     result = build_report(run)
     doc = json.loads(result.results_json.read_text())
@@ -295,7 +296,8 @@ def test_server_side_figures_from_a_real_prometheus(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline, "prometheus did not become ready"
             time.sleep(0.2)
-        run = make_run(tmp_path, "20261128T010000Z-q", settings={"endpoints": {"prometheus": url}})
+        run = make_run(tmp_path, "20261128T010000Z-q", settings={"endpoints": {
+            "prometheus": url, "metrics": ["http://127.0.0.1:8002/metrics"]}})  # the scope of every query
         result = build_report(run)
         entry = json.loads(result.results_json.read_text())["experiments"][0]["runs"][0]
         assert entry["server"]["url"] == url

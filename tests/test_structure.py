@@ -19,7 +19,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # 0. plain helpers every floor may use
     ("harness", "harness.errors", "harness.jsonfile", "harness.procs", "harness.events"),
     # 1. what the service and a run are: the timeline, the manifest, Triton's files, the platform contract
-    ("harness.timeline", "harness.deployment", "harness.manifest", "harness.triton", "harness.platforms.base"),
+    ("harness.timeline", "harness.timeline_store", "harness.deployment", "harness.manifest", "harness.triton",
+     "harness.platforms.base"),
     # 2. the service as recorded, the load generator, and the sandbox cluster (it builds and runs, knows no platform)
     ("harness.service", "harness.load", "harness.sandbox"),
     # 3. faults: mechanics (nft, hog, cgroups), undo records, fault families

@@ -1,6 +1,7 @@
 """One repetition directory (run layout contract) turned into figures.
 
-Reads ``experiment.json``, the request timeline (``harness.timeline.read_timeline``), the platform
+Reads ``experiment.json``, the request timeline (compacted, then scanned in flat memory by
+``_stream.figures_streamed``), the platform
 events and the Chaos Toolkit journal, and applies the definitions in ``_windows`` and ``_replicas``.
 """
 
@@ -13,22 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from harness.analysis._budget import Incident, incident_figures
 from harness.analysis._readiness import DEFAULT_PROBE_PERIOD_S, Readiness, assess_readiness
 from harness.analysis._replicas import CapacityRecovery, Interval, capacity_recovery, replica_lanes
 from harness.analysis._settings import AnalysisSettings
-from harness.analysis._windows import (
-    FloatArray,
-    effective_starts,
-    make_windows,
-    phase_percentiles,
-    recovery,
-    window_series,
-)
+from harness.analysis._stream import figures_streamed
+from harness.analysis._timeline import TimelineQuestion
+from harness.analysis._windows import BoolArray, FloatArray, IntArray, effective_starts
 from harness.errors import ConfigError
 from harness.events import Event, read_events
-from harness.timeline import copied_workers, read_timeline, workers_note
+from harness.timeline import copied_workers, workers_note
+from harness.timeline_store import CompactTimeline, compact
 
 __all__ = [
     "ExperimentInfo",
@@ -260,6 +258,35 @@ def void_repetition(rep_dir: Path, info: ExperimentInfo) -> RepetitionResult:
     )
 
 
+# Requests that started this long before the fault and were still in flight at it count at their failure; no
+# client of the harness waits longer (request timeouts are seconds).
+_IN_FLIGHT_MARGIN_NS = 600 * 1_000_000_000
+
+
+def _fault_window_requests(store: CompactTimeline, t0: int, obs_end: int
+                           ) -> tuple[IntArray, FloatArray, BoolArray, npt.NDArray[Any]]:
+    """The requests that count in [t0, observation end) (instants, latency, ok, replica), sorted by the instant
+    they count at: read from the row groups whose statistics overlap it, so memory follows the fault's
+    window, not the whole timeline. What readiness and the incident's budget are computed from."""
+    import pyarrow as pa
+
+    lo = t0 - _IN_FLIGHT_MARGIN_NS
+    columns = ["start_ns", "latency_s", "outcome", "replica"]
+    parts = [store.read(g, columns) for g in store.groups if g.start_max >= lo and g.start_min < obs_end]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=object)
+    table = pa.concat_tables(parts)
+    start = table.column("start_ns").to_numpy().astype(np.int64)
+    latency = table.column("latency_s").to_numpy().astype(np.float64)
+    ok = np.asarray(table.column("outcome").to_pandas().astype(str) == "ok", dtype=bool)
+    replica = np.asarray(table.column("replica").to_pandas().astype(str), dtype=object)
+    instants, order = effective_starts(start, latency, ok, t0)
+    instants, latency, ok, replica = instants[order], latency[order], ok[order], replica[order]
+    keep = slice(int(np.searchsorted(instants, t0)), int(np.searchsorted(instants, obs_end)))
+    return instants[keep], latency[keep], ok[keep], replica[keep]
+
+
 def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionResult:
     """All figures of one repetition; bad input (missing experiment.json fields) raises ConfigError.
 
@@ -268,33 +295,11 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     if info.void is not None:
         return void_repetition(rep_dir, info)
     notes: list[str] = []
-    frame = read_timeline(rep_dir / "timeline")
     if (copied := copied_workers(rep_dir / "timeline")) is not None:  # load from Kubernetes worker pods
         notes.append(workers_note(copied))
-    start = frame["start_ns"].to_numpy(dtype=np.int64)
-    latency = frame["latency_s"].to_numpy(dtype=np.float64)
-    ok = (frame["outcome"] == "ok").to_numpy(dtype=bool)
     events = list(read_events(rep_dir / "events.jsonl"))
     # An events file with no records means no replica changed state (they stayed ready), not "unknown".
     has_events_file = (rep_dir / "events.jsonl").exists()
-    if not len(start) and info.load_start_ns is None:
-        raise ConfigError(f"{rep_dir}: the timeline is empty and experiment.json has no load_start_ns; "
-                          "nothing to analyse")
-    span_start = info.load_start_ns if info.load_start_ns is not None else int(start[0])
-    span_end = info.load_end_ns if info.load_end_ns is not None else int(start[-1]) + 1
-    if span_end <= span_start:
-        raise ConfigError(f"{info.path}: load_end_ns ({span_end}) is not after load_start_ns ({span_start})")
-    outside = int(np.count_nonzero((start < span_start) | (start >= span_end)))
-    if outside:
-        notes.append(f"{outside} requests started outside the load period and were left out")
-    inside = start[(start >= span_start) & (start < span_end)]
-    if len(inside) and inside[0] > span_start:
-        # Observation begins with the first request: before it the load generator had asked nothing.
-        gap_s = (int(inside[0]) - span_start) / 1e9
-        if gap_s > settings.window_s:
-            notes.append(f"the first request was sent {gap_s:.3f} s after the load period began; "
-                         "the observed period starts there")
-        span_start = int(inside[0])
     t0 = info.fault_start_ns
     journal_t0 = _journal_fault_start(rep_dir)
     if t0 is None and journal_t0 is not None and info.fault_end_ns is not None:
@@ -303,50 +308,26 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
     elif t0 is not None and journal_t0 is not None and abs(journal_t0 - t0) > 1_000_000_000:
         notes.append(f"the journal's first action started {(journal_t0 - t0) / 1e9:+.3f} s "
                      "from fault_start_ns")
-    obs_end = info.observation_end_ns if info.observation_end_ns is not None else span_end
-    if obs_end > span_end:
-        notes.append(f"observation ended {(obs_end - span_end) / 1e9:.3f} s after the load stopped; "
-                     "the observation is cut at the end of the load")
-        obs_end = span_end
-    if t0 is not None and not span_start <= t0 < span_end:
-        notes.append("the fault started outside the observed load period; impact and recovery cannot be "
-                     "measured")
-        t0 = None
-    # Requests in flight at t0 that failed count at their failure (``effective_starts``); re-sort by it.
-    instants, order = effective_starts(start, latency, ok, t0)
-    moved = int(np.count_nonzero(instants != start))
-    if moved:
-        start, latency, ok = instants[order], latency[order], ok[order]
-        frame = frame.iloc[order].reset_index(drop=True)
-        notes.append(f"{moved} request(s) in flight at the fault start failed after it: they count as impact "
-                     "at the time they failed")
-    anchor = t0 if t0 is not None else span_start
-    w = make_windows(start, latency, ok, anchor_ns=anchor, span=(span_start, span_end),
-                     cuts=[obs_end], settings=settings)
-    # Availability covers the observed period: from the first request to the end of observation (the
-    # load generator's shutdown after it is not observation).
-    in_span = slice(int(np.searchsorted(start, span_start)), int(np.searchsorted(start, obs_end)))
-    total = int(in_span.stop - in_span.start)
-    failed = int(np.count_nonzero(~ok[in_span]))
-    observed = w.end_ns <= obs_end
-    dur = w.duration_ns
-    span_ns = int(dur[observed].sum())
-    availability_time = float(dur[observed & w.good].sum() / span_ns) if span_ns else None
-    availability_requests = (total - failed) / total if total else None
-    fault_end = info.fault_end_ns if info.fault_end_ns is not None else obs_end
-    errors = frame["error_class"].iloc[in_span][~ok[in_span]].value_counts()
-    errors_by_class = {str(k) or "unclassified": int(v) for k, v in errors.items()}
+    question = TimelineQuestion(load_start_ns=info.load_start_ns, load_end_ns=info.load_end_ns,
+                                observation_end_ns=info.observation_end_ns, t0_ns=t0,
+                                fault_end_ns=info.fault_end_ns, where=info.path, rep_dir=rep_dir)
+    # The load has stopped: fold its one-second chunks into one file, then scan it in flat memory.
+    compacted = compact(rep_dir / "timeline") if (rep_dir / "timeline").is_dir() else None
+    store = CompactTimeline(compacted) if compacted else None
+    fig = figures_streamed(store, question, settings)
+    notes.extend(fig.notes)
+    t0, obs_end = fig.t0_ns, fig.obs_end
+    span_start, span_end = fig.span
+    total, failed = fig.total, fig.failed
     tti = ttr = lower = after_end_s = None
     recovered, bad_s, impact_ns, recovery_ns = True, 0.0, None, None
     state: TtrState = "no-fault"
     capacity: CapacityRecovery | None = None
     readiness: Readiness | None = None
     incident: Incident | None = None
-    errors_after: dict[str, int] = {}
     after_s = None
-    if t0 is not None:
-        rec = recovery(w, start, latency, ok, t0_ns=t0, observation_end_ns=obs_end, settings=settings,
-                       fault_end_ns=info.fault_end_ns if info.fault_end_ns is not None else t0)
+    rec = fig.recovery
+    if t0 is not None and rec is not None:
         after_s = rec.observed_after_ns / 1e9
         after_end_s = rec.observed_after_fault_end_ns / 1e9
         bad_s = rec.bad_ns / 1e9
@@ -370,23 +351,21 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
             notes.append(f"observation after the fault ({after_s:.1f} s) is shorter than the stability "
                          f"period ({settings.stability_period_s:g} s)")
         capacity = capacity_recovery(events, info.replicas, t0, obs_end)
-        a, b = np.searchsorted(start, [t0, obs_end])
-        err_after = frame["error_class"].iloc[a:b][~ok[a:b]].value_counts()
-        errors_after = {str(k) or "unclassified": int(v) for k, v in err_after.items()}
-        readiness = assess_readiness(
-            events, frame["replica"].to_numpy(), start, latency, ok, t0_ns=t0, observation_end_ns=obs_end,
-            slow_s=settings.objective.p99_latency_s, default_period_s=DEFAULT_PROBE_PERIOD_S * info.time_scale)
-        ongoing = rec.state in ("censored", "inconclusive")
-        incident_end = (obs_end if ongoing else rec.recovery_ns if rec.state == "recovered" and rec.recovery_ns
-                        else max(t0, fault_end))
-        incident = incident_figures(start, ok, t0_ns=t0, end_ns=int(incident_end), ongoing=ongoing,
-                                    observation_end_ns=obs_end, bad_time_s=bad_s, requests_total=total,
-                                    observed_s=span_ns / 1e9)
-        phases = {"before": (span_start, t0), "during": (t0, max(t0, fault_end)),
-                  "after": (max(t0, fault_end), obs_end)}
+        if store is not None:
+            fault_end = info.fault_end_ns if info.fault_end_ns is not None else obs_end
+            start, latency, ok, replica = _fault_window_requests(store, t0, obs_end)
+            readiness = assess_readiness(
+                events, replica, start, latency, ok, t0_ns=t0, observation_end_ns=obs_end,
+                slow_s=settings.objective.p99_latency_s,
+                default_period_s=DEFAULT_PROBE_PERIOD_S * info.time_scale)
+            ongoing = rec.state in ("censored", "inconclusive")
+            incident_end = (obs_end if ongoing else rec.recovery_ns if rec.state == "recovered" and rec.recovery_ns
+                            else max(t0, fault_end))
+            incident = incident_figures(start, ok, t0_ns=t0, end_ns=int(incident_end), ongoing=ongoing,
+                                        observation_end_ns=obs_end, bad_time_s=bad_s, requests_total=total,
+                                        observed_s=fig.observed_ns / 1e9)
     else:
         notes.append("no fault was injected in this repetition (no fault start)")
-        phases = {"before": (span_start, obs_end), "during": (obs_end, obs_end), "after": (obs_end, obs_end)}
     if not events and not has_events_file:
         notes.append("no platform events: replica lanes and capacity recovery are unavailable")
         capacity = None if not info.replicas else capacity
@@ -395,12 +374,13 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
         time_to_impact_s=tti, time_to_recover_s=ttr, recovered=recovered, ttr_lower_bound_s=lower,
         bad_time_s=bad_s, capacity=capacity if events or has_events_file else None,
         requests_total=total, requests_failed=failed,
-        availability_time=availability_time, availability_requests=availability_requests,
-        observed_s=span_ns / 1e9, observation_after_fault_s=after_s,
-        errors_by_class=errors_by_class, errors_after_fault_by_class=errors_after,
-        latency=phase_percentiles(start, latency, ok, phases),
+        availability_time=fig.availability_time,
+        availability_requests=(total - failed) / total if total else None,
+        observed_s=fig.observed_ns / 1e9, observation_after_fault_s=after_s,
+        errors_by_class=fig.errors_by_class, errors_after_fault_by_class=fig.errors_after_fault_by_class,
+        latency=fig.latency,
         impact_ns=impact_ns, recovery_ns=recovery_ns, span=(span_start, span_end),
-        series=window_series(w, latency, ok),
+        series=fig.series,
         lanes=replica_lanes(events, info.replicas, (span_start, span_end)),
         events=events, notes=notes, state=state, observation_after_fault_end_s=after_end_s,
         stability_period_s=settings.stability_period_s, readiness=readiness, incident=incident,

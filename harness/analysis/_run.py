@@ -14,6 +14,7 @@ from harness.analysis._repetition import RepetitionResult, analyse_repetition, r
 from harness.analysis._server import compare_with_client, find_prometheus_url, server_figures
 from harness.analysis._settings import AnalysisSettings, Evidence, Gate, Settings, check_analysis
 from harness.errors import ConfigError
+from harness.service import service_scope
 
 __all__ = ["ExperimentAnalysis", "RunAnalysis", "analyse_run", "read_run_json"]
 
@@ -184,13 +185,17 @@ def analyse_run(
         for r in reps:
             if query_server and r.void is None:
                 rep_url = url
+                scope = None
                 for record in ("experiment.json", "settings.json"):  # the repetition's own record
-                    if rep_url is None and (r.directory / record).exists():
+                    if (r.directory / record).exists():
                         try:
-                            rep_url = find_prometheus_url(json.loads((r.directory / record).read_text()))
+                            doc = json.loads((r.directory / record).read_text())
+                            rep_url = rep_url or find_prometheus_url(doc)
+                            scope = scope or doc.get("metrics_scope") or service_scope(doc)
                         except (ValueError, AttributeError):
-                            rep_url = None
-                server, problem = server_figures(r.directory, rep_url, r.span[0], r.span[1])
+                            pass
+                scope = scope or service_scope(run)
+                server, problem = server_figures(r.directory, rep_url, r.span[0], r.span[1], scope=scope)
                 r.server = server
                 if problem:
                     r.notes.append(problem)

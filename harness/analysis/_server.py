@@ -5,6 +5,11 @@ clients received as errors), so these figures only annotate: where they disagree
 and when Prometheus cannot be reached the report completes on client data and says what is missing.
 The first successful query of a repetition is kept in ``server_metrics.json`` beside its timeline, so a
 report rebuilt after the platform is gone still shows it.
+
+Every query is scoped to the service under test (``service_scope``): the instances of its replicas'
+metrics endpoints (local, attached), or its namespace and its Deployment's pods (Kubernetes), as the
+platform reported them at up/attach. A Prometheus shared by several Tritons is never summed across them;
+without a scope nothing is queried, and the report says why.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ __all__ = ["SERVER_FILE", "compare_with_client", "find_prometheus_url", "server_
 SERVER_FILE = "server_metrics.json"
 
 _QUERIES = {
-    "requests_success": "sum(increase(nv_inference_request_success[{d}s]))",
-    "requests_failure": "sum(increase(nv_inference_request_failure[{d}s]))",
-    "queue_time_us_total": "sum(increase(nv_inference_queue_duration_us[{d}s]))",
-    "inferences": "sum(increase(nv_inference_count[{d}s]))",
-    "gpu_memory_used_max_bytes": "max(max_over_time(nv_gpu_memory_used_bytes[{d}s]))",
+    "requests_success": "sum(increase(nv_inference_request_success{{{s}}}[{d}s]))",
+    "requests_failure": "sum(increase(nv_inference_request_failure{{{s}}}[{d}s]))",
+    "queue_time_us_total": "sum(increase(nv_inference_queue_duration_us{{{s}}}[{d}s]))",
+    "inferences": "sum(increase(nv_inference_count{{{s}}}[{d}s]))",
+    "gpu_memory_used_max_bytes": "max(max_over_time(nv_gpu_memory_used_bytes{{{s}}}[{d}s]))",
 }
 
 
@@ -46,7 +51,7 @@ def find_prometheus_url(*documents: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _query(url: str, start_ns: int, end_ns: int, timeout_s: float) -> dict[str, Any]:
+def _query(url: str, scope: str, start_ns: int, end_ns: int, timeout_s: float) -> dict[str, Any]:
     from prometheus_api_client import PrometheusConnect  # heavy import, only when asked
     from urllib3.util.retry import Retry
 
@@ -55,7 +60,7 @@ def _query(url: str, start_ns: int, end_ns: int, timeout_s: float) -> dict[str, 
     at = end_ns / 1e9
     values: dict[str, Any] = {}
     for key, template in _QUERIES.items():
-        result = prom.custom_query(template.format(d=duration), params={"time": at})
+        result = prom.custom_query(template.format(s=scope, d=duration), params={"time": at})
         values[key] = float(result[0]["value"][1]) if result else None
     success = values["requests_success"]
     qtotal = values.pop("queue_time_us_total")
@@ -64,6 +69,7 @@ def _query(url: str, start_ns: int, end_ns: int, timeout_s: float) -> dict[str, 
         else None
     values["window"] = {"start_ns": start_ns, "end_ns": end_ns}
     values["url"] = url
+    values["scope"] = scope
     if success is None and values["requests_failure"] is None:
         values["missing"] = ["Triton request counters (no nv_inference_request_* series in that period)"]
     else:
@@ -74,20 +80,27 @@ def _query(url: str, start_ns: int, end_ns: int, timeout_s: float) -> dict[str, 
 
 
 def server_figures(
-    rep_dir: Path, url: str | None, start_ns: int, end_ns: int, timeout_s: float = 3.0
+    rep_dir: Path, url: str | None, start_ns: int, end_ns: int, timeout_s: float = 3.0, scope: str | None = None
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """(figures, problem): cached figures, else a fresh query; problem says what is missing and why."""
+    """(figures, problem): cached figures, else a fresh query scoped by ``scope`` (``service_scope``);
+    problem says what is missing and why."""
     cache = rep_dir / SERVER_FILE
     if cache.exists():
         try:
             cached: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
+            if "scope" not in cached:
+                return cached, ("server-side figures were queried before queries were scoped to the service: "
+                                "they may include other Tritons scraped by the same Prometheus")
             return cached, None
         except ValueError:
             pass
     if not url:
         return None, "server-side figures missing: the run names no Prometheus endpoint"
+    if not scope:
+        return None, ("server-side figures missing: the run records no instance or pod of the service under "
+                      "test to scope the Prometheus queries by (a cluster-wide sum would count other services)")
     try:
-        figures = _query(url, start_ns, end_ns, timeout_s)
+        figures = _query(url, scope, start_ns, end_ns, timeout_s)
     except Exception as exc:  # noqa: BLE001 - any transport or API failure only removes an annotation
         return None, (f"server-side figures missing: Prometheus at {url} could not be queried "
                       f"({type(exc).__name__})")

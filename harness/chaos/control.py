@@ -70,6 +70,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         (ctx.run_dir / "control.error").write_text(f"the platform is not usable: {exc}")
         raise InterruptExecution(f"harness control: the platform is not usable: {exc}") from exc
     platform.sweep_faults(only_orphaned=True)
+    from harness.service import service_scope
+
     info: dict[str, Any] = {
         "name": configuration.get("harness_experiment_name") or ctx.run_dir.parent.name,
         "title": context.get("title", ""),
@@ -84,6 +86,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         "status": "running",
         "endpoints": {"http": status.endpoints.http, "grpc": status.endpoints.grpc,
                       "prometheus": status.endpoints.prometheus},
+        # The series of this service only, as the platform names its replicas now (analysis/_server.py).
+        "metrics_scope": service_scope({**status.details, "endpoints": status.to_json()["endpoints"]}),
     }
     if str(_cfg(configuration, "harness_load", "true")).lower() in ("false", "0", "no", "off"):
         (ctx.run_dir / "load.pid").write_text("0")
@@ -312,6 +316,12 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     )
     write_json_atomic(info_path, info)
     write_json_atomic(ctx.run_dir / "journal.json", journal)
+    try:  # the load has stopped: fold its one-second chunks into one file (the analysis retries if this fails)
+        from harness.timeline_store import compact
+
+        compact(ctx.run_dir / "timeline")
+    except Exception as exc:  # noqa: BLE001 - the chunks stay, complete; only the folding is put off
+        (ctx.run_dir / "compact.error").write_text(str(exc))
     try:
         events_path = ctx.platform().events_path()
         start = int(info.get("load_start_ns") or 0) - 1_000_000_000

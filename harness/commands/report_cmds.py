@@ -44,7 +44,7 @@ def _cmd_trend(args: argparse.Namespace) -> int:
     from harness.report import parse_threshold, trend
 
     threshold = parse_threshold(args.fail_on_regression) if args.fail_on_regression else None
-    result = trend(Path(args.reports), threshold, args.baseline)
+    result = trend(Path(args.reports), threshold, args.baseline, *([args.window] if args.window else []))
     for r in result.regressions:
         print(f"REGRESSION {r.message}")
     for line in result.incomplete_latest:
@@ -83,5 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="exit 1 when the latest run's TTR or bad time p95 is worse than the baseline by more "
                         "than PCT (e.g. 20%%), or the latest run did not complete")
     t.add_argument("--baseline", choices=("last", "median"), default="last",
-                   help="previous completed run, or the median of all previous completed runs")
+                   help="previous completed run, or the median of the previous completed runs in the window")
+    t.add_argument("--window", type=int, metavar="N",
+                   help="last N runs of each series (experiment, service, configuration) (default 20)")
     t.set_defaults(handler=_cmd_trend)

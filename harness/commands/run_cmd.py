@@ -8,10 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from harness.analysis import effective_starts
 from harness.doctor import refuse_unrunnable_files
 from harness.errors import FaultError, PlatformError
 from harness.platforms.capabilities import refuse_unsupported
@@ -20,7 +16,6 @@ from harness.platforms.registry import add_platform_arguments, platform_args_for
 from harness.report import build_report
 from harness.runner import RunOptions, RunOutcome, describe_plan, load_plans, parse_vars, run_experiments
 from harness.service import describe_service, record_service
-from harness.timeline import read_timeline
 
 __all__ = ["VOID_EXIT", "phase_counts", "register"]
 
@@ -32,26 +27,13 @@ def phase_counts(rep_dir: Path) -> dict[str, dict[str, Any]]:
 
     A request counts at the instant the analysis counts it (``effective_starts``): its start, except one
     in flight at the fault start that failed, which counts when it failed (after the fault start)."""
+    from harness.analysis._stream import phase_counts as streamed  # flat memory, whatever the load's length
+
     info = json.loads((rep_dir / "experiment.json").read_text())
-    frame = read_timeline(rep_dir / "timeline")
     t0 = info.get("fault_start_ns")
     t1 = info.get("fault_end_ns") or t0
-    out: dict[str, dict[str, Any]] = {}
-    if frame.empty:
-        return out
-    ok = (frame["outcome"] == "ok").to_numpy(dtype=bool)
-    instants, _ = effective_starts(frame["start_ns"].to_numpy(dtype=np.int64),
-                                   frame["latency_s"].to_numpy(dtype=np.float64), ok,
-                                   int(t0) if t0 is not None else None)
-    starts = pd.Series(instants, index=frame.index)
-    phases = {"before": starts < (t0 or 2**62), "during": (starts >= (t0 or 2**62)) & (starts <= (t1 or 0)),
-              "after": starts > (t1 or 2**62)}
-    for name, mask in phases.items():
-        part = frame[mask]
-        failed = part[part["outcome"] != "ok"]
-        out[name] = {"requests": len(part), "failed": len(failed),
-                     "by_class": {str(k): int(v) for k, v in failed["error_class"].value_counts().items()}}
-    return out
+    return streamed(rep_dir / "timeline", int(t0) if t0 is not None else None,
+                    int(t1) if t1 is not None else None)
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
