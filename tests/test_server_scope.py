@@ -88,10 +88,12 @@ def test_a_second_triton_on_the_same_prometheus_changes_no_figure_of_the_first(t
             figures, problem = server_figures(rep, url, start, end, scope=scope_a)
             assert problem is None and figures is not None
             assert figures["scope"] == scope_a
-            # increase() extrapolates to the window's edges; a whole B (60 requests) is far beyond that.
-            assert abs(figures["requests_success"] - served_a) < 3, figures
+            # increase() extrapolates to the window's edges (seen: 23.9 for 20 when scrapes lag on a busy
+            # machine); a whole B (60 requests) is far beyond that, and within reach of the two together.
+            assert abs(figures["requests_success"] - served_a) < 12, figures
             both, _ = server_figures(tmp_path, url, start, end, scope=scope_both)
-            assert both is not None and abs(both["requests_success"] - 80) < 6, both  # B was visible
+            assert both is not None and abs(both["requests_success"] - 80) < 24, both  # B was visible
+            assert both["requests_success"] > figures["requests_success"] + 40, (both, figures)
             unscoped, why = server_figures(tmp_path / "none", url, start, end, scope=None)
             assert unscoped is None and why is not None and "scope" in why  # never a cluster-wide sum
         finally:
