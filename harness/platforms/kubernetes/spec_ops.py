@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.deployment import DeploymentSpec
 from harness.errors import ConfigError, FaultError
 from harness.events import Event, read_events
 from harness.faults.undo import UndoRecord, UndoStore
@@ -34,6 +33,7 @@ from harness.manifest import DeploymentView, read_documents
 from harness.platforms.kubernetes import rollout as k8s_rollout
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.faults import ENV_PATCH, annotation_record, merged_env
+from harness.platforms.kubernetes.new_template import TemplateHost
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -44,28 +44,16 @@ from harness.platforms.kubernetes.render import (
     slug,
 )
 from harness.platforms.kubernetes.settings import KubernetesSettings
-from harness.platforms.kubernetes.usermanifest import ServiceShape
 
 __all__ = ["SPEC_PATCH", "SPEC_UNDO_KIND", "KubernetesSpecOps", "SpecHost", "spec_patch_record", "targeting_refusal"]
 
 
-class SpecHost(Protocol):
+class SpecHost(TemplateHost, Protocol):
     """What the pod-spec faults use of the Kubernetes platform: declared here, so this module reads on its own
     and does not import the platform that uses it (``KubernetesPlatform`` satisfies it)."""
 
     settings: KubernetesSettings
     state: Path
-    shape: ServiceShape
-    spec: DeploymentSpec
-
-    @property
-    def api(self) -> KubeApi: ...
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def selector(self) -> str: ...
 
     def events_path(self) -> Path: ...
 
