@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError, describe_validation_error
 
@@ -103,6 +103,15 @@ class RunSettings(BaseModel):
     harness_load_image: str | None = None  # kubernetes: image of the in-cluster load pods
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     max_p99_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+
+    @model_validator(mode="after")
+    def _samples_stay_here(self) -> RunSettings:
+        """In-cluster load pods cannot read a sample file on this machine: refused before anything runs."""
+        if self.harness_load_from == "cluster" and self.harness_input_data:
+            raise ValueError("harness_input_data: sample data files are not shipped to the in-cluster load pods; "
+                             "give variable dimensions with harness_shape/harness_variable_dim, or run the load "
+                             "from this machine with --load-from local")
+        return self
 
     @property
     def load_enabled(self) -> bool:

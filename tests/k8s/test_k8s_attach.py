@@ -156,8 +156,14 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     assert "nothing was injected" in proc.stderr and "HARNESS_MODEL_LOAD_DELAY_S" in proc.stderr
     assert not reports.exists() and user.snapshot() == before
 
-    run = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--warmup", "3", "--observation",
-                  "25", "--var", "recovery_wait_s=3", "--reports-dir", str(reports),
+    # The textstats model needs its sample file, which stays on this machine: in-cluster load pods could not read
+    # it, so that is refused before anything runs; the sandbox's root namespace reaches the Service itself.
+    refused = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--reports-dir", str(reports),
+                      env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+    assert refused.returncode == 2 and "--load-from local" in refused.stderr, refused.stdout + refused.stderr
+    assert not reports.exists() and user.snapshot() == before
+    run = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--load-from", "local", "--warmup", "3",
+                  "--observation", "25", "--var", "recovery_wait_s=3", "--reports-dir", str(reports),
                   env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
     assert run.returncode in (0, 1), run.stdout + run.stderr
     rep = next(reports.glob("*/experiments/pod-kill/1"))
@@ -175,9 +181,9 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     wait_for(lambda: len(user.pods()) == 2, 60, "the Deployment back at two pods")
     # The sandbox's bridge plugin does not enforce NetworkPolicy: the probe, aimed at the user's own port 9000,
     # still connects, so the block must come out "not enforced" (void), never as a block that landed.
-    block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--warmup", "3",
-                    "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2", "--reports-dir",
-                    str(reports), env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+    block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--load-from", "local",
+                    "--warmup", "3", "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2",
+                    "--reports-dir", str(reports), env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
     assert block.returncode == 5, block.stdout + block.stderr
     info = json.loads(next(reports.glob("*/experiments/network-policy-block/1/experiment.json")).read_text())
     assert info["void"] and "not enforced" in info["void"], info["void"]

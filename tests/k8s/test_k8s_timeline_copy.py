@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import FaultError, PlatformError
+from harness.load.settings import LoadSettings
 from harness.platforms.kubernetes.faults import exec_in_pod, exec_raw
 from harness.platforms.kubernetes.load import LoadJob, collect_timelines, delete_load, start_load, wait_for_master
 from harness.platforms.kubernetes.platform import KubernetesPlatform
@@ -42,9 +43,8 @@ def finished_load(sandbox: SandboxStatus, small_manifest: Path,
         # steady.py, with a master that waits 30 s for a heartbeat (see the profile)
         job = platform.load_job("20261206T200000Z-copy", workers=WORKERS,
                                 profile=ROOT / "tests" / "data" / "steady_patient.py",
-                                image=Sandbox().harness_image(), users=2 * WORKERS, spawn_rate=2 * WORKERS,
-                                duration_s=DURATION_S,
-                                env={"HARNESS_USERS": str(2 * WORKERS), "HARNESS_DURATION": str(DURATION_S)})
+                                image=Sandbox().harness_image(),
+                                settings=LoadSettings(users=2 * WORKERS, duration_s=DURATION_S))
         # Eleven pods must fit one 2-core node beside Triton and the other tests; with less than 100m, starved
         # workers on a busy node missed Locust's heartbeats (3 s) and the master dropped them before any request.
         job = replace(job, resources={"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"memory": "1Gi"}})

@@ -133,9 +133,10 @@ def test_users_deployment_up_pod_kill_report_and_down(sandbox: SandboxStatus, tm
         assert details["details"]["deployment"] == "search-inference" and details["details"]["service"] == "search-api"
         assert details["ready_replicas"] == 2 and details["endpoints"]["http"].endswith(":80")
 
-        run = _cli(tmp_path, "run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--warmup", "3",
-                   "--observation", "25", "--var", "recovery_wait_s=3", "--reports-dir", str(tmp_path / "reports"),
-                   env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+        # --load-from local: the model's sample file stays on this machine (in-cluster pods could not read it)
+        run = _cli(tmp_path, "run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--load-from", "local",
+                   "--warmup", "3", "--observation", "25", "--var", "recovery_wait_s=3", "--reports-dir",
+                   str(tmp_path / "reports"), env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
         assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a tier missed, which is a finding
         rep = next((tmp_path / "reports").glob("*/experiments/pod-kill/1"))
         info = json.loads((rep / "experiment.json").read_text())

@@ -119,6 +119,7 @@ def placement(args: argparse.Namespace) -> dict[str, str]:
         return {"load_from": "local"}
     from harness.platforms.registry import platform_from_args
 
+    request_env(None)  # sample files in this environment (HARNESS_INPUT_DATA) cannot reach the pods: exit 2 now
     image = resolve_load_image(platform_from_args(args), getattr(args, "load_image", None))
     return {"load_from": "cluster", "load_image": image}
 
