@@ -106,6 +106,11 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
                             "profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py"))}
     except Exception as exc:
         (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
+        # Recorded as an interrupted repetition with its reason (nothing was injected), so the report says why
+        # instead of finding an experiment.json without its fields.
+        info.update(status="interrupted", failure=f"the load could not start: {exc}", load_end_ns=time.time_ns(),
+                    void=None, landings=[])
+        write_json_atomic(ctx.run_dir / "experiment.json", info)
         raise InterruptExecution(f"harness control: could not start the load: {exc}") from exc
     # Written before the warm-up, so an interrupt during it is recorded as one (not as a missing control).
     write_json_atomic(ctx.run_dir / "experiment.json", info)
