@@ -336,7 +336,16 @@ def figures_streamed(store: CompactTimeline | None, q: TimelineQuestion, setting
             win += inst >= c
         return win
 
-    phase_edges = np.array([*(a for a, _ in phases.values()), list(phases.values())[-1][1]], dtype=np.int64)
+    # Each phase is [a, b), judged on its own: when the fault outlasts the observation, "during" ends after
+    # "after" would begin (which is then empty), so the bounds are not one sorted list of edges.
+    phase_bounds = [(a, b) for a, b in phases.values()]
+
+    def phase_of(inst: IntArray) -> IntArray:
+        phase = np.full(len(inst), -1, dtype=np.int64)
+        for p, (a, b) in enumerate(phase_bounds):
+            if b > a:
+                phase[(inst >= a) & (inst < b)] = p
+        return phase
 
     def ok_groups(b: _Batch, phase: IntArray | None = None, win: IntArray | None = None
                   ) -> list[tuple[IntArray, IntArray]]:
@@ -358,7 +367,7 @@ def figures_streamed(store: CompactTimeline | None, q: TimelineQuestion, setting
         return [(phase[in_phase], keys[in_phase]), (3 + win[inside] // per_bin, keys[inside])]
 
     def phase_and_window(inst: IntArray) -> tuple[IntArray, IntArray]:
-        phase = np.searchsorted(phase_edges, inst, side="right") - 1
+        phase = phase_of(inst)
         win = window_of(inst)
         win[(inst < span_start) | (inst >= span_end)] = -1
         return phase, win
