@@ -322,10 +322,11 @@ class RunSession:
         """Run one repetition; raises KeyboardInterrupt when it was interrupted (SIGINT/SIGTERM)."""
         from chaoslib.experiment import run_experiment
 
-        wait_all_ready(self.platform, self.options.ready_timeout_s)
         name = name or plan.name
+        start = self._steady_start(f"{name} repetition {rep}")
         rep_dir = self.run_dir / "experiments" / name / str(rep)
         rep_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(rep_dir / "start.json", start)
         self.current_rep_dir = rep_dir
         config = {
             **plan.configuration,
@@ -364,6 +365,24 @@ class RunSession:
         if result["void"]:
             print(f"   VOID: {result['void']}", flush=True)
         return result
+
+    def _steady_start(self, what: str) -> dict[str, Any]:
+        """Bring the service to a steady state before a repetition and say what it was: every replica ready,
+        and (where the platform can, locally) the CrashLoopBackOff history of earlier faults dropped, so one
+        repetition's crash loop does not decide the next one's recovery. Where it cannot (Kubernetes keeps a
+        pod's back-off), the restart counts at the start are recorded instead."""
+        reset = getattr(self.platform, "reset_backoff", None)
+        before = reset(f"steady state before {what}") if callable(reset) else None
+        wait_all_ready(self.platform, self.options.ready_timeout_s)
+        replicas = {r.name: {"restarts": r.restarts, "state": r.state, "ready": r.ready}
+                    for r in self.platform.status().replicas}
+        if before:
+            looping = [f"{n} ({b['state']}, restarts {b['restarts']})" for n, b in before.items()
+                       if not b.get("ready") or b.get("state") not in ("running", "")]
+            if looping:
+                print(f"   steady state: {', '.join(looping)} not ready before {what}; back-off history "
+                      "dropped, all ready now", flush=True)
+        return {"backoff_reset": before is not None, "before": before or {}, "replicas": replicas}
 
     def close(self, interrupted: bool) -> RunOutcome:
         self.outcome.interrupted = self.outcome.interrupted or interrupted
