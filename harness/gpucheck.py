@@ -6,7 +6,8 @@ What a GPU machine must show, each from its own evidence:
                       service started, or Triton's nv_gpu_utilization above zero;
   hog on the target   the memory-pressure landing held free memory at the level asked, with the hog pinned to
                       the GPU the target replica is pinned to (its status names the device's UUID);
-  fail, then recover  the target did not come back while memory was held (restarts, not ready), and every
+  fail, then recover  the target did not come back while memory was held (restarts, not ready, read at the
+                      release while the hog still held: a hog that had let go earlier fails the row), and every
                       replica was ready again after the release (capacity recovered);
   report              index.html, results.json and a manifest that names the GPU.
 Without a GPU it refuses (exit 3) before anything starts.
@@ -163,12 +164,17 @@ def _pressure_rows(run_dir: Path | None, pinned: dict[str, list[GpuInfo]]) -> li
         ok = bool(held.get("landed")) and not wrong and not analogue
         rows.append(Row(hog, ok, "; ".join(wrong) or (f"host analogue used: {analogue}" if analogue else "")
                         or str(held.get("detail", ""))))
+    # The replicas are read at the release; that says "under pressure" only when the hog still held then.
     did = ((until or {}).get("measured") or {}).get("replicas_under_pressure") or {}
+    held_then = until is not None and bool(until.get("landed"))
     failed = {n: d for n, d in did.items() if d.get("restarts", 0) >= 1 and not d.get("ready")}
     recovered = run.get("capacity_recovered") is True and run.get("ttr_state") in ("recovered", "no-impact")
     detail = (f"under pressure: {json.dumps(did, sort_keys=True)}; TTR {run.get('time_to_recover_display')}, "
               f"capacity recovered after {run.get('capacity_recovery_s')} s")
-    rows.append(Row(cycle, bool(did) and len(failed) == len(did) and recovered, detail))
+    if not held_then:
+        detail = (f"the pressure was not held when the replicas were read ({(until or {}).get('detail', 'no check')})"
+                  f"; {detail}")
+    rows.append(Row(cycle, held_then and bool(did) and len(failed) == len(did) and recovered, detail))
     return rows
 
 

@@ -189,7 +189,7 @@ BAD_INPUTS: list[tuple[str, list[str], list[str]]] = [
     ("pod-kill.yaml", ["--var", "kill_grace_s=5"], ["grace_s 5 is ignored with signal SIGKILL"]),
     ("pod-kill.yaml", ["--var", "kill_mode=count"], ["mode 'count' needs count"]),
     ("slow-model-load.yaml", ["--var", "slow_trigger=relod"], ["trigger: Input should be 'restart' or 'reload'"]),
-    ("gpu-memory-pressure.yaml", ["--var", "pressure_s=5000"], ["duration_s: Input should be less than or equal"]),
+    ("gpu-memory-pressure.yaml", ["--var", "pressure_max_s=5000"], ["duration_s: Input should be less than or equal"]),
     ("network-policy-block.yaml", ["--var", "block_s=-1"], ["pause after must be a number"]),
     ("pod-kill.yaml", ["--users", "0", "--var", "harness_profile=loadprofiles/nope.py"],
      ["harness_users: Input should be greater than or equal to 1", "profile loadprofiles/nope.py does not exist"]),
