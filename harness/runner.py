@@ -350,7 +350,7 @@ class RunSession:
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         if journal.get("status") == "interrupted" or info.get("status") == "interrupted":
             self.outcome.repetitions.append({"experiment": name, "rep": rep, "dir": rep_dir, "status": "interrupted",
-                                             "deviated": False, "void": None})
+                                             "deviated": False, "void": info.get("void")})
             raise KeyboardInterrupt("the experiment was interrupted")
         if "load_start_ns" not in info:
             error = rep_dir / "control.error"
