@@ -21,6 +21,7 @@ from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.faults.families import BY_ACTION, FAULT_ACTIONS
 from harness.faults.family import Targeting, check_args, parse_args
 from harness.jsonfile import write_json_atomic
+from harness.plan_checks import fault_label_problems, hog_lifetime_problems, observation_problems, planned_analysis
 from harness.platforms.base import Platform
 from harness.run_settings import check_run_settings, load_document, safe_yaml_value
 
@@ -238,6 +239,12 @@ def _check_experiment(path: Path, experiment: dict[str, Any], overrides: Mapping
         where = f"{path}: {section} activity {activity.get('name', '?')!r}"
         problems.extend(_check_activity(where, activity, config, replicas))
         problems.extend(_check_pauses(where, activity, config))
+    analysis, found = planned_analysis(config, str(path))
+    problems.extend(found)
+    problems.extend(fault_label_problems(experiment, config, str(path)))
+    if analysis is not None and not found:
+        problems.extend(observation_problems(experiment, config, str(path), analysis.stability_period_s))
+    problems.extend(hog_lifetime_problems(experiment, config, str(path)))
     fault = str(config.get("harness_fault") or _fault_of(experiment) or path.stem)
     return ExperimentPlan(path, path.stem, experiment, config, fault), problems
 

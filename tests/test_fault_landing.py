@@ -71,7 +71,8 @@ def _experiment(tmp_path: Path, fault: str, method: list[dict[str, Any]],
                 rollbacks: list[dict[str, Any]] | None = None) -> Path:
     doc = yaml.safe_load((ROOT / "experiments" / "pod-kill.yaml").read_text())
     doc["configuration"].update(harness_fault=fault, harness_warmup_s=2, harness_observation_s=3,
-                                harness_users=2, harness_profile=str(ROOT / "loadprofiles" / "steady.py"))
+                                analysis={"stability_period_s": 3}, harness_users=2,
+                                harness_profile=str(ROOT / "loadprofiles" / "steady.py"))
     doc["method"] = method
     doc["rollbacks"] = [_action("rollback_all", module="harness.chaos.rollbacks"), *(rollbacks or [])]
     path = tmp_path / f"{fault}.yaml"
