@@ -10,8 +10,11 @@ clock) sends one inference every 20 ms, each on its own thread with its own 1 s 
 on a dropped packet delays no other.
 
 For each repetition the harness's TTR (its report's analysis of the run) is compared with the prober's: the
-start of its first successful probe after its last failed probe, minus the journal's ``t0``. Target: median
-|difference| <= 100 ms and worst <= 250 ms for every fault; the exit code is 1 when a fault misses it.
+start of its first successful probe after its last failed probe, minus the journal's ``t0``. Both call a request
+served when it answered within 1 s (the prober's timeout is the run's ``max_p99_ms``): with the shipped 500 ms
+objective a host stall of 0.65 s, which the prober does not see as a failure, made one repetition 10 s apart.
+Target: median |difference| <= 100 ms and worst <= 250 ms for every fault; the exit code is 1 when a fault
+misses it.
 """
 
 from __future__ import annotations
@@ -179,7 +182,9 @@ def run_fault(platform: LocalPlatform, fault: str, reports: Path, *, reps: int =
     args = [sys.executable, "-m", "harness.cli", "run", str(ROOT / "experiments" / experiment), "--state-dir",
             str(platform.state), "--reports-dir", str(reports), "--repeat", str(reps), "--users", "10",
             "--rate", f"{rate:g}", "--warmup", f"{warmup_s:g}", "--observation", f"{observation_s:g}",
-            "--var", f"analysis={{stability_period_s: {stability_s:g}}}"]
+            "--var", f"analysis={{stability_period_s: {stability_s:g}}}",
+            # too slow means what the prober calls failed: no answer within its timeout
+            "--var", f"max_p99_ms={PROBE_TIMEOUT_S * 1000:g}"]
     for key, value in variables.items():
         args += ["--var", f"{key}={str(value).format(hold=f'{hold_s:g}')}"]
     before = set(reports.glob("*/run.json")) if reports.exists() else set()
