@@ -21,6 +21,7 @@ from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.faults.families import BY_ACTION, FAULT_ACTIONS
 from harness.faults.family import Targeting, check_args, parse_args
 from harness.jsonfile import write_json_atomic
+from harness.plan_checks import fault_label_problems, hog_lifetime_problems, observation_problems, planned_analysis
 from harness.platforms.base import Platform
 from harness.run_settings import check_run_settings, load_document, safe_yaml_value
 
@@ -238,6 +239,12 @@ def _check_experiment(path: Path, experiment: dict[str, Any], overrides: Mapping
         where = f"{path}: {section} activity {activity.get('name', '?')!r}"
         problems.extend(_check_activity(where, activity, config, replicas))
         problems.extend(_check_pauses(where, activity, config))
+    analysis, found = planned_analysis(config, str(path))
+    problems.extend(found)
+    problems.extend(fault_label_problems(experiment, config, str(path)))
+    if analysis is not None and not found:
+        problems.extend(observation_problems(experiment, config, str(path), analysis.stability_period_s))
+    problems.extend(hog_lifetime_problems(experiment, config, str(path)))
     fault = str(config.get("harness_fault") or _fault_of(experiment) or path.stem)
     return ExperimentPlan(path, path.stem, experiment, config, fault), problems
 
@@ -322,10 +329,11 @@ class RunSession:
         """Run one repetition; raises KeyboardInterrupt when it was interrupted (SIGINT/SIGTERM)."""
         from chaoslib.experiment import run_experiment
 
-        wait_all_ready(self.platform, self.options.ready_timeout_s)
         name = name or plan.name
+        start = self._steady_start(f"{name} repetition {rep}")
         rep_dir = self.run_dir / "experiments" / name / str(rep)
         rep_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(rep_dir / "start.json", start)
         self.current_rep_dir = rep_dir
         config = {
             **plan.configuration,
@@ -349,7 +357,7 @@ class RunSession:
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         if journal.get("status") == "interrupted" or info.get("status") == "interrupted":
             self.outcome.repetitions.append({"experiment": name, "rep": rep, "dir": rep_dir, "status": "interrupted",
-                                             "deviated": False, "void": None})
+                                             "deviated": False, "void": info.get("void")})
             raise KeyboardInterrupt("the experiment was interrupted")
         if "load_start_ns" not in info:
             error = rep_dir / "control.error"
@@ -364,6 +372,23 @@ class RunSession:
         if result["void"]:
             print(f"   VOID: {result['void']}", flush=True)
         return result
+
+    def _steady_start(self, what: str) -> dict[str, Any]:
+        """Bring the service to a steady state before a repetition and say what it was: every replica ready,
+        and (where the platform can, locally) the CrashLoopBackOff history of earlier faults dropped, so one
+        repetition's crash loop does not decide the next one's recovery. Where it cannot (Kubernetes keeps a
+        pod's back-off), the restart counts at the start are recorded instead."""
+        before = self.platform.reset_backoff(f"steady state before {what}")
+        wait_all_ready(self.platform, self.options.ready_timeout_s)
+        replicas = {r.name: {"restarts": r.restarts, "state": r.state, "ready": r.ready}
+                    for r in self.platform.status().replicas}
+        if before:
+            looping = [f"{n} ({b['state']}, restarts {b['restarts']})" for n, b in before.items()
+                       if not b.get("ready") or b.get("state") not in ("running", "")]
+            if looping:
+                print(f"   steady state: {', '.join(looping)} not ready before {what}; back-off history "
+                      "dropped, all ready now", flush=True)
+        return {"backoff_reset": before is not None, "before": before or {}, "replicas": replicas}
 
     def close(self, interrupted: bool) -> RunOutcome:
         self.outcome.interrupted = self.outcome.interrupted or interrupted

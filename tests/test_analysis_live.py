@@ -92,30 +92,32 @@ def test_real_replica_kill_is_measured(make_platform, tmp_path: Path) -> None:  
 
 @pytest.mark.timeout(300)
 def test_real_dropped_packets_recover_when_served_again(make_platform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """nftables drops every packet to the replicas for 3 s under open-loop load (2 s client timeout):
-    requests sent during the block hang until their timeout, yet the harness's TTR must match the
-    independent prober's (first ok probe after the last failed one), not the end of the last hang; and
-    the nftables table is gone afterwards."""
-    from harness.bench.accuracy import run_repetition
+    """nftables drops every packet to the replicas for 3 s under open-loop load (2 s client timeout), injected
+    by ``harness run`` of the shipped experiment (the Chaos Toolkit action; t0 from the journal): requests sent
+    during the block hang until their timeout, yet the harness's TTR must match the independent prober's (first
+    ok probe after the last failed one), not the end of the last hang; and the nftables table is gone after."""
+    from harness.bench.accuracy import run_fault
     from harness.faults.nft import harness_tables
 
     platform = make_platform()
     platform.up(replicas=2)
-    run = tmp_path / "reports" / "20261128T020000Z-livedrop"
-    rep = run / "experiments" / "block-all" / "1"
-    rep.mkdir(parents=True)
-    prober_ttr = run_repetition(platform, "block-all", rep, run.name, rate=100.0, hold_s=3.0, stability_s=3.0)
-    # Our block's table is named after the run ("harness_livedrop_..."); others' tests may hold their own.
-    assert not [t for t in harness_tables() if "livedrop" in t], "the block's nftables table was left behind"
-    write_run(run, ["block-all"], settings={"time_scale": 0.2})
+    fault_run = run_fault(platform, "block-all", tmp_path / "reports", reps=1, rate=100.0, hold_s=3.0,
+                          stability_s=3.0)
+    assert fault_run.code in (0, 1) and fault_run.run_dir is not None, fault_run.output
+    run = fault_run.run_dir
+    rep = run / "experiments" / "network-policy-block" / "1"
+    info = json.loads((rep / "experiment.json").read_text())
+    tables = [e["record"]["table"] for e in info["injected"]]
+    assert tables and not set(tables) & set(harness_tables()), "the block's nftables table was left behind"
+    assert platform.fault_store().records() == []
     result = build_report(run, query_server=False, record_history=False)
     r = result.analysis.experiments[0].reps[0]
     assert r.state == "recovered", r.notes
-    assert r.time_to_recover_s is not None and 3.0 <= r.time_to_recover_s < 4.0
+    blocked_s = (info["fault_end_ns"] - info["fault_start_ns"]) / 1e9  # from the journal: block to lift
+    assert r.time_to_recover_s is not None and 3.0 <= blocked_s - 0.5 <= r.time_to_recover_s < blocked_s + 1.0
     # The end of the last failed request is a hang (HAProxy's 1 s, or the client's 2 s) after the recovery
-    # instant (measured: 0.96 s); the
-    # prober, which no hanging probe delays, agrees with the harness, not with that end.
-    info = json.loads((rep / "experiment.json").read_text())
+    # instant (measured: 0.96 s); the prober, which no hanging probe delays, agrees with the harness, not with
+    # that end.
     from harness.timeline import read_timeline
 
     frame = read_timeline(rep / "timeline")
@@ -123,4 +125,5 @@ def test_real_dropped_packets_recover_when_served_again(make_platform, tmp_path:
     assert int((failed["latency_s"] >= 0.9).sum()) > 10, r.errors_by_class  # requests hung on the drop
     last_failure_end_s = float((failed["start_ns"] + failed["latency_s"] * 1e9).max() - info["fault_start_ns"]) / 1e9
     assert last_failure_end_s > r.time_to_recover_s + 0.5
+    prober_ttr = fault_run.prober_ttr["1"]
     assert abs(r.time_to_recover_s - prober_ttr) < 0.5, (r.time_to_recover_s, prober_ttr)

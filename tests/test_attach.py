@@ -85,8 +85,9 @@ def test_network_block_lands_and_detach_leaves_the_service_as_it_was(server: Out
 
     reports = state.parent / "reports"
     proc = harness("run", "experiments/network-policy-block.yaml", "--state-dir", str(state), "--reports-dir",
-                   str(reports), "--var", "block_s=3", "--var", "recovery_wait_s=3", "--warmup", "2",
-                   "--observation", "3", "--users", "4", env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+                   str(reports), "--var", "block_s=3", "--var", "recovery_wait_s=3",
+                   "--var", "analysis={stability_period_s: 3}", "--warmup", "2", "--observation", "3", "--users", "4",
+                   env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (rep,) = reports.glob("*/experiments/network-policy-block/1")
     info = json.loads((rep / "experiment.json").read_text())

@@ -71,7 +71,8 @@ def _experiment(tmp_path: Path, fault: str, method: list[dict[str, Any]],
                 rollbacks: list[dict[str, Any]] | None = None) -> Path:
     doc = yaml.safe_load((ROOT / "experiments" / "pod-kill.yaml").read_text())
     doc["configuration"].update(harness_fault=fault, harness_warmup_s=2, harness_observation_s=3,
-                                harness_users=2, harness_profile=str(ROOT / "loadprofiles" / "steady.py"))
+                                analysis={"stability_period_s": 3}, harness_users=2,
+                                harness_profile=str(ROOT / "loadprofiles" / "steady.py"))
     doc["method"] = method
     doc["rollbacks"] = [_action("rollback_all", module="harness.chaos.rollbacks"), *(rollbacks or [])]
     path = tmp_path / f"{fault}.yaml"
@@ -189,7 +190,7 @@ BAD_INPUTS: list[tuple[str, list[str], list[str]]] = [
     ("pod-kill.yaml", ["--var", "kill_grace_s=5"], ["grace_s 5 is ignored with signal SIGKILL"]),
     ("pod-kill.yaml", ["--var", "kill_mode=count"], ["mode 'count' needs count"]),
     ("slow-model-load.yaml", ["--var", "slow_trigger=relod"], ["trigger: Input should be 'restart' or 'reload'"]),
-    ("gpu-memory-pressure.yaml", ["--var", "pressure_s=5000"], ["duration_s: Input should be less than or equal"]),
+    ("gpu-memory-pressure.yaml", ["--var", "pressure_max_s=5000"], ["duration_s: Input should be less than or equal"]),
     ("network-policy-block.yaml", ["--var", "block_s=-1"], ["pause after must be a number"]),
     ("pod-kill.yaml", ["--users", "0", "--var", "harness_profile=loadprofiles/nope.py"],
      ["harness_users: Input should be greater than or equal to 1", "profile loadprofiles/nope.py does not exist"]),

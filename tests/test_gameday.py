@@ -22,7 +22,7 @@ from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = {"harness_profile": str(ROOT / "loadprofiles" / "steady.py"), "harness_users": 4, "harness_warmup_s": 2,
-        "harness_observation_s": 3}
+        "harness_observation_s": 3, "analysis": {"stability_period_s": 3}}  # short runs: a short stability period
 
 
 @pytest.fixture(scope="module")

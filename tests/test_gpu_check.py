@@ -35,13 +35,17 @@ def test_triton_gpu_gauges_are_read_per_gpu_uuid() -> None:
                                    "nv_gpu_memory_used_bytes": {H200.uuid: 1893728256.0}}
 
 
-def _results(tmp_path: Path, device: str, restarts: int, ready: bool, capacity: bool) -> Path:
+def _results(tmp_path: Path, device: str, restarts: int, ready: bool, capacity: bool, kept: bool = True) -> Path:
+    hog = {"state": "holding" if kept else "released-at-deadline"}
     held = {"fault": "gpu-memory-pressure", "targets": ["triton-1"], "landed": True, "detail": "ok",
             "check": "free memory held at <= 8 MB (+4)",
             "measured": {"analogue": "", "hogs": {"triton-1": {"free_mb": 7.5, "device": device}}}}
-    until = {"fault": "gpu-memory-pressure", "targets": ["triton-1"], "landed": True, "detail": "ok",
-             "check": "the pressure held until it was released or reached its deadline",
-             "measured": {"replicas_under_pressure": {"triton-1": {"restarts": restarts, "ready": ready}}}}
+    until = {"fault": "gpu-memory-pressure", "targets": ["triton-1"], "landed": kept,
+             "detail": "held until release" if kept else "pressure lost before the release: triton-1: the hog "
+                       "reached its own deadline (duration_s 5s) 3.1s before the release step",
+             "check": "the pressure held until it was released",
+             "measured": {"hogs": {"triton-1": hog},
+                          "replicas_under_pressure": {"triton-1": {"restarts": restarts, "ready": ready}}}}
     run = {"landings": [held, until], "capacity_recovered": capacity, "ttr_state": "recovered",
            "time_to_recover_display": "3.100 s", "capacity_recovery_s": 9.0}
     (tmp_path / "results.json").write_text(json.dumps(
@@ -60,3 +64,6 @@ def test_pressure_checks_pass_only_for_the_targets_gpu_a_failed_reload_and_a_rec
     assert kept_serving[1].passed is False  # it never failed to reload: the fault proved nothing
     never_back = _pressure_rows(_results(tmp_path, H200.uuid, 1, False, False), pinned)
     assert never_back[1].passed is False
+    # Read after the hog had let go: "failed to reload under pressure" is not what was seen.
+    let_go = _pressure_rows(_results(tmp_path, H200.uuid, 1, False, True, kept=False), pinned)
+    assert let_go[1].passed is False and "not held when the replicas were read" in let_go[1].detail

@@ -26,7 +26,7 @@ from tests.conftest import local_settings
 from tests.helpers import processes_mentioning, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-SHORT = ["--warmup", "2", "--observation", "3", "--users", "4"]
+SHORT = ["--warmup", "2", "--observation", "3", "--users", "4", "--var", "analysis={stability_period_s: 3}"]
 OUTAGE = {"connection_refused", "connection_reset", "connection_closed", "timeout", "model_unavailable"}
 
 

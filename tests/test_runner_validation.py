@@ -124,3 +124,38 @@ def test_nightly_and_pre_release_entries_validate_with_their_vars() -> None:
         plans = load_plans([ROOT / file], _options(variables=variables), REPLICAS)
         faults.add(plans[0].fault)
     assert {"rolling-update", "probe-kills-slow-load", "corrupt-weights-rollout", "oom-at-load"} <= faults
+
+
+def _problems(tmp_path: Path, method: list[dict[str, object]], **config: object) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_plans([_experiment(tmp_path, method, **config)], _options(), REPLICAS)
+    return str(err.value)
+
+
+def _pause(step: dict[str, object], after: float) -> dict[str, object]:
+    return {**step, "pauses": {"after": after}}
+
+
+def test_analysis_fault_label_observation_and_hog_lifetime_are_checked_before_the_run(tmp_path: Path) -> None:
+    kill = _pause(_action("kill_replicas", mode="one"), 10)
+    # configuration.analysis and the objective: refused now, not by the report after the run
+    assert "unknown keys ['stabilty_s']" in _problems(tmp_path, [kill], analysis={"stabilty_s": 5})
+    assert "window_s must be positive" in _problems(tmp_path, [kill], analysis={"window_s": 0})
+    assert "unknown keys ['objective.p99_s']" in _problems(tmp_path, [kill], analysis={"objective": {"p99_s": 1}})
+    assert "max_error_ratio 1 makes the objective impossible" in _problems(tmp_path, [kill], max_error_ratio=1)
+    # the fault label must name what the method injects
+    text = _problems(tmp_path, [kill], harness_fault="network-policy-block")
+    assert "harness_fault is 'network-policy-block' but the method injects pod-kill" in text
+    # an observation shorter than the stability period (10 s) can only be inconclusive
+    short = _problems(tmp_path, [_pause(_action("kill_replicas", mode="one"), 2)], harness_observation_s=3)
+    assert "only 5s are observed after the fault ends" in short and "stability_period_s" in short
+    # a hog that lets go before the release step
+    hog = [_pause(_action("memory_pressure", names=["triton-1"], leave_free_mb=8, headroom_mb=96, duration_s=5), 8),
+           {"type": "action", "name": "release", "provider": {"type": "python", "module": "harness.chaos.rollbacks",
+                                                              "func": "release_memory_pressure"},
+            "pauses": {"after": 10}}]
+    text = _problems(tmp_path, hog, harness_fault="gpu-memory-pressure")
+    assert "memory_pressure duration_s 5s ends before the release step, which comes at least 8s later" in text
+    # and all of it is fine when it adds up
+    load_plans([_experiment(tmp_path, [kill], harness_observation_s=3, analysis={"stability_period_s": 5})],
+               _options(), REPLICAS)

@@ -17,12 +17,12 @@ PACKAGE = ROOT / "harness"
 
 FLOORS: tuple[tuple[str, ...], ...] = (
     # 0. plain helpers every floor may use
-    ("harness", "harness.errors", "harness.jsonfile", "harness.procs", "harness.events"),
+    ("harness", "harness.errors", "harness.jsonfile", "harness.procs", "harness.events", "harness.ranks"),
     # 1. what the service and a run are: the timeline, the manifest, Triton's files, the platform contract
     ("harness.timeline", "harness.timeline_store", "harness.deployment", "harness.manifest", "harness.triton",
      "harness.platforms.base"),
     # 2. the service as recorded, the load generator, and the sandbox cluster (it builds and runs, knows no platform)
-    ("harness.service", "harness.load", "harness.sandbox"),
+    ("harness.service", "harness.load", "harness.sandbox", "harness.gpu_evidence"),
     # 3. faults: mechanics (nft, hog, cgroups), undo records, fault families
     ("harness.faults",),
     # 4. the platforms that carry faults out
@@ -32,7 +32,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # 6. what a run's data means
     ("harness.analysis", "harness.report", "harness.openslo"),
     # 7. runs, suites, game days, benchmarks
-    ("harness.runner", "harness.suite", "harness.gameday", "harness.bench"),
+    ("harness.runner", "harness.plan_checks", "harness.suite", "harness.gameday", "harness.bench"),
     # 8. entry points: they may know everyone
     ("harness.commands", "harness.cli", "harness.watchdog"),
 )

@@ -29,6 +29,7 @@ from scipy import stats
 
 from harness.analysis._repetition import RepetitionResult
 from harness.analysis._settings import Evidence, Settings, Tier
+from harness.ranks import nearest_rank
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -52,11 +53,6 @@ BOOTSTRAP_RESAMPLES = 2000
 _EPS = 1e-9
 
 Outcome = Literal["supported", "indicative", "not supported", "inconclusive", "void"]
-
-
-def nearest_rank(n: int, q: float) -> int:
-    """1-based rank of the q-th percentile among n values."""
-    return max(1, math.ceil(q / 100.0 * n - _EPS))
 
 
 def km_quantile(values: Sequence[float], censored: Sequence[bool], q: float) -> float | None:

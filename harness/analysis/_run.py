@@ -111,7 +111,13 @@ def _experiment_settings(
             objective = replace(objective, p99_latency_s=float(configuration["max_p99_ms"]) / 1000.0)
         raw = configuration.get("analysis")
         changes: dict[str, float] = {}
+        if raw is not None and not isinstance(raw, dict):
+            raise TypeError(f"analysis must be a mapping, got {raw!r}")
         if isinstance(raw, dict):
+            unknown = sorted(set(raw) - {"window_s", "stability_period_s", "objective"}) + sorted(
+                f"objective.{k}" for k in set(raw.get("objective") or {}) - {"success_ratio", "p99_latency_s"})
+            if unknown:  # a typo (stabilty_s) would otherwise be ignored and the default used
+                raise ValueError(f"unknown keys {unknown}")
             obj_raw = raw.get("objective") or {}
             objective = replace(objective, **{k: float(v) for k, v in obj_raw.items()
                                               if k in ("success_ratio", "p99_latency_s")})

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.analysis._settings import AnalysisSettings
+from harness.ranks import nearest_rank_value, nearest_ranks
 
 __all__ = [
     "Recovery",
@@ -98,7 +99,7 @@ def make_windows(
     failed = failed_cum[hi] - failed_cum[lo]
     slow = slow_cum[hi] - slow_cum[lo]
     # Nearest-rank p99 <= L exactly when at most n - ceil(0.99 n) requests are slower than L.
-    allowed_slow = requests - (99 * requests + 99) // 100
+    allowed_slow = requests - nearest_ranks(requests, 99)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(requests > 0, (requests - failed) / np.maximum(requests, 1), 0.0)
     # An empty window is bad (nothing served) -- unless it is a sliver cut off by t0 or the end of
@@ -208,10 +209,6 @@ def recovery(
     return Recovery(state, impact_ns, recovery_ns, bad_ns, first, last, observed_after, after_fault_end)
 
 
-def _nearest_rank(values: FloatArray, q: float) -> float:
-    return float(np.percentile(values, q, method="inverted_cdf"))
-
-
 def phase_percentiles(
     start_ns: IntArray, latency_s: FloatArray, ok: BoolArray, phases: dict[str, tuple[int, int]]
 ) -> dict[str, dict[str, float | int | None]]:
@@ -222,7 +219,7 @@ def phase_percentiles(
         lat = latency_s[lo:hi][ok[lo:hi]] if b > a else latency_s[:0]
         entry: dict[str, float | int | None] = {"requests": int(max(0, hi - lo)), "ok": len(lat)}
         for q in (50, 95, 99):
-            entry[f"p{q}_s"] = _nearest_rank(lat, q) if len(lat) else None
+            entry[f"p{q}_s"] = nearest_rank_value(lat, q) if len(lat) else None
         out[name] = entry
     return out
 

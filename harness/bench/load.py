@@ -194,4 +194,11 @@ def run(args: argparse.Namespace) -> int:
     cpu_on, cpu_off = statistics.median(cpu["timeline on"]), statistics.median(cpu["timeline off"])
     print(f"  timeline CPU per request      {cpu_on / cpu_off - 1:+6.1%}   (client CPU on / off - 1)")
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    code = verdict(on_vs_wrk, cost)
+    print(f"targets: {'MET' if code == 0 else 'MISSED'}")
+    return code
+
+
+def verdict(on_vs_wrk: float, cost: float) -> int:
+    """0 when both targets are met (harness >= 70 % of wrk, timeline cost < 5 %), else 1: ``make bench`` fails."""
+    return 0 if on_vs_wrk >= 0.70 and cost < 0.05 else 1

@@ -204,16 +204,18 @@ def _failure(entry: dict[str, Any]) -> str:
     return text.removeprefix("chaoslib.exceptions.ActivityFailed: ")
 
 
-def void_reason(journal: dict[str, Any], landings: list[dict[str, Any]]) -> str | None:
+def void_reason(journal: dict[str, Any], landings: list[dict[str, Any]], interrupted: bool = False) -> str | None:
     """Why a repetition measured nothing (one line), or None.
 
     Void: a fault that did not land, a method action that failed, a rollback that failed. Such a
-    repetition yields no figures, never counts towards a tier, and the run does not pass.
+    repetition yields no figures, never counts towards a tier, and the run does not pass. An interrupted
+    repetition keeps these reasons (a landing or an undo that failed is still a fact), except a method action
+    that failed because the interrupt stopped it.
     """
     for landing in landings:
         if not landing.get("landed"):
             return f"the {landing.get('fault')} fault did not land: {landing.get('detail')}"
-    for entry in journal.get("run") or []:
+    for entry in [] if interrupted else journal.get("run") or []:
         activity = entry.get("activity") or {}
         if entry.get("status") == "failed" and activity.get("type") == "action":
             return f"method action {activity.get('name')!r} failed: {_failure(entry)}"
@@ -317,7 +319,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         analogue="; ".join(sorted({e.get("analogue", "") for e in ctx.injections() if e.get("analogue")})),
         injected=[e for e in ctx.injections() if not e["kind"].startswith("undone:")],
         landings=ctx.landings(),
-        void=None if interrupted else (void_reason(journal, ctx.landings()) or undo_error or load_error),
+        void=void_reason(journal, ctx.landings(), interrupted) or undo_error or load_error,
     )
     write_json_atomic(info_path, info)
     write_json_atomic(ctx.run_dir / "journal.json", journal)

@@ -16,6 +16,7 @@ import pyarrow.ipc as ipc
 from harness.chaos.context import RunContext
 from harness.platforms.kubernetes import cluster_load
 from harness.procs import alive
+from harness.ranks import nearest_rank_value
 from harness.timeline import timeline_files
 
 __all__ = ["error_ratio_within", "load_running", "p99_latency_within", "replicas_ready"]
@@ -44,8 +45,7 @@ def _recent(ctx: RunContext, window_s: float) -> tuple[int, int, float]:
     picked = [(ok, lat) for s, ok, lat in zip(starts, oks, latencies, strict=True) if s >= since]
     if not picked:
         return 0, 0, float("inf")
-    lat_sorted = sorted(lat for _, lat in picked)
-    p99 = lat_sorted[min(len(lat_sorted) - 1, int(0.99 * len(lat_sorted)))]
+    p99 = nearest_rank_value([lat for _, lat in picked], 99)  # the analysis's rule (harness.ranks)
     return len(picked), sum(1 for ok, _ in picked if not ok), p99
 
 

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from harness.bench import Benchmark
+
+__all__ = ["register", "run_all"]
 
 
 def _cmd_all(args: argparse.Namespace) -> int:
     from harness.bench import benchmarks
 
+    return run_all(benchmarks())
+
+
+def run_all(benches: Mapping[str, Benchmark]) -> int:
+    """Every benchmark with its defaults; the worst exit code, so ``make bench`` fails when one misses."""
     worst = 0
-    for name, bench in benchmarks().items():
-        print(f"== bench {name}")
+    missed = []
+    for name, bench in benches.items():
+        print(f"== bench {name}", flush=True)
         parser = argparse.ArgumentParser()
         if bench.add_arguments:
             bench.add_arguments(parser)
-        worst = max(worst, bench.run(parser.parse_args([])))
+        code = bench.run(parser.parse_args([]))
+        if code:
+            missed.append(f"{name} (exit {code})")
+        worst = max(worst, code)
+    print("bench: " + (f"MISSED: {', '.join(missed)}" if missed else "every target met"))
     return worst
 
 

@@ -1,12 +1,13 @@
 """``harness gpu-check`` (``make gpu-check``): the demo suite with GPU instances, as a pass/fail table.
 
 What a GPU machine must show, each from its own evidence:
-  model on the GPU    every replica's model config is KIND_GPU, and while it served, its GPU showed the work:
-                      a replica process in nvidia-smi's compute apps, GPU memory used grown since before the
-                      service started, or Triton's nv_gpu_utilization above zero;
+  model on the GPU    per replica, from its own process (harness.gpu_evidence): its model config is KIND_GPU,
+                      its python-backend stub is among its pinned GPU's compute apps with GPU memory attributed
+                      to it, requests sent straight to it succeeded, and its outputs equal the CPU path's;
   hog on the target   the memory-pressure landing held free memory at the level asked, with the hog pinned to
                       the GPU the target replica is pinned to (its status names the device's UUID);
-  fail, then recover  the target did not come back while memory was held (restarts, not ready), and every
+  fail, then recover  the target did not come back while memory was held (restarts, not ready, read at the
+                      release while the hog still held: a hog that had let go earlier fails the row), and every
                       replica was ready again after the release (capacity recovered);
   report              index.html, results.json and a manifest that names the GPU.
 Without a GPU it refuses (exit 3) before anything starts.
@@ -17,19 +18,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import EnvironmentProblem, HarnessError
+from harness.gpu_evidence import exercise_replica, judge_all, kinds_of, query_compute_apps, stub_pids
 from harness.platforms.base import PlatformStatus
-from harness.procs import group_members
 from harness.triton.gpus import GpuInfo, query_gpus, read_assignment
 
-__all__ = ["Row", "format_table", "gpu_memory_used_mib", "metric_by_gpu", "run_gpu_check"]
+__all__ = ["Row", "format_table", "metric_by_gpu", "run_gpu_check"]
 
 _SAMPLE = re.compile(r'^(nv_gpu_utilization|nv_gpu_memory_used_bytes)\{[^}]*gpu_uuid="([^"]+)"[^}]*\}\s+(\S+)')
 
@@ -39,12 +37,17 @@ class Row:
     check: str
     passed: bool
     detail: str
+    info: bool = False  # a fact about the machine (INFO), not a check that passed: it never reads PASS
+
+    @property
+    def result(self) -> str:
+        return "INFO" if self.info else "PASS" if self.passed else "FAIL"
 
 
 def format_table(rows: list[Row]) -> str:
     width = max(len(r.check) for r in rows)
     lines = [f"{'CHECK':<{width}}  RESULT  DETAIL"]
-    lines += [f"{r.check:<{width}}  {'PASS' if r.passed else 'FAIL':<6}  {r.detail}" for r in rows]
+    lines += [f"{r.check:<{width}}  {r.result:<6}  {r.detail}" for r in rows]
     return "\n".join(lines)
 
 
@@ -58,77 +61,27 @@ def metric_by_gpu(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def gpu_memory_used_mib() -> dict[str, int]:
-    """nvidia-smi's memory.used per GPU UUID."""
-    out = subprocess.run(["nvidia-smi", "--query-gpu=uuid,memory.used", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=20, check=True).stdout
-    return {u.strip(): int(float(m)) for u, m in (line.split(",") for line in out.splitlines() if "," in line)}
-
-
-def _compute_apps() -> dict[int, str]:
-    """pid -> GPU uuid of every process with a CUDA context (empty when a PID namespace hides them)."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,gpu_uuid", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    apps = {}
-    for line in out.splitlines():
-        pid, _, uuid = line.partition(",")
-        if pid.strip().isdigit():
-            apps[int(pid)] = uuid.strip()
-    return apps
+def _model_on_gpu(status: PlatformStatus, pinned: dict[str, list[GpuInfo]], state: Path, model: str) -> Row:
+    """Each replica's own evidence (``harness.gpu_evidence``): its stub on its GPU with memory, requests sent
+    straight to it that succeeded, and outputs equal to the CPU path's."""
+    runs = []
+    for replica in status.replicas:
+        try:
+            kinds = kinds_of(json.loads(_get(f"{replica.http}/v2/models/{model}/config")))
+        except (OSError, ValueError):
+            kinds = frozenset()
+        gpus = pinned.get(replica.name, [])
+        weights = state / "replicas" / replica.name / "models" / model / "1" / "weights"
+        runs.append(exercise_replica(replica.name, replica.http, gpus[0].uuid if gpus else "", kinds,
+                                     stub_pids(replica.pid), weights))
+    apps, problem = query_compute_apps()  # after the requests: every stub has run the model by now
+    passed, detail = judge_all(runs, apps, problem)
+    return Row("model runs on the GPU", passed, detail)
 
 
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=3) as resp:
         return str(resp.read().decode())
-
-
-def _model_on_gpu(status: PlatformStatus, pinned: dict[str, list[GpuInfo]], used_before: dict[str, int],
-                  model: str) -> Row:
-    from harness.commands.demo import send_requests
-
-    peak: dict[str, float] = {}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            for replica in status.replicas:
-                try:
-                    for uuid, value in metric_by_gpu(_get(replica.metrics)).get("nv_gpu_utilization", {}).items():
-                        peak[uuid] = max(peak.get(uuid, 0.0), value)
-                except OSError:
-                    pass
-            time.sleep(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        send_requests(status.endpoints.http, status.endpoints.grpc, 200)
-    finally:
-        stop.set()
-        sampler.join(5)
-    apps = _compute_apps()
-    used_after = gpu_memory_used_mib()
-    problems: list[str] = []
-    evidence: list[str] = []
-    for replica in status.replicas:
-        config = json.loads(_get(f"{replica.http}/v2/models/{model}/config"))
-        kinds = {g.get("kind") for g in config.get("instance_group", [])}
-        gpus = pinned.get(replica.name, [])
-        if kinds != {"KIND_GPU"} or not gpus:
-            problems.append(f"{replica.name}: instance kinds {sorted(map(str, kinds))}, pinned to "
-                            f"{[g.uuid for g in gpus] or 'nothing'}")
-            continue
-        uuid = gpus[0].uuid
-        members = set(group_members(replica.pid)) if replica.pid else set()
-        on_gpu = sorted(p for p, u in apps.items() if p in members and u == uuid)
-        grown = used_after.get(uuid, 0) - used_before.get(uuid, 0)
-        util = peak.get(uuid, 0.0)
-        seen = f"{replica.name} on {uuid}: processes {on_gpu or 'not listed'}, +{grown} MiB, peak util {util:.2f}"
-        (evidence if on_gpu or grown >= 100 or util > 0 else problems).append(seen)
-    return Row("model runs on the GPU", not problems, "; ".join(problems + evidence))
 
 
 def _latest_run(reports_dir: Path, before: set[Path]) -> Path | None:
@@ -163,12 +116,17 @@ def _pressure_rows(run_dir: Path | None, pinned: dict[str, list[GpuInfo]]) -> li
         ok = bool(held.get("landed")) and not wrong and not analogue
         rows.append(Row(hog, ok, "; ".join(wrong) or (f"host analogue used: {analogue}" if analogue else "")
                         or str(held.get("detail", ""))))
+    # The replicas are read at the release; that says "under pressure" only when the hog still held then.
     did = ((until or {}).get("measured") or {}).get("replicas_under_pressure") or {}
+    held_then = until is not None and bool(until.get("landed"))
     failed = {n: d for n, d in did.items() if d.get("restarts", 0) >= 1 and not d.get("ready")}
     recovered = run.get("capacity_recovered") is True and run.get("ttr_state") in ("recovered", "no-impact")
     detail = (f"under pressure: {json.dumps(did, sort_keys=True)}; TTR {run.get('time_to_recover_display')}, "
               f"capacity recovered after {run.get('capacity_recovery_s')} s")
-    rows.append(Row(cycle, bool(did) and len(failed) == len(did) and recovered, detail))
+    if not held_then:
+        detail = (f"the pressure was not held when the replicas were read ({(until or {}).get('detail', 'no check')})"
+                  f"; {detail}")
+    rows.append(Row(cycle, held_then and bool(did) and len(failed) == len(did) and recovered, detail))
     return rows
 
 
@@ -197,11 +155,12 @@ def run_gpu_check(state_dir: Path, reports_dir: Path, replicas: int = 2) -> tupl
         raise EnvironmentProblem("gpu-check needs an NVIDIA GPU (/dev/nvidia0 and nvidia-smi) and this machine has "
                                  "none visible; nothing was started. Run it on a GPU machine (docs/gpu.md)")
     rows = [Row("GPU visible", True, "; ".join(g.describe() for g in gpus))]
-    used_before = gpu_memory_used_mib()
-    # Prometheus only feeds the report's GPU figures; a GPU machine without it still runs every check.
+    # Prometheus only feeds the report's GPU figures; a GPU machine without it still runs every check. Its
+    # absence is information, not a check that passed.
     prometheus = shutil.which("prometheus") is not None
     if not prometheus:
-        rows.append(Row("Prometheus (report GPU figures)", True, "not installed: the report has no GPU figures"))
+        rows.append(Row("Prometheus (report GPU figures)", True, "not installed: the report has no GPU figures",
+                        info=True))
     platform = LocalPlatform(LocalSettings(state_dir=state_dir.absolute(), replicas=replicas, gpus_per_replica=1,
                                            prometheus=prometheus))
     before = set(reports_dir.iterdir()) if reports_dir.exists() else set()
@@ -215,7 +174,7 @@ def run_gpu_check(state_dir: Path, reports_dir: Path, replicas: int = 2) -> tupl
         pinned = read_assignment(platform.state)
         rows.append(Row("service up with GPU instances", True,
                         "; ".join(f"{n}: {', '.join(g.uuid for g in gs)}" for n, gs in sorted(pinned.items()))))
-        rows.append(_model_on_gpu(status, pinned, used_before, "mlp"))
+        rows.append(_model_on_gpu(status, pinned, platform.state, "mlp"))
         platform_args = {"platform": "local", "state_dir": str(platform.state), "namespace": None,
                          "kube_context": None}
         code = run_suite(platform, find_suite("demo"), reports_dir, platform_args, skip=_skip_what_cannot_run)

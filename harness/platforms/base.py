@@ -174,6 +174,10 @@ class Platform(Protocol):
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
         """Why these arguments of an action it can run cannot be honoured here (None: they can)."""
 
+    def reset_backoff(self, why: str) -> dict[str, Any] | None:
+        """Drop the CrashLoopBackOff history earlier faults left, before a repetition; the replicas as they were
+        (name -> state, restarts, ready). None where the platform cannot (Kubernetes keeps a pod's back-off)."""
+
 
 @runtime_checkable
 class FaultTarget(Protocol):

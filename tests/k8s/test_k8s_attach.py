@@ -183,7 +183,8 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     # still connects, so the block must come out "not enforced" (void), never as a block that landed.
     block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--load-from", "local",
                     "--warmup", "3", "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2",
-                    "--reports-dir", str(reports), env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
+                    "--var", "analysis={stability_period_s: 3}", "--reports-dir", str(reports),
+                    env={"HARNESS_INPUT_DATA": str(TEXTSTATS_INPUT)})
     assert block.returncode == 5, block.stdout + block.stderr
     info = json.loads(next(reports.glob("*/experiments/network-policy-block/1/experiment.json")).read_text())
     assert info["void"] and "not enforced" in info["void"], info["void"]

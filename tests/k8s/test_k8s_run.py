@@ -102,6 +102,7 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--load-from", "local",
                         "--warmup", "3",
                         "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2",
+                        "--var", "analysis={stability_period_s: 3}",
                         "--reports-dir", str(tmp_path / "reports"))
         assert block.returncode == 5, block.stdout + block.stderr
         info = json.loads(next((tmp_path / "reports").glob("*/experiments/network-policy-block/1/experiment.json"))

@@ -101,6 +101,9 @@ class AttachedPlatform:
         """Chaos Toolkit actions that cannot run here, with the reason (checked before any injection)."""
         return dict(REFUSED)
 
+    def reset_backoff(self, why: str) -> None:
+        return None  # the harness does not supervise a service it did not start
+
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
         return None  # what it cannot do it refuses whole (refused_actions)
 

@@ -886,6 +886,9 @@ class KubernetesPlatform:
         """The pod-spec faults as Deployment patches the real controller rolls out (harness.faults.podspec)."""
         return spec_ops.KubernetesSpecOps(self)
 
+    def reset_backoff(self, why: str) -> None:
+        return None  # the kubelet keeps a pod's back-off; the runner records the restart counts instead
+
     def _unblock_agents(self, record: UndoRecord) -> None:
         """The undoer of an agent route's record (the runner's close): its agents' tables out, the agents gone."""
         netagent.unblock(self, record.payload)

@@ -40,6 +40,7 @@ from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.load_clock import LocalLoadClock
 from harness.platforms.local.model_ops import UNDO_KIND as MODEL_UNDO_KIND
 from harness.platforms.local.model_ops import LocalModelControl, undo_record
+from harness.platforms.local.newpod import request_new_pod
 from harness.platforms.local.procs import alive, group_members
 from harness.platforms.local.supervisor import surge_name
 from harness.triton.gpus import GpuInfo, read_assignment
@@ -77,11 +78,20 @@ class LocalFaultOps(NftablesRoute):
 
     # -- pod kill ------------------------------------------------------------------------------------
     def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
-        """SIGKILL (grace 0) or SIGTERM then SIGKILL after the grace period, like deleting a pod."""
-        pid = self._replica(name).pid
+        """Delete the pod: SIGKILL (grace 0) or SIGTERM then SIGKILL after the grace period, and a new pod in its
+        place at once, with no back-off history (``harness.platforms.local.newpod``). A replica waiting out a
+        CrashLoopBackOff has no process to kill; deleting its pod still makes a new one at once, as on
+        Kubernetes."""
+        replica = self._replica(name)
+        pid = replica.pid
         if not alive(pid, "tritonserver"):
-            raise FaultError(f"replica {name} has no running server to kill (it is restarting?)")
+            if replica.state not in ("backoff", "exited"):
+                raise FaultError(f"replica {name} has no running server to kill ({replica.state or 'unknown'}: "
+                                 f"{replica.reason or 'starting'})")
+            request_new_pod(self._workdir(name), "pod kill during back-off")
+            return
         assert pid is not None
+        request_new_pod(self._workdir(name), "pod kill")
         if not grace_s:
             os.kill(pid, signal.SIGKILL)
             return

@@ -25,6 +25,7 @@ from harness.faults.undo import UndoStore
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
 from harness.platforms.local.faults import LOCAL_UNDOERS, LocalSpecOps
 from harness.platforms.local.gpu_pinning import gpu_plan
+from harness.platforms.local.newpod import request_history_reset
 from harness.platforms.local.procs import (
     alive,
     cmdline,
@@ -265,6 +266,18 @@ class LocalPlatform:
         spec = load_deployment(self.settings.manifest)
         ports = {name: spec.port(name) for name in ("http", "grpc", "metrics")}
         return LocalSpecOps(self.state, self.status().replicas, ports, self.settings.manifest)
+
+    def reset_backoff(self, why: str) -> dict[str, Any]:
+        """Drop every replica's CrashLoopBackOff history (a back-off in progress ends at once), so the next
+        repetition of a suite starts from a steady state rather than from the back-off an earlier fault left;
+        returns what each replica had been through (restarts, state), for the repetition's record."""
+        replicas = self.status().replicas
+        for replica in replicas:
+            workdir = self.state / "replicas" / replica.name
+            if workdir.is_dir():
+                request_history_reset(workdir, why)
+        return {r.name: {"restarts": r.restarts, "state": r.state, "ready": r.ready, "reason": r.reason}
+                for r in replicas}
 
     def fault_store(self) -> UndoStore:
         return UndoStore(self.state / "faults", LOCAL_UNDOERS)

@@ -27,6 +27,7 @@ from harness.deployment import DeploymentSpec, Probe
 from harness.events import EventKind, EventLog
 from harness.faults.overrides import read_cgroup, read_env_override, read_probe_override, take_delete_request
 from harness.platforms.base import ReplicaStatus
+from harness.platforms.local.newpod import PodRequest, take_request
 from harness.platforms.local.probes import http_probe
 from harness.platforms.local.procs import alive, parent_death_signal
 from harness.triton.runtime import TritonInstall
@@ -394,11 +395,18 @@ class ReplicaController(threading.Thread):
             )
             if was_stopping:
                 break
-            if self._spec_changed():
-                # The pod spec changed (a rolling restart on Kubernetes): a new pod, no back-off history.
+            request = take_request(self.workdir)
+            if (request is not None and request.new_pod) or self._spec_changed():
+                # A pod delete (the pod kill), or a changed pod spec (a rolling restart on Kubernetes): a new
+                # pod, started at once with no back-off history.
                 self.backoff = CrashLoopBackOff(self.time_scale)
                 delay = 0.0
+                if request is not None:
+                    self._new_pod_event(request, "container exited")
             else:
+                if request is not None:  # history dropped before this crash: it restarts as a first crash does
+                    self.backoff = CrashLoopBackOff(self.time_scale)
+                    self._new_pod_event(request, "container exited")
                 delay = self.backoff.next_delay(ran_for)
             if delay > 0:
                 until = time.time() + delay
@@ -439,8 +447,9 @@ class ReplicaController(threading.Thread):
                 or read_probe_override(self.workdir) != self._probe_override)
 
     def _wait_backoff(self, delay: float) -> bool:
-        """Sleep out the back-off; True when stopping. A changed pod spec ends it at once: on Kubernetes a
-        fixed Deployment makes a new pod instead of waiting for the crash-looping one."""
+        """Sleep out the back-off; True when stopping. A changed pod spec or a pod delete ends it at once: on
+        Kubernetes a fixed Deployment or a deleted pod makes a new pod instead of waiting for the crash-looping
+        one. A dropped history ends it too (the container restarts as after a first crash)."""
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
             if self._stopping.wait(min(0.1, max(deadline - time.monotonic(), 0.0))):
@@ -448,7 +457,22 @@ class ReplicaController(threading.Thread):
             if self._spec_changed():
                 self.events.emit(EventKind.RESTARTED, self.replica, "pod spec changed: back-off cut short")
                 return False
+            request = take_request(self.workdir)
+            if request is not None:
+                self.backoff = CrashLoopBackOff(self.time_scale)
+                if not request.new_pod:
+                    self.backoff.next_delay(0.0)  # this restart is the first of a fresh history
+                self._new_pod_event(request, "back-off cut short")
+                return False
         return False
+
+    def _new_pod_event(self, request: PodRequest, what: str) -> None:
+        if request.new_pod:
+            self.events.emit(EventKind.KILLED, self.replica,
+                             f"pod deleted ({request.why}): {what}; a new pod starts at once, no back-off history")
+        else:
+            self.events.emit(EventKind.FAULT, self.replica,
+                             f"back-off history dropped ({request.why}): {what}", backoff_reset=True)
 
     def _deletion_requested(self, now: float) -> _Deletion | None:
         request = take_delete_request(self.workdir)
