@@ -126,3 +126,28 @@ def test_two_runs_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         per_run = conn.execute("SELECT run_id, COUNT(*) FROM figures GROUP BY run_id").fetchall()
         assert len(per_run) == 51 and len({n for _, n in per_run}) == 1  # every run complete
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_one_window_more_bad_time_is_not_a_regression(tmp_path: Path) -> None:
+    """Bad time is counted in whole 1 s windows: one more bad window (+100 % on a 1 s outage) is the figure's
+    resolution; the nightly gate flagged it on an unchanged service. Two windows more is still flagged."""
+    _run(tmp_path, "20261128T000000Z-a1", 0, 0.6, SERVICE_A)
+    _run(tmp_path, "20261128T010000Z-a2", 100, 0.6, SERVICE_A)
+    base = _history_figure(tmp_path, "bad_time_s")
+    _run(tmp_path, "20261128T020000Z-a3", 200, 1.3, SERVICE_A)
+    assert _history_figure(tmp_path, "bad_time_s") - base <= 1.0  # one window more, no more
+    calm = _trend(tmp_path, "--fail-on-regression", "20%", "--baseline", "median")
+    assert not [line for line in calm.stdout.splitlines() if "bad_time_s" in line and "REGRESSION" in line], calm.stdout
+    _run(tmp_path, "20261128T030000Z-a4", 300, 3.6, SERVICE_A)
+    worse = _trend(tmp_path, "--fail-on-regression", "20%", "--baseline", "median")
+    assert [line for line in worse.stdout.splitlines() if "bad_time_s" in line and "REGRESSION" in line], worse.stdout
+
+
+def _history_figure(reports: Path, figure: str) -> float:
+    """The latest run's p95 of ``figure`` as the history recorded it."""
+    import sqlite3
+
+    with sqlite3.connect(reports / "history.sqlite") as conn:
+        (value,) = conn.execute("SELECT p95 FROM figures f JOIN runs r USING (run_id) WHERE figure = ? "
+                                "ORDER BY r.started_ns DESC LIMIT 1", (figure,)).fetchone()
+    return float(value)
