@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from harness.gpucheck import Row, format_table
+from harness.commands.gpucheck import Row, format_table
 
 from harness.gpu_evidence import (
     TOLERANCE,
