@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.commands.gpucheck import Row, format_table
-
 from harness.gpu_evidence import (
     TOLERANCE,
     ReplicaGpuRun,
