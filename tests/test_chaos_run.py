@@ -115,7 +115,8 @@ def test_memory_pressure_analogue_under_load(platform: LocalPlatform, tmp_path: 
 
 def test_slow_model_load_under_load(platform: LocalPlatform, tmp_path: Path) -> None:
     code, out, rep = _harness_run(platform, tmp_path, "experiments/slow-model-load.yaml",
-                                  "--var", "load_delay_s=4", "--var", "recovery_wait_s=10")
+                                  "--var", "load_delay_s=4", "--var", "recovery_wait_s=10",
+                                  "--var", "analysis={stability_period_s: 3}")  # the short observation says so
     assert code == 0, out
     info, _ = _timeline_around_fault(rep)
     events = [e for e in read_events(rep / "events.jsonl") if e.ts_ns >= info["fault_start_ns"]]
