@@ -261,10 +261,13 @@ def void_repetition(rep_dir: Path, info: ExperimentInfo) -> RepetitionResult:
 # Requests that started this long before the fault and were still in flight at it count at their failure; no
 # client of the harness waits longer (request timeouts are seconds).
 _IN_FLIGHT_MARGIN_NS = 600 * 1_000_000_000
+# Readiness and the incident's budget hold the fault window's requests in memory; beyond this many (about 33
+# minutes of fault at 1,000 req/s) they are not computed, and the repetition says so, so memory stays flat.
+FAULT_WINDOW_LIMIT = 2_000_000
 
 
 def _fault_window_requests(store: CompactTimeline, t0: int, obs_end: int
-                           ) -> tuple[IntArray, FloatArray, BoolArray, npt.NDArray[Any]]:
+                           ) -> tuple[IntArray, FloatArray, BoolArray, npt.NDArray[Any]] | int:
     """The requests that count in [t0, observation end) (instants, latency, ok, replica), sorted by the instant
     they count at: read from the row groups whose statistics overlap it, so memory follows the fault's
     window, not the whole timeline. What readiness and the incident's budget are computed from."""
@@ -272,7 +275,10 @@ def _fault_window_requests(store: CompactTimeline, t0: int, obs_end: int
 
     lo = t0 - _IN_FLIGHT_MARGIN_NS
     columns = ["start_ns", "latency_s", "outcome", "replica"]
-    parts = [store.read(g, columns) for g in store.groups if g.start_max >= lo and g.start_min < obs_end]
+    groups = [g for g in store.groups if g.start_max >= lo and g.start_min < obs_end]
+    if (rows := sum(g.rows for g in groups)) > FAULT_WINDOW_LIMIT:
+        return rows  # too many to hold: the caller notes it
+    parts = [store.read(g, columns) for g in groups]
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=object)
@@ -351,9 +357,13 @@ def analyse_repetition(rep_dir: Path, settings: AnalysisSettings) -> RepetitionR
             notes.append(f"observation after the fault ({after_s:.1f} s) is shorter than the stability "
                          f"period ({settings.stability_period_s:g} s)")
         capacity = capacity_recovery(events, info.replicas, t0, obs_end)
-        if store is not None:
+        window = _fault_window_requests(store, t0, obs_end) if store is not None else None
+        if isinstance(window, int):
+            notes.append(f"readiness and error budget not computed: the fault's window holds {window:,} requests "
+                         f"(over {FAULT_WINDOW_LIMIT:,}, kept out of memory)")
+        elif window is not None:
             fault_end = info.fault_end_ns if info.fault_end_ns is not None else obs_end
-            start, latency, ok, replica = _fault_window_requests(store, t0, obs_end)
+            start, latency, ok, replica = window
             readiness = assess_readiness(
                 events, replica, start, latency, ok, t0_ns=t0, observation_end_ns=obs_end,
                 slow_s=settings.objective.p99_latency_s,
