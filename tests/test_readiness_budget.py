@@ -226,3 +226,18 @@ def test_the_kubernetes_watchers_ready_events_carry_the_pods_readiness_period(tm
     ready = {e.replica: e.details.get("readiness_period_s") for e in read_events(tmp_path / "events.jsonl")
              if e.kind == EventKind.READY}
     assert ready == {"a": 2.0, "b": 10.0, "c": None}
+
+
+def test_a_fault_window_too_long_to_hold_says_so_instead_of_holding_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readiness and the budget hold the fault window's requests in memory; past the limit they are not computed
+    and the repetition says why (the streamed figures stay, so memory stays flat on a day of load)."""
+    from harness.analysis import _repetition
+
+    monkeypatch.setattr(_repetition, "FAULT_WINDOW_LIMIT", 1000)  # the window here holds 3,000 requests
+    run = pod_kill_with_cold_replica(tmp_path / "20261206T010000Z-long")
+    doc = json.loads(build_report(run, query_server=False, record_history=False).results_json.read_text())
+    rep = doc["experiments"][0]["runs"][0]
+    assert rep["readiness"] is None
+    assert any("readiness and error budget not computed" in n and "over 1,000" in n for n in rep["notes"]), rep
+    assert rep["time_to_recover_s"] is not None  # the streamed figures are all there
