@@ -133,6 +133,16 @@ def _prune_archives(current: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _reuse(directory: Path, repo: str, prefix: str, key: str) -> tuple[str, Path, ImageArchive | None]:
+    """An image's tag and archive path, named by the hash of its inputs, and the archive when it is built
+    already (older ones of the same image are pruned then): every image is built once per set of inputs."""
+    tag, out = f"triton-harness/{repo}:local-{key}", directory / f"{prefix}-{key}.tar"
+    if not out.exists():
+        return tag, out, None
+    _prune_archives(out)
+    return tag, out, ImageArchive(tag, out)
+
+
 def pause_image(pause_binary: Path, directory: Path) -> ImageArchive:
     out = directory / "pause.tar"
     if not out.exists() or out.stat().st_mtime < pause_binary.stat().st_mtime:
@@ -260,11 +270,9 @@ def harness_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> I
     source = Path(harness.__file__).resolve().parent
     sources = [p for p in source.rglob("*.py") if "__pycache__" not in p.parts]
     key = _inputs_key([python, _BUSYBOX, *sorted(site.iterdir()), *sources])
-    tag = f"triton-harness/harness:local-{key}"
-    out = directory / f"harness-{key}.tar"
-    if out.exists():
-        _prune_archives(out)
-        return ImageArchive(tag, out)
+    tag, out, built = _reuse(directory, "harness", "harness", key)
+    if built is not None:
+        return built
     tree = _Tree()
     tree.base(python, version)
     for entry in sorted(site.iterdir()):
@@ -300,11 +308,9 @@ def agent_image(directory: Path) -> ImageArchive:
     if not _BUSYBOX.exists():
         raise EnvironmentProblem("the local images need busybox: apt-get install busybox-static")
     key = _inputs_key([_BUSYBOX, _NFT])
-    tag = f"triton-harness/netagent:local-{key}"
-    out = directory / f"netagent-{key}.tar"
-    if out.exists():
-        _prune_archives(out)
-        return ImageArchive(tag, out)
+    tag, out, built = _reuse(directory, "netagent", "netagent", key)
+    if built is not None:
+        return built
     tree = _Tree()
     tree.files["/bin/busybox"] = _BUSYBOX
     for tool in _AGENT_TOOLS:
@@ -329,11 +335,9 @@ def triton_image(directory: Path, python: Path = Path("/usr/bin/python3")) -> Im
     stdlib = Path(f"/usr/lib/python{version}")
     inputs = [install.server, install.stub, python, _BUSYBOX, _BASH, site / "numpy" / "version.py"]
     key = hashlib.sha256(_inputs_key(inputs).encode())
-    tag = f"triton-harness/tritonserver:local-{key.hexdigest()[:12]}"
-    out = directory / f"triton-{key.hexdigest()[:12]}.tar"
-    if out.exists():
-        _prune_archives(out)
-        return ImageArchive(tag, out)
+    tag, out, built = _reuse(directory, "tritonserver", "triton", key.hexdigest()[:12])
+    if built is not None:
+        return built
 
     files: dict[str, Path | bytes] = {}
     links: dict[str, str] = {}
