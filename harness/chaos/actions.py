@@ -98,7 +98,8 @@ def memory_pressure(configuration: Configuration | None = None, **arguments: Any
     args = parse_args(memory_family.Args, arguments, "memory_pressure")
     ctx, scope, targets = _begin(configuration, args)
     restarts = {n: r.restarts for n, r in scope.replicas().items() if n in targets}
-    record = memory_family.inject(scope, targets, args)
+    record = memory_family.inject(scope, targets, args,
+                                  network_block.AgentPermission.from_configuration(configuration))
     ctx.note_injection(memory_family.NAME, targets, record, analogue=record.get("analogue", ""),
                        args=args.model_dump(), restarts_before=restarts)
     return _landed(ctx, memory_family.verify(scope, targets, record, args), {"targets": targets, **record})

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from harness.faults.family import MAX_FAULT_S, FamilySpec, FaultScope, Landing, Targeting, wait_for
+from harness.faults.network_block import AgentPermission
 
 __all__ = ["FAMILY", "Args", "inject", "undo", "verify", "verify_held"]
 
@@ -44,8 +45,13 @@ FAMILY = FamilySpec(name=NAME, action="memory_pressure", args=Args,
                     summary="hold free memory at a level; landed when each hog held it, from start to release")
 
 
-def inject(scope: FaultScope, targets: list[str], args: Args) -> dict[str, Any]:
-    return scope.ops.memory_pressure(targets, scope.run_id, args.leave_free_mb, args.duration_s, args.headroom_mb)
+def inject(scope: FaultScope, targets: list[str], args: Args,
+           permission: AgentPermission | None = None) -> dict[str, Any]:
+    """Start the hogs. ``permission``: the run's privileged-agent permission, which Kubernetes without a GPU
+    uses to hold the pod's memory from outside its container (a hog inside would end with the container)."""
+    permission = permission or AgentPermission()
+    return scope.ops.memory_pressure(targets, scope.run_id, args.leave_free_mb, args.duration_s, args.headroom_mb,
+                                     allow_agent=permission.allowed, agent_image=permission.image)
 
 
 def _statuses(scope: FaultScope, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
@@ -117,8 +123,11 @@ def verify_held(scope: FaultScope, targets: list[str], record: Mapping[str, Any]
     if not statuses:
         return Landing(NAME, tuple(targets), check, False, "no hog status can be read on this platform", measured)
     if lost:
-        return Landing(NAME, tuple(targets), check, False, "pressure lost before the release: " + "; ".join(lost),
-                       measured)
+        hint = ("; the hog ran inside the Triton container, so a restart of that container ended it: on Kubernetes "
+                "without a GPU pass --allow-privileged-agent (and --agent-image), and the pod's own memory is held "
+                "from outside the container" if record.get("ends_with_container") else "")
+        return Landing(NAME, tuple(targets), check, False,
+                       "pressure lost before the release: " + "; ".join(lost) + hint, measured)
     return Landing(NAME, tuple(targets), check, True, f"held until release; replicas: {behaviour}", measured)
 
 

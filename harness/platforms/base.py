@@ -187,8 +187,9 @@ class FaultTarget(Protocol):
     Every injecting call returns a JSON-serialisable record that the matching undo call accepts.
     """
 
-    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
-        """Kill one replica (grace 0: at once), as deleting a pod does."""
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
+        """Kill one replica (grace 0: at once), as deleting a pod does; ``container``: only its server, which is
+        restarted in the same pod (its memory cgroup stays), as the kubelet restarts an exited container."""
 
     def block_network(self, names: Sequence[str], run_id: str, max_s: float = ...) -> dict[str, Any]:
         """Deny traffic to these replicas until ``unblock_network`` (or ``max_s``, then the sweeper)."""
@@ -205,7 +206,8 @@ class FaultTarget(Protocol):
         None where the platform cannot tell."""
 
     def memory_pressure(
-        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = ...
+        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = ...,
+        allow_agent: bool = ..., agent_image: str = ...,
     ) -> dict[str, Any]:
         """Hold free (GPU) memory at ``leave_free_mb``; the record's ``analogue`` says when it is not a GPU."""
 

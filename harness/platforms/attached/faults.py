@@ -47,7 +47,7 @@ class AttachedFaultOps(NftablesRoute):
             raise FaultError(f"no replica named {unknown}; the attached service shows one, {REPLICA!r}")
 
     # -- refused -------------------------------------------------------------------------------------
-    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
         raise FaultError(REFUSED["kill_replicas"])
 
     def restart_with_env(self, env: Mapping[str, str], run_id: str, names: Sequence[str]) -> dict[str, Any]:
@@ -60,7 +60,7 @@ class AttachedFaultOps(NftablesRoute):
         return None  # a slow load is refused here: there is never a restart to judge
 
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,
-                        headroom_mb: float = 256.0) -> dict[str, Any]:
+                        headroom_mb: float = 256.0, allow_agent: bool = False, agent_image: str = "") -> dict[str, Any]:
         raise FaultError(REFUSED["memory_pressure"])
 
     def model_control(self, name: str) -> None:

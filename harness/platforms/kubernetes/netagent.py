@@ -41,8 +41,8 @@ class AgentHost(SpecHost, Protocol):
 
     def fault_store(self) -> UndoStore: ...
 
-__all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "refusal", "sweep",
-           "unblock"]
+__all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "digest", "refusal",
+           "sweep", "unblock", "wait_running"]
 
 KIND = "network-agent"  # the record's kind (beside the policy route's "network-block")
 UNDO_KIND = "k8s-netagent"  # its kind in the local undo store (undone by harness.watchdog too)
@@ -121,31 +121,41 @@ def refusal(settings: KubernetesSettings, allowed: bool, image: str = "") -> str
     return "; ".join(problems) or None
 
 
-def _digest(*parts: str) -> str:
+def digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:10]
 
 
 def agent_pod(name: str, run_id: str, expires_at: str, image: str, node: str, env: Mapping[str, str],
-              deadline_s: float, target: str) -> dict[str, Any]:
-    """The agent pod: pinned to the target's node, host PIDs (to find the pod's processes), privileged (to
-    enter their network namespace and change its firewall), no API token, gone by ``activeDeadlineSeconds``
-    at the latest."""
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {COMPONENT: AGENT},
-                     "annotations": {"harness/target-pod": target, "harness/netagent-table": env["HARNESS_TABLE"]}},
-        "spec": {
-            "nodeName": node, "hostPID": True, "restartPolicy": "Never", "automountServiceAccountToken": False,
-            "enableServiceLinks": False, "terminationGracePeriodSeconds": 10,
-            "activeDeadlineSeconds": int(deadline_s) + 60, "tolerations": [{"operator": "Exists"}],
-            "containers": [{
-                "name": "agent", "image": image, "command": ["sh", "-c", AGENT_SCRIPT, AGENT, "hold"],
-                "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                "securityContext": {"privileged": True},
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-            }],
-        },
+              deadline_s: float, target: str, *, component: str = AGENT, command: Sequence[str] = (),
+              annotations: Mapping[str, str] | None = None,
+              volumes: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """An agent pod: pinned to the target's node, host PIDs (to find the pod's processes), privileged (to
+    enter their namespaces and cgroups), no API token, gone by ``activeDeadlineSeconds`` at the latest. The
+    network agent by default; the memory agent (``memagent``) passes its own command, annotations and its
+    tmpfs (``volumes``: mount path -> volume source)."""
+    volumes = dict(volumes or {})
+    container: dict[str, Any] = {
+        "name": "agent", "image": image, "command": list(command or ["sh", "-c", AGENT_SCRIPT, AGENT, "hold"]),
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "securityContext": {"privileged": True},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # an agent that failed says why in its status
     }
+    spec: dict[str, Any] = {
+        "nodeName": node, "hostPID": True, "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "enableServiceLinks": False, "terminationGracePeriodSeconds": 10,
+        "activeDeadlineSeconds": int(deadline_s) + 60, "tolerations": [{"operator": "Exists"}],
+        "containers": [container],
+    }
+    if volumes:
+        names = {path: f"v{i}" for i, path in enumerate(sorted(volumes))}
+        container["volumeMounts"] = [{"name": names[path], "mountPath": path} for path in sorted(volumes)]
+        spec["volumes"] = [{"name": names[path], **dict(volumes[path])} for path in sorted(volumes)]
+    marks = dict(annotations) if annotations is not None else {"harness/netagent-table": env["HARNESS_TABLE"]}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "labels": {COMPONENT: component},
+                        "annotations": {"harness/target-pod": target, **marks}},
+           "spec": spec}
     return label(pod, run_id, expires_at)
 
 
@@ -158,7 +168,7 @@ def _run(api: KubeApi, namespace: str, agent: str, verb: str) -> tuple[int, str]
     return code, (str(out).strip() + " " + str(err).strip()).strip()
 
 
-def _wait_running(api: KubeApi, namespace: str, names: Sequence[str], timeout_s: float) -> None:
+def wait_running(api: KubeApi, namespace: str, names: Sequence[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     waiting = set(names)
     last = ""
@@ -170,8 +180,10 @@ def _wait_running(api: KubeApi, namespace: str, names: Sequence[str], timeout_s:
                 waiting.discard(name)
                 continue
             if status.get("phase") in ("Failed", "Succeeded") or not pod:
-                why = status.get("message") or status.get("reason")
-                raise FaultError(f"agent pod {namespace}/{name} ended before it blocked anything "
+                ended = [(cs.get("state") or {}).get("terminated") or {} for cs in status.get("containerStatuses") or []]
+                why = status.get("message") or status.get("reason") or "; ".join(
+                    f"exit {t.get('exitCode')}: {str(t.get('message') or '').strip()[-400:]}" for t in ended if t)
+                raise FaultError(f"agent pod {namespace}/{name} ended before it did anything "
                                  f"({status.get('phase') or 'deleted'}: {why})")
             states = [cs.get("state") or {} for cs in status.get("containerStatuses") or []]
             last = "; ".join(f"{s['waiting'].get('reason')}: {s['waiting'].get('message', '')}"
@@ -201,9 +213,9 @@ def block(platform: AgentHost, names: Sequence[str], run_id: str, max_s: float, 
         ip, node = (pod.get("status") or {}).get("podIP"), (pod.get("spec") or {}).get("nodeName")
         if not ip or not node:
             raise FaultError(f"pod {namespace}/{name} has no IP or node yet: nothing to block")
-        digest = _digest(run_id, name)
-        agents.append({"agent": f"harness-netagent-{slug(run_id, 30)}-{digest}", "target": name,
-                       "uid": pod["metadata"]["uid"], "ip": ip, "node": node, "table": f"harness_agent_{digest}"})
+        tag = digest(run_id, name)
+        agents.append({"agent": f"harness-netagent-{slug(run_id, 30)}-{tag}", "target": name,
+                       "uid": pod["metadata"]["uid"], "ip": ip, "node": node, "table": f"harness_agent_{tag}"})
     record: dict[str, Any] = {"kind": KIND, "route": "agent", "namespace": namespace, "run_id": run_id,
                               "expires_at": expires_at, "agents": agents, "image": image, "ports": ports,
                               "state_dir": str(settings.state_dir)}
@@ -223,7 +235,7 @@ def block(platform: AgentHost, names: Sequence[str], run_id: str, max_s: float, 
                 raise FaultError(f"the agent pod was refused in {namespace}: {exc}. Privileged pods need the "
                                  "namespace's Pod Security admission to allow them (pod-security.kubernetes.io/"
                                  "enforce=privileged) and RBAC to create pods and pods/exec") from exc
-        _wait_running(api, namespace, [a["agent"] for a in agents], START_TIMEOUT_S)
+        wait_running(api, namespace, [a["agent"] for a in agents], START_TIMEOUT_S)
         # The block takes effect from here, not when the activity began: starting the agents (an image pull on a
         # real cluster) is not part of the outage, so the run's t0 moves here (harness.chaos.control).
         record["effective_start_ns"] = time.time_ns()

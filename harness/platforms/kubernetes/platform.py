@@ -30,7 +30,7 @@ from harness.faults.connect import Connect, connected, from_exit_code
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.load.settings import LoadSettings
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, model_ops, netagent, podscripts, spec_ops
+from harness.platforms.kubernetes import attach, faults, memagent, model_ops, netagent, podscripts, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -525,6 +525,7 @@ class KubernetesPlatform:
         report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
         report.removed += model_ops.sweep(self)  # model-lifecycle faults whose run died
         report.removed += netagent.sweep(self, self._stale_record)  # before its pods go: tables first
+        report.removed += memagent.sweep(self, self._stale_record)
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -667,9 +668,15 @@ class KubernetesPlatform:
                 f"the harness touches no other pods"
             )
 
-    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
-        """Delete the pod (grace 0 = SIGKILL now); its Deployment replaces it."""
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
+        """Delete the pod (grace 0 = SIGKILL now); its Deployment replaces it. ``container``: stop Triton's
+        container instead (SIGTERM to its main process, from inside: the kernel ignores SIGKILL to a namespace's
+        init from within), which the kubelet restarts in the same pod: its memory cgroup, and what holds memory
+        there, stay."""
         self._require_replicas([name])
+        if container:
+            faults.exec_in_pod(self.api, self.namespace, name, ["kill", "-TERM", "1"], container=self.shape.container)
+            return
         faults.kill_pod(self.api, self._target, self.namespace, self.selector, name, grace_s)
 
     def block_network(self, names: Sequence[str], run_id: str, max_s: float | None = None) -> dict[str, Any]:
@@ -746,7 +753,8 @@ class KubernetesPlatform:
         return KubernetesLoadClock(self)
 
     def memory_pressure(
-        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0
+        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0,
+        allow_agent: bool = False, agent_image: str = "",
     ) -> dict[str, Any]:
         """Hold free memory at ``leave_free_mb`` inside each selected pod for ``duration_s``.
 
@@ -755,9 +763,14 @@ class KubernetesPlatform:
         limit minus its usage (the replica, not the node, runs short), labelled as such in the record.
         ``headroom_mb`` is the local analogue's cgroup size; here the pod's own memory limit plays it.
         Each hog ends by its own deadline even if the harness dies.
+
+        Without GPUs and with the privileged agent allowed, the pod's memory cgroup is held instead, by an agent
+        on its node (``memagent``): unlike a hog in the container, that pressure outlives a container restart.
         """
         self._require_replicas(list(names))
         gpu = int(self.status().details.get("gpus_per_replica", 0)) > 0
+        if not gpu and (allow_agent or self.settings.allow_privileged_agent):
+            return memagent.hold(self, list(names), run_id, leave_free_mb, duration_s, True, agent_image)
         tag = f"{slug(run_id, 40)}-{int(time.time() * 1000) % 10**8}"
         status_file = f"/tmp/harness-hog-{tag}.json"
         if gpu:
@@ -790,10 +803,14 @@ class KubernetesPlatform:
             "pods": pids,
             "status_file": status_file,
             "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
+            # the hog is a process of the Triton container: a restart of that container ends the pressure
+            "ends_with_container": True,
         }
 
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
         """Each pod's hog status file, read through exec (None where it cannot be read)."""
+        if record.get("route") == memagent.ROUTE:
+            return memagent.statuses(self, record)
         out: dict[str, dict[str, Any] | None] = {}
         for name in dict(record.get("pods") or {}):
             try:
@@ -807,6 +824,9 @@ class KubernetesPlatform:
 
     def release_memory(self, record: Mapping[str, Any]) -> None:
         """Stop the hogs; a pod that is gone took its hog with it."""
+        if record.get("route") == memagent.ROUTE:
+            memagent.release(self, self._checked(record))
+            return
         self._checked(record)
         for name, pid in dict(record.get("pods") or {}).items():
             if not pid:
@@ -867,6 +887,7 @@ class KubernetesPlatform:
         done += spec_ops.KubernetesSpecOps(self).sweep(stale)
         done += model_ops.sweep(self)
         done += netagent.sweep(self, stale)
+        done += memagent.sweep(self, stale)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
@@ -893,17 +914,26 @@ class KubernetesPlatform:
         """The undoer of an agent route's record (the runner's close): its agents' tables out, the agents gone."""
         netagent.unblock(self, record.payload)
 
+    def _release_memory_agents(self, record: UndoRecord) -> None:
+        """The undoer of a memory agent's record: its pods' memory let go, the agents gone."""
+        memagent.release(self, record.payload)
+
     def fault_store(self) -> UndoStore:
         """Local undo records of this namespace's faults (pod-spec patches), undone by the runner's close."""
         store = spec_ops.KubernetesSpecOps(self).store()
         return UndoStore(store.directory, {**store.undoers, model_ops.UNDO_KIND: partial(model_ops.undo_with, self),
-                                           netagent.UNDO_KIND: self._unblock_agents})
+                                           netagent.UNDO_KIND: self._unblock_agents,
+                                           memagent.UNDO_KIND: self._release_memory_agents})
 
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
         """Arguments a fault cannot honour here (a pod-template change cannot target some pods; the network
         block's agent route without permission or image)."""
         if func == "block_network" and arguments.get("via") == "agent" and (why := self.agent_refusal()):
             return why
+        if func == "kill_replicas" and arguments.get("kill") == "container" and arguments.get("signal",
+                                                                                            "SIGKILL") != "SIGTERM":
+            return ("kill: container stops Triton's container from inside the pod, where the kernel ignores SIGKILL "
+                    "to the container's main process: set signal: SIGTERM (the kubelet then restarts the container)")
         return spec_ops.targeting_refusal(func, arguments)
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:

@@ -77,13 +77,17 @@ class LocalFaultOps(NftablesRoute):
         return record
 
     # -- pod kill ------------------------------------------------------------------------------------
-    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
         """Delete the pod: SIGKILL (grace 0) or SIGTERM then SIGKILL after the grace period, and a new pod in its
         place at once, with no back-off history (``harness.platforms.local.newpod``). A replica waiting out a
         CrashLoopBackOff has no process to kill; deleting its pod still makes a new one at once, as on
-        Kubernetes."""
+        Kubernetes. ``container``: the same signals, but the pod stays: the supervisor restarts the server as the
+        kubelet restarts an exited container (restartPolicy, CrashLoopBackOff history kept)."""
         replica = self._replica(name)
         pid = replica.pid
+        if container and not alive(pid, "tritonserver"):
+            raise FaultError(f"replica {name} has no running server to kill ({replica.state or 'unknown'}: "
+                             f"{replica.reason or 'starting'})")
         if not alive(pid, "tritonserver"):
             if replica.state not in ("backoff", "exited"):
                 raise FaultError(f"replica {name} has no running server to kill ({replica.state or 'unknown'}: "
@@ -91,7 +95,8 @@ class LocalFaultOps(NftablesRoute):
             request_new_pod(self._workdir(name), "pod kill during back-off")
             return
         assert pid is not None
-        request_new_pod(self._workdir(name), "pod kill")
+        if not container:
+            request_new_pod(self._workdir(name), "pod kill")
         if not grace_s:
             os.kill(pid, signal.SIGKILL)
             return
@@ -180,7 +185,7 @@ class LocalFaultOps(NftablesRoute):
 
     # -- memory pressure -----------------------------------------------------------------------------
     def memory_pressure(self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float,
-                        headroom_mb: float = 256.0) -> dict[str, Any]:
+                        headroom_mb: float = 256.0, allow_agent: bool = False, agent_image: str = "") -> dict[str, Any]:
         """Hold free memory at ``leave_free_mb``: on the targets' GPUs when the replicas are pinned to GPUs,
         else in each replica's cgroup.
 
@@ -188,7 +193,9 @@ class LocalFaultOps(NftablesRoute):
         ``headroom_mb`` and a hog inside holds all but ``leave_free_mb`` of it. Memory the replica already
         uses stays charged where it was (cgroup v1 moves no charges, v2 never does), so serving goes on, but
         whatever it allocates next (a model load, a restart) must fit in ``leave_free_mb``: as on a GPU held
-        by a hog. cgroup v1 or v2, root or a delegated subtree: ``harness.faults.cgroups`` decides.
+        by a hog. cgroup v1 or v2, root or a delegated subtree: ``harness.faults.cgroups`` decides. The cgroup
+        is the harness's own and outlives the replica's restarts, so ``allow_agent`` and ``agent_image`` (how
+        Kubernetes holds a pod's memory from outside it) mean nothing here.
         """
         hogs_dir = self.state / "faults" / "hogs"
         hogs_dir.mkdir(parents=True, exist_ok=True)
