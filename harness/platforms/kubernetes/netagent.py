@@ -180,7 +180,8 @@ def wait_running(api: KubeApi, namespace: str, names: Sequence[str], timeout_s: 
                 waiting.discard(name)
                 continue
             if status.get("phase") in ("Failed", "Succeeded") or not pod:
-                ended = [(cs.get("state") or {}).get("terminated") or {} for cs in status.get("containerStatuses") or []]
+                ended = [(cs.get("state") or {}).get("terminated") or {}
+                         for cs in status.get("containerStatuses") or []]
                 why = status.get("message") or status.get("reason") or "; ".join(
                     f"exit {t.get('exitCode')}: {str(t.get('message') or '').strip()[-400:]}" for t in ended if t)
                 raise FaultError(f"agent pod {namespace}/{name} ended before it did anything "
