@@ -63,8 +63,19 @@ def _k8s_netagent(record: UndoRecord) -> None:
     unblock(KubernetesPlatform(settings), payload)
 
 
+def _k8s_memagent(record: UndoRecord) -> None:
+    """Memory pressure by privileged agent pods: reconnect, let go of each pod's memory, delete the agents."""
+    from harness.platforms.kubernetes.memagent import release
+    from harness.platforms.kubernetes.platform import KubernetesPlatform
+    from harness.platforms.kubernetes.settings import KubernetesSettings
+
+    payload = record.payload
+    settings = KubernetesSettings.load(Path(str(payload["state_dir"])) / str(payload["namespace"]))
+    release(KubernetesPlatform(settings), payload)
+
+
 ALL_UNDOERS: Mapping[str, Undoer] = {**UNDOERS, "k8s-spec": _k8s_spec, "model": _local_model, "k8s-model": _k8s_model,
-                                     "k8s-netagent": _k8s_netagent}
+                                     "k8s-netagent": _k8s_netagent, "k8s-memagent": _k8s_memagent}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,12 +159,13 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_the_watchdog_undoes_every_kind_a_platform_writes() -> None:
     """The store knows no kinds; the watchdog, started for every record, must know them all."""
-    from harness.platforms.kubernetes import model_ops, netagent
+    from harness.platforms.kubernetes import memagent, model_ops, netagent
     from harness.platforms.kubernetes.spec_ops import SPEC_UNDO_KIND
     from harness.platforms.local.faults import LOCAL_UNDOERS
     from harness.watchdog import ALL_UNDOERS
 
-    assert set(LOCAL_UNDOERS) | {SPEC_UNDO_KIND, model_ops.UNDO_KIND, netagent.UNDO_KIND} <= set(ALL_UNDOERS)
+    kinds = {SPEC_UNDO_KIND, model_ops.UNDO_KIND, netagent.UNDO_KIND, memagent.UNDO_KIND}
+    assert set(LOCAL_UNDOERS) | kinds <= set(ALL_UNDOERS)
 
 
 def test_capabilities_are_declared_not_probed() -> None:

@@ -74,7 +74,7 @@ def kill_replicas(configuration: Configuration | None = None, **arguments: Any) 
     args = parse_args(pod_kill.Args, arguments, "kill_replicas")
     ctx, scope, targets = _begin(configuration, args)
     ctx.note_injection(pod_kill.NAME, targets, {}, signal=args.signal, grace_s=args.grace)
-    killed = pod_kill.inject(scope, targets, args)
+    killed = pod_kill.inject(scope, targets, args, network_block.AgentPermission.from_configuration(configuration))
     return _landed(ctx, pod_kill.verify(scope, targets, killed, args), {"killed": targets, "signal": args.signal})
 
 

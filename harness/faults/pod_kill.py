@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from harness.faults.family import FamilySpec, FaultScope, Landing, Targeting, replica_identity, wait_for
+from harness.faults.network_block import AgentPermission
 
 __all__ = ["FAMILY", "Args", "Killed", "inject", "verify"]
 
@@ -57,13 +58,16 @@ class Killed:
     names: frozenset[str]  # every replica then, so a new pod name is recognised
 
 
-def inject(scope: FaultScope, targets: list[str], args: Args) -> Killed:
-    """Kill the targets (a target the platform cannot kill raises FaultError: the action failed)."""
+def inject(scope: FaultScope, targets: list[str], args: Args, permission: AgentPermission | None = None) -> Killed:
+    """Kill the targets (a target the platform cannot kill raises FaultError: the action failed). ``permission``:
+    the run's privileged-agent permission, which Kubernetes needs to kill a container (``kill: container``)."""
+    permission = permission or AgentPermission()
     replicas = scope.replicas()
     killed = Killed({n: (replica_identity(r), r.restarts) for n, r in replicas.items() if n in targets},
                     frozenset(replicas))
     for name in targets:
-        scope.ops.kill_replica(name, args.grace, container=args.kill == "container")
+        scope.ops.kill_replica(name, args.grace, container=args.kill == "container", allow_agent=permission.allowed,
+                               agent_image=permission.image)
     return killed
 
 

@@ -187,7 +187,8 @@ class FaultTarget(Protocol):
     Every injecting call returns a JSON-serialisable record that the matching undo call accepts.
     """
 
-    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False, allow_agent: bool = ...,
+                     agent_image: str = ...) -> None:
         """Kill one replica (grace 0: at once), as deleting a pod does; ``container``: only its server, which is
         restarted in the same pod (its memory cgroup stays), as the kubelet restarts an exited container."""
 

@@ -47,7 +47,8 @@ class AttachedFaultOps(NftablesRoute):
             raise FaultError(f"no replica named {unknown}; the attached service shows one, {REPLICA!r}")
 
     # -- refused -------------------------------------------------------------------------------------
-    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False, allow_agent: bool = False,
+                     agent_image: str = "") -> None:
         raise FaultError(REFUSED["kill_replicas"])
 
     def restart_with_env(self, env: Mapping[str, str], run_id: str, names: Sequence[str]) -> dict[str, Any]:

@@ -30,7 +30,16 @@ from harness.faults.connect import Connect, connected, from_exit_code
 from harness.faults.undo import UndoRecord, UndoStore
 from harness.load.settings import LoadSettings
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, memagent, model_ops, netagent, podscripts, spec_ops
+from harness.platforms.kubernetes import (
+    attach,
+    container_kill,
+    faults,
+    memagent,
+    model_ops,
+    netagent,
+    podscripts,
+    spec_ops,
+)
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
@@ -668,14 +677,15 @@ class KubernetesPlatform:
                 f"the harness touches no other pods"
             )
 
-    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False, allow_agent: bool = False,
+                     agent_image: str = "") -> None:
         """Delete the pod (grace 0 = SIGKILL now); its Deployment replaces it. ``container``: stop Triton's
-        container instead (SIGTERM to its main process, from inside: the kernel ignores SIGKILL to a namespace's
-        init from within), which the kubelet restarts in the same pod: its memory cgroup, and what holds memory
-        there, stay."""
+        container instead, from a privileged agent on its node (``container_kill``; only when allowed), and the
+        kubelet restarts it in the same pod: its memory cgroup, and what holds memory there, stay."""
         self._require_replicas([name])
         if container:
-            faults.exec_in_pod(self.api, self.namespace, name, ["kill", "-TERM", "1"], container=self.shape.container)
+            container_kill.kill_container(self, name, self.shape.container, f"ckill-{time.time_ns()}", grace_s,
+                                          allow_agent or self.settings.allow_privileged_agent, agent_image)
             return
         faults.kill_pod(self.api, self._target, self.namespace, self.selector, name, grace_s)
 
@@ -930,10 +940,8 @@ class KubernetesPlatform:
         block's agent route without permission or image)."""
         if func == "block_network" and arguments.get("via") == "agent" and (why := self.agent_refusal()):
             return why
-        if func == "kill_replicas" and arguments.get("kill") == "container" and arguments.get("signal",
-                                                                                            "SIGKILL") != "SIGTERM":
-            return ("kill: container stops Triton's container from inside the pod, where the kernel ignores SIGKILL "
-                    "to the container's main process: set signal: SIGTERM (the kubelet then restarts the container)")
+        if func == "kill_replicas" and arguments.get("kill") == "container" and (why := self.agent_refusal()):
+            return f"kill: container stops Triton's container from a privileged agent on its node: {why}"
         return spec_ops.targeting_refusal(func, arguments)
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:

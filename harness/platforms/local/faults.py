@@ -77,12 +77,14 @@ class LocalFaultOps(NftablesRoute):
         return record
 
     # -- pod kill ------------------------------------------------------------------------------------
-    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False) -> None:
+    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False, allow_agent: bool = False,
+                     agent_image: str = "") -> None:
         """Delete the pod: SIGKILL (grace 0) or SIGTERM then SIGKILL after the grace period, and a new pod in its
         place at once, with no back-off history (``harness.platforms.local.newpod``). A replica waiting out a
         CrashLoopBackOff has no process to kill; deleting its pod still makes a new one at once, as on
         Kubernetes. ``container``: the same signals, but the pod stays: the supervisor restarts the server as the
-        kubelet restarts an exited container (restartPolicy, CrashLoopBackOff history kept)."""
+        kubelet restarts an exited container (restartPolicy, CrashLoopBackOff history kept). The supervisor is the
+        harness's own: ``allow_agent`` and ``agent_image`` (how Kubernetes kills a container) mean nothing here."""
         replica = self._replica(name)
         pid = replica.pid
         if container and not alive(pid, "tritonserver"):
