@@ -67,3 +67,23 @@ def test_pod_kill_makes_a_new_pod_whatever_the_back_off(make_platform, tmp_path:
     wait_for(lambda: _replica(platform).ready, 60, "the replica to be ready after the reset")
     assert any(e.kind == EventKind.FAULT and e.details.get("backoff_reset")
                for e in events_of(platform.events_path(), NAME))
+
+
+def test_container_kill_keeps_the_pod_and_its_back_off(make_platform, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``kill: container`` is a crash of the server, not a pod delete: the supervisor restarts it in the same pod,
+    as the kubelet restarts a container, so the CrashLoopBackOff history counts (the memory-pressure experiment
+    restarts Triton this way, inside the memory cgroup the pressure holds)."""
+    platform = make_platform(replicas=1, time_scale=1.0)
+    platform.up()
+    config = {"harness_state_dir": str(platform.state), "harness_run_id": "test-run",
+              "harness_run_dir": str(tmp_path / "run")}
+    first = actions.kill_replicas(mode="all", kill="container", verify_timeout_s=10, configuration=config)
+    assert first["landing"], first
+    wait_for(lambda: _replica(platform).ready, 60, "the restarted container to be ready")
+    actions.kill_replicas(mode="all", kill="container", verify_timeout_s=10, configuration=config)
+    # the second crash of the same pod waits out a back-off, as a pod delete never does
+    wait_for(lambda: _replica(platform).state == "backoff", 10, "CrashLoopBackOff after the second container kill")
+    events = events_of(platform.events_path(), NAME)
+    assert not [e for e in events if e.kind == EventKind.KILLED and "pod" in e.reason], [e.reason for e in events]
+    assert [e.details.get("backoff_s") for e in events if e.kind == EventKind.BACKOFF] == [10.0]
+    wait_for(lambda: _replica(platform).ready, 60, "ready after the back-off")
