@@ -163,7 +163,7 @@ def test_slow_load_that_the_model_ignores_is_void(platform: LocalPlatform, tmp_p
         _action("restore_model_load", module="harness.chaos.rollbacks"),
     ])
     code, out, run_dir = _run(platform, path, tmp_path)
-    _assert_void(code, out, run_dir, "finished early")
+    _assert_void(code, out, run_dir, "the delay parameter did not take effect")
     _nothing_left(platform)
 
 

@@ -5,7 +5,10 @@ container start; on Kubernetes a Deployment patch, so every pod rolls), and the 
 where probes decide what users see. ``reload``: a full config override through Triton's model-control API
 over gRPC; the old version keeps serving while the slow load runs.
 
-Landed, with ``reload``, when the load call succeeded and took at least ``delay_s``. With ``restart``, when the
+Landed, with ``reload``, when the load call succeeded and took at least ``delay_s``, and Triton's own log puts
+the reload's load at ``delay_s`` or more and clearly longer (by ``delay_s / 2``) than the load before it: on a
+busy machine a plain reload can take longer than a short delay, so the call's duration alone proves nothing.
+With ``restart``, when the
 replicas that restarted with the delay (the targets locally; the pods of the new template on Kubernetes) were
 not ready before ``delay_s``, Triton's own load took at least ``delay_s``, and both are clearly longer than a
 baseline read from the same signals before the injection (``harness.faults.slow_load_landing``); a replica
@@ -59,7 +62,10 @@ class Injected:
     record: dict[str, Any]  # the platform's undo record ({} for a reload: nothing stays changed)
     started_ns: int  # wall clock, when the trigger was sent
     baseline: dict[str, LoadStart] = field(default_factory=dict)  # restart: the last plain start, before it
-    reload_s: dict[str, float] = field(default_factory=dict)  # reload trigger: how long each load took
+    reload_s: dict[str, float] = field(default_factory=dict)  # reload trigger: how long each load call took
+    # reload trigger, by Triton's log: the load before the reload (the baseline) and the reload's own load
+    load_before_s: dict[str, float | None] = field(default_factory=dict)
+    load_after_s: dict[str, float | None] = field(default_factory=dict)
 
 
 def inject(scope: FaultScope, targets: list[str], args: Args) -> Injected:
@@ -70,11 +76,14 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> Injected:
         record = scope.ops.restart_with_env({DELAY_ENV: f"{args.delay_s:g}"}, scope.run_id, targets)
         return Injected(record, started_ns, baseline)
     injected = Injected({}, time.time_ns())
+    clock = scope.ops.load_clock()
     failures = []
     for name in targets:
+        injected.load_before_s[name] = clock.last_load(name, args.model) if clock is not None else None
         began = time.monotonic()
         ok, why = scope.ops.reload_model(name, model=args.model, parameters={DELAY_PARAMETER: f"{args.delay_s:g}"})
         injected.reload_s[name] = round(time.monotonic() - began, 3)
+        injected.load_after_s[name] = clock.last_load(name, args.model) if clock is not None else None
         if not ok:
             failures.append(f"{name}: {why}")
     if failures:
@@ -85,18 +94,37 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> Injected:
 def verify(scope: FaultScope, targets: list[str], injected: Injected, args: Args) -> Landing:
     check = f"the model load took at least {args.delay_s:g}s"
     if args.trigger == "reload":
-        short = {n: s for n, s in injected.reload_s.items() if s < args.delay_s}
-        if short:
-            return Landing(NAME, tuple(targets), check, False,
-                           "the reload finished early (" + ", ".join(f"{n}: {s:g}s" for n, s in short.items())
-                           + f" < {args.delay_s:g}s): the delay parameter did not take effect",
-                           {"load_s": injected.reload_s})
-        return Landing(NAME, tuple(targets), check, True,
-                       "reload took " + ", ".join(f"{n}: {s:g}s" for n, s in injected.reload_s.items()),
-                       {"load_s": injected.reload_s})
+        return _verify_reload(targets, injected, args, check)
     return _verify_restart(scope, targets, injected, args,
                            f"the replicas restarted with the delay were not ready for {args.delay_s:g}s and loaded for "
                            f">= {args.delay_s:g}s, clearly longer than a plain restart")
+
+
+def _verify_reload(targets: list[str], injected: Injected, args: Args, check: str) -> Landing:
+    """The reload call's duration, and Triton's own account of the load against the load before it."""
+    measured = {"load_s": injected.reload_s, "triton_load_before_s": injected.load_before_s,
+                "triton_load_s": injected.load_after_s}
+    margin = args.delay_s / 2
+    problems = []
+    for name in targets:
+        call, before, after = injected.reload_s.get(name, 0.0), injected.load_before_s.get(name), \
+            injected.load_after_s.get(name)
+        if call < args.delay_s:
+            problems.append(f"{name}: the reload finished early ({call:g}s < {args.delay_s:g}s)")
+        elif after is None:
+            problems.append(f"{name}: Triton's log holds no account of the reload's load, so a slow load cannot be "
+                            "told from a slow machine")
+        elif after < args.delay_s or (before is not None and after < before + margin):
+            problems.append(f"{name}: Triton loaded it in {after:g}s (the load before: "
+                            f"{'unknown' if before is None else f'{before:g}s'}); a slow load takes >= "
+                            f"{args.delay_s:g}s and {margin:g}s more than the load before")
+    if problems:
+        return Landing(NAME, tuple(targets), check, False,
+                       "; ".join(problems) + ": the delay parameter did not take effect", measured)
+    return Landing(NAME, tuple(targets), check, True,
+                   "reload took " + ", ".join(f"{n}: {injected.reload_s[n]:g}s (Triton: {injected.load_after_s[n]:g}s, "
+                                              f"before {injected.load_before_s[n] or 0:g}s)" for n in targets),
+                   measured)
 
 
 def _verify_restart(scope: FaultScope, targets: list[str], injected: Injected, args: Args, check: str) -> Landing:

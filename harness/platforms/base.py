@@ -80,6 +80,10 @@ class LoadClock(Protocol):
         """The last plain start of each current replica that became ready (the targets locally, every pod of the
         current template on Kubernetes), read before anything is injected."""
 
+    def last_load(self, target: str, model: str) -> float | None:
+        """How long the latest completed load of ``model`` on the target's running server took, by Triton's own
+        log; None when its log holds none. The reload trigger compares the reload's with the load before it."""
+
     def restarted(self, targets: Sequence[str], record: Mapping[str, Any], since_ns: int,
                   model: str) -> dict[str, LoadStart | None]:
         """The replicas that restarted with the change, as far as seen now: the targets' first start after

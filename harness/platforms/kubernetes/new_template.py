@@ -48,6 +48,7 @@ class TemplateHost(Protocol):
 _HASH = "pod-template-hash"
 _REVISION = "deployment.kubernetes.io/revision"
 _LOG_HEAD = 256 * 1024  # the load is logged at the start: the head of the container's log holds it
+_LOG_TAIL_LINES = 5000  # a reload's lines: the end of the container's log
 
 
 def timestamp_ns(text: str | None) -> int | None:
@@ -115,12 +116,17 @@ class KubernetesLoadClock:
     def __init__(self, platform: TemplateHost) -> None:
         self.platform = platform
 
-    def _log(self, pod: str) -> str:
+    def _log(self, pod: str, tail: bool = False) -> str:
         from kubernetes import client as k8s
 
+        # a start's load is at the head of the container's log; a reload's is at its end
         try:
-            text = k8s.CoreV1Api(self.platform.api.client).read_namespaced_pod_log(
-                pod, self.platform.namespace, container=self.platform.shape.container, limit_bytes=_LOG_HEAD)
+            api = k8s.CoreV1Api(self.platform.api.client)
+            container = self.platform.shape.container
+            text = (api.read_namespaced_pod_log(pod, self.platform.namespace, container=container,
+                                                tail_lines=_LOG_TAIL_LINES) if tail else
+                    api.read_namespaced_pod_log(pod, self.platform.namespace, container=container,
+                                                limit_bytes=_LOG_HEAD))
         except Exception:  # noqa: BLE001 - no log (yet, or not allowed): the load is then judged on timestamps
             return ""
         return str(text or "")
@@ -143,6 +149,9 @@ class KubernetesLoadClock:
         name = str(pod["metadata"]["name"])
         load = load_seconds(self._log(name), model) if ready is not None else None  # logged before it is ready
         return LoadStart(name, str(pod["metadata"].get("uid", "")), started, ready, load, last)
+
+    def last_load(self, target: str, model: str) -> float | None:
+        return load_seconds(self._log(target, tail=True), model)
 
     def baseline(self, targets: Sequence[str], model: str) -> dict[str, LoadStart]:
         """Every ready pod of the current (plain) template now: one template, so the targets are all of them

@@ -67,6 +67,11 @@ class LocalLoadClock:
                     break
         return out
 
+    def last_load(self, target: str, model: str) -> float | None:
+        started = [e for e in self._events() if e.replica == target and e.kind in _STARTS]
+        pid = int(started[-1].details.get("pid") or 0) if started else 0
+        return load_seconds(self._log(target), model, pid) if pid else None
+
     def restarted(self, targets: Sequence[str], record: Mapping[str, Any], since_ns: int,
                   model: str) -> dict[str, LoadStart | None]:
         events = self._events()
