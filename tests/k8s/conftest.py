@@ -72,6 +72,12 @@ def sandbox(root_before: dict[str, object]) -> Iterator[SandboxStatus]:
 
 
 @pytest.fixture(scope="session")
+def agent_image(sandbox: SandboxStatus) -> str:
+    """The privileged agents' image (network block, memory pressure, container kill), built once per session."""
+    return Sandbox().agent_image()
+
+
+@pytest.fixture(scope="session")
 def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference manifest with requests a 2-core node can roll (a surge pod must fit too)."""
     docs = load_manifest_documents(DEFAULT_MANIFEST)

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,34 +21,18 @@ import pytest
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.netagent import COMPONENT
 from harness.platforms.kubernetes.platform import KubernetesPlatform
-from harness.platforms.kubernetes.settings import KubernetesSettings
-from harness.sandbox import Sandbox, SandboxStatus
-from tests.k8s.k8s_helpers import wait_for
+from harness.sandbox import SandboxStatus
+from tests.k8s.k8s_helpers import module_platform, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def agent_image(sandbox: SandboxStatus) -> str:
-    return Sandbox().agent_image()
-
-
-@pytest.fixture(scope="module")
 def pressured(sandbox: SandboxStatus, small_manifest: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubernetesPlatform]:
-    tmp = tmp_path_factory.mktemp("k8smemory")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_REPORTS_DIR", str(tmp / "reports"))
-        platform = KubernetesPlatform(KubernetesSettings(
-            namespace=f"chaos-{uuid.uuid4().hex[:8]}", namespace_confirmed=True, kubeconfig=sandbox.kubeconfig,
-            state_dir=tmp / "state", manifest=small_manifest, image=sandbox.triton_image, gpus_per_replica=0,
-            replicas=2, ready_timeout_s=240.0))
-        platform.up()
-        try:
-            yield platform
-        finally:
-            platform.down()
+    with module_platform(sandbox, small_manifest, tmp_path_factory.mktemp("k8smemory")) as platform:
+        yield platform
 
 
 def _harness(platform: KubernetesPlatform, tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:

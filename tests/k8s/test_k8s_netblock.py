@@ -29,16 +29,11 @@ from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.netagent import COMPONENT
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
-from harness.sandbox import Sandbox, SandboxStatus
+from harness.sandbox import SandboxStatus
 from tests.k8s.k8s_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def agent_image(sandbox: SandboxStatus) -> str:
-    return Sandbox().agent_image()
 
 
 @pytest.fixture(scope="module")

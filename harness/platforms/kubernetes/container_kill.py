@@ -18,7 +18,7 @@ import time
 
 from harness.errors import FaultError
 from harness.platforms.kubernetes import netagent
-from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure
+from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.render import expiry, slug
 
@@ -75,10 +75,7 @@ def kill_container(host: netagent.AgentHost, pod: str, container: str, run_id: s
                               {"HARNESS_CONTAINER_ID": container_id}, AGENT_LIFETIME_S, pod, component=AGENT,
                               command=["sleep", f"{AGENT_LIFETIME_S:.0f}"], annotations={})
     path = KIND_BY_NAME["Pod"].collection(namespace)
-    try:
-        api.request("POST", path, body=spec)
-    except ApiFailure as exc:
-        raise FaultError(f"the container-kill agent pod was refused in {namespace}: {exc}") from exc
+    netagent.create_agent(api, namespace, spec, "container-kill agent")
     try:
         netagent.wait_running(api, namespace, [agent], netagent.START_TIMEOUT_S)
         code, out, err = exec_raw(api, namespace, agent, ["sh", "-c", KILL_SCRIPT, AGENT, str(grace)],

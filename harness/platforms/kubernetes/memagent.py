@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.errors import FaultError
-from harness.faults.undo import UndoRecord
 from harness.platforms.kubernetes import netagent
-from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure
+from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.faults import exec_raw
-from harness.platforms.kubernetes.render import EXPIRES, RUN_ID, expiry, harness_selector, slug
+from harness.platforms.kubernetes.render import expiry, slug
 
 __all__ = ["AGENT", "ANALOGUE", "MEM_AGENT_SCRIPT", "ROUTE", "UNDO_KIND", "hold", "release", "statuses", "sweep"]
 
@@ -172,11 +170,8 @@ def hold(host: netagent.AgentHost, names: Sequence[str], run_id: str, leave_free
                               "target": "pod", "analogue": ANALOGUE, "expires_at": expires_at, "agents": agents,
                               "pods": {a["target"]: a["agent"] for a in agents}, "image": image,
                               "state_dir": str(settings.state_dir)}
-    undo = UndoRecord(kind=UNDO_KIND, run_id=run_id, owner_pid=os.getpid(),
-                      deadline_ns=time.time_ns() + int(duration_s * 1e9), payload=record,
-                      description=f"memory pressure by agent pods on {', '.join(names)} in {namespace}")
-    record["undo_id"] = undo.id
-    host.fault_store().record(undo)
+    netagent.record_agents(host, UNDO_KIND, record, run_id, duration_s,
+                           f"memory pressure by agent pods on {', '.join(names)} in {namespace}")
     try:
         for a in agents:
             env = {"HARNESS_POD_UID": a["uid"], "HARNESS_LEAVE_MB": f"{leave_free_mb:.0f}",
@@ -185,12 +180,7 @@ def hold(host: netagent.AgentHost, names: Sequence[str], run_id: str, leave_free
                                       component=AGENT, command=["sh", "-c", MEM_AGENT_SCRIPT, AGENT, "hold"],
                                       annotations={"harness/memagent-tag": a["tag"]},
                                       volumes={"/hog": {"emptyDir": {"medium": "Memory"}}})
-            try:
-                api.request("POST", _pods_path(namespace), body=body)
-            except ApiFailure as exc:
-                raise FaultError(f"the memory agent pod was refused in {namespace}: {exc}. Privileged pods need "
-                                 "the namespace's Pod Security admission to allow them (pod-security.kubernetes.io/"
-                                 "enforce=privileged) and RBAC to create pods and pods/exec") from exc
+            netagent.create_agent(api, namespace, body, "memory agent")
         netagent.wait_running(api, namespace, [a["agent"] for a in agents], netagent.START_TIMEOUT_S)
     except BaseException:
         with contextlib.suppress(Exception):  # the first failure is the one to report; the record stays if this fails
@@ -247,29 +237,11 @@ def release(host: netagent.AgentHost, record: Mapping[str, Any]) -> list[str]:
 def sweep(host: netagent.AgentHost, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
     """Memory agents left by runs that are over (or expired), and this machine's orphaned records: released,
     their pods deleted (``harness cleanup`` and the control's sweep)."""
-    api, namespace = host.api, host.namespace
-    left: dict[str, dict[str, Any]] = {}
-    for pod in api.list(_KIND["Pod"], namespace, f"{harness_selector()},{netagent.COMPONENT}={AGENT}"):
-        meta = pod["metadata"]
-        info = {"run_id": (meta.get("labels") or {}).get(RUN_ID, ""),
-                "expires_at": (meta.get("annotations") or {}).get(EXPIRES, "")}
-        if stale(info):
-            left[meta["name"]] = {"agent": meta["name"], "target": (meta.get("annotations") or {}).get(
-                "harness/target-pod", "?")}
-    store = host.fault_store()
-    orphaned = {rec.id for rec in store.orphaned()}
-    records = []
-    for rec in store.records():
-        if rec.kind != UNDO_KIND or rec.payload.get("namespace") != namespace:
-            continue
-        if rec.id in orphaned or stale({"run_id": rec.run_id, "expires_at": rec.payload.get("expires_at", "")}):
-            for a in rec.payload.get("agents") or []:
-                left.setdefault(a["agent"], a)
-            records.append(store.path(rec))
+    left, records = netagent.leftovers(host, AGENT, UNDO_KIND, stale)
     done: list[str] = []
     if left:
         with contextlib.suppress(FaultError):  # a release that could not be checked still deleted the pods
-            done = release(host, {"namespace": namespace, "agents": list(left.values())})
+            done = release(host, {"namespace": host.namespace, "agents": list(left.values())})
         done += [f"memory agent pod {name}" for name in sorted(left)]
     for path in records:
         path.unlink(missing_ok=True)

@@ -41,8 +41,8 @@ class AgentHost(SpecHost, Protocol):
 
     def fault_store(self) -> UndoStore: ...
 
-__all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "digest", "refusal",
-           "sweep", "unblock", "wait_running"]
+__all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "create_agent",
+           "digest", "leftovers", "record_agents", "refusal", "sweep", "unblock", "wait_running"]
 
 KIND = "network-agent"  # the record's kind (beside the policy route's "network-block")
 UNDO_KIND = "k8s-netagent"  # its kind in the local undo store (undone by harness.watchdog too)
@@ -163,6 +163,26 @@ def _pods_path(namespace: str) -> str:
     return _KIND["Pod"].collection(namespace)
 
 
+def record_agents(platform: AgentHost, kind: str, record: dict[str, Any], run_id: str, max_s: float,
+                  description: str) -> None:
+    """Write the undo record of an agent route to the local store, before any agent pod exists (its id goes
+    into ``record`` as ``undo_id``)."""
+    undo = UndoRecord(kind=kind, run_id=run_id, owner_pid=os.getpid(), deadline_ns=time.time_ns() + int(max_s * 1e9),
+                      payload=record, description=description)
+    record["undo_id"] = undo.id
+    platform.fault_store().record(undo)
+
+
+def create_agent(api: KubeApi, namespace: str, body: dict[str, Any], what: str) -> None:
+    """Create one agent pod; a refusal says what a privileged pod needs from the namespace."""
+    try:
+        api.request("POST", _pods_path(namespace), body=body)
+    except ApiFailure as exc:
+        raise FaultError(f"the {what} pod was refused in {namespace}: {exc}. Privileged pods need the namespace's "
+                         "Pod Security admission to allow them (pod-security.kubernetes.io/enforce=privileged) and "
+                         "RBAC to create pods and pods/exec") from exc
+
+
 def _run(api: KubeApi, namespace: str, agent: str, verb: str) -> tuple[int, str]:
     code, out, err = exec_raw(api, namespace, agent, ["sh", "-c", AGENT_SCRIPT, AGENT, verb], timeout_s=60)
     return code, (str(out).strip() + " " + str(err).strip()).strip()
@@ -220,22 +240,14 @@ def block(platform: AgentHost, names: Sequence[str], run_id: str, max_s: float, 
     record: dict[str, Any] = {"kind": KIND, "route": "agent", "namespace": namespace, "run_id": run_id,
                               "expires_at": expires_at, "agents": agents, "image": image, "ports": ports,
                               "state_dir": str(settings.state_dir)}
-    undo = UndoRecord(kind=UNDO_KIND, run_id=run_id, owner_pid=os.getpid(),
-                      deadline_ns=time.time_ns() + int(max_s * 1e9), payload=record,
-                      description=f"network block by agent pods on {', '.join(names)} in {namespace}")
-    record["undo_id"] = undo.id
-    platform.fault_store().record(undo)
+    record_agents(platform, UNDO_KIND, record, run_id, max_s,
+                  f"network block by agent pods on {', '.join(names)} in {namespace}")
     try:
         for a in agents:
             env = {"HARNESS_TABLE": a["table"], "HARNESS_POD_UID": a["uid"], "HARNESS_POD_IP": a["ip"],
                    "HARNESS_PORTS": ports, "HARNESS_DEADLINE_S": f"{max_s:.0f}"}
-            body = agent_pod(a["agent"], run_id, expires_at, image, a["node"], env, max_s, a["target"])
-            try:
-                api.request("POST", _pods_path(namespace), body=body)
-            except ApiFailure as exc:
-                raise FaultError(f"the agent pod was refused in {namespace}: {exc}. Privileged pods need the "
-                                 "namespace's Pod Security admission to allow them (pod-security.kubernetes.io/"
-                                 "enforce=privileged) and RBAC to create pods and pods/exec") from exc
+            create_agent(api, namespace, agent_pod(a["agent"], run_id, expires_at, image, a["node"], env, max_s,
+                                                   a["target"]), "agent")
         wait_running(api, namespace, [a["agent"] for a in agents], START_TIMEOUT_S)
         # The block takes effect from here, not when the activity began: starting the agents (an image pull on a
         # real cluster) is not part of the outage, so the run's t0 moves here (harness.chaos.control).
@@ -288,32 +300,38 @@ def unblock(platform: AgentHost, record: Mapping[str, Any]) -> list[str]:
     return done
 
 
-def sweep(platform: AgentHost, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
-    """Agents left in the cluster by runs that are over (or expired), and this machine's orphaned records:
-    remove their tables, delete the pods (``harness cleanup`` and the control's sweep)."""
+def leftovers(platform: AgentHost, component: str, undo_kind: str,
+              stale: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, dict[str, Any]], list[Path]]:
+    """The agents of ``component`` left in the cluster by runs that are over (or expired), and this machine's
+    undo records of ``undo_kind`` whose owner died or whose deadline passed (their agents added)."""
     api, namespace = platform.api, platform.namespace
-    done: list[str] = []
-    selector = f"{harness_selector()},{COMPONENT}={AGENT}"
     left: dict[str, dict[str, Any]] = {}
-    for pod in api.list(_KIND["Pod"], namespace, selector):
+    for pod in api.list(_KIND["Pod"], namespace, f"{harness_selector()},{COMPONENT}={component}"):
         meta = pod["metadata"]
-        info = {"run_id": (meta.get("labels") or {}).get(RUN_ID, ""),
-                "expires_at": (meta.get("annotations") or {}).get(EXPIRES, "")}
-        if stale(info):
-            left[meta["name"]] = {"agent": meta["name"], "target": (meta.get("annotations") or {}).get(
-                "harness/target-pod", "?"), "table": (meta.get("annotations") or {}).get("harness/netagent-table", "?")}
+        notes = meta.get("annotations") or {}
+        if stale({"run_id": (meta.get("labels") or {}).get(RUN_ID, ""), "expires_at": notes.get(EXPIRES, "")}):
+            left[meta["name"]] = {"agent": meta["name"], "target": notes.get("harness/target-pod", "?"),
+                                  "table": notes.get("harness/netagent-table", "?")}
     store = platform.fault_store()
     orphaned = {rec.id for rec in store.orphaned()}  # the owner died or the deadline passed
     records: list[Path] = []
     for rec in store.records():
-        if rec.kind != UNDO_KIND or rec.payload.get("namespace") != namespace:
+        if rec.kind != undo_kind or rec.payload.get("namespace") != namespace:
             continue
         if rec.id in orphaned or stale({"run_id": rec.run_id, "expires_at": rec.payload.get("expires_at", "")}):
             for a in rec.payload.get("agents") or []:
                 left.setdefault(a["agent"], a)
             records.append(store.path(rec))
+    return left, records
+
+
+def sweep(platform: AgentHost, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """Agents left in the cluster by runs that are over (or expired), and this machine's orphaned records:
+    remove their tables, delete the pods (``harness cleanup`` and the control's sweep)."""
+    left, records = leftovers(platform, AGENT, UNDO_KIND, stale)
+    done: list[str] = []
     if left:
-        done = unblock(platform, {"namespace": namespace, "agents": list(left.values())})
+        done = unblock(platform, {"namespace": platform.namespace, "agents": list(left.values())})
         done += [f"agent pod {name}" for name in sorted(left)]
     for path in records:  # only once their agents are gone: a failed unblock leaves them for the next sweep
         path.unlink(missing_ok=True)
