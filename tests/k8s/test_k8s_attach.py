@@ -193,7 +193,7 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     # A network block left in place (a crashed run): the policy and pod labels exist until detach.
     platform = KubernetesPlatform(KubernetesSettings.load(state / user.namespace))
     victim = platform.replica_names()[0]
-    record = platform.block_network([victim], "crashed-run", 600)
+    record = platform.fault_ops().block_network([victim], "crashed-run", 600)
     assert user.harness_objects() == [f"networkpolicy {record['policy']}", f"pod label {victim}"]
 
     proc = harness("detach", *common)
@@ -230,7 +230,7 @@ def test_detach_restores_an_env_patch_left_on_the_users_deployment_and_names_it(
         try:
             platform.attach_deployment("search-inference")
             assert "slow_model_load" not in platform.refused_actions()
-            platform.restart_with_env({delay: "1"}, "died-run", platform.replica_names())
+            platform.fault_ops().restart_with_env({delay: "1"}, "died-run", platform.replica_names())
             patched = user.snapshot()["deployment"]
             assert "harness/env-patch" in patched["metadata"]["annotations"]
             assert server_container(patched)["env"] == [{"name": delay, "value": "1"}]

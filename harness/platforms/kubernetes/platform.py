@@ -1,4 +1,5 @@
-"""The Kubernetes platform: ``up``, ``status``, ``down``, ``cleanup`` and the fault-facing operations.
+"""The Kubernetes platform: ``up``, ``status``, ``down``, ``cleanup``, ``attach``; its fault operations are
+``KubernetesFaultOps`` (``fault_ops.py``), handed out by ``fault_ops()`` as the local platform hands out its own.
 
 Safety holds for every method: the namespace was allowed and the context checked when the client was
 built (``connect``), and the only objects changed are those carrying the harness's labels, plus the pods
@@ -17,24 +18,23 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
-from harness.errors import ConfigError, FaultError, PlatformError
+from harness.errors import ConfigError, PlatformError
 from harness.events import EventKind, EventLog
-from harness.faults.connect import Connect, connected, from_exit_code
-from harness.faults.undo import UndoRecord, UndoStore
+from harness.faults.undo import UndoStore
 from harness.load.settings import LoadSettings
 from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import attach, faults, model_ops, netagent, podscripts, spec_ops
+from harness.platforms.kubernetes import attach, faults, model_ops, netagent, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
+from harness.platforms.kubernetes.fault_ops import KubernetesFaultOps
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
-from harness.platforms.kubernetes.new_template import KubernetesLoadClock
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -650,198 +650,10 @@ class KubernetesPlatform:
             self.name, dep is not None, self._endpoints(pods), tuple(self._replica(p) for p in pods), details
         )
 
-    # -- fault-facing operations (the same names on every platform) ----------------------------------
+    # -- faults: the operations are KubernetesFaultOps (fault_ops.py); here what the contract asks of the platform --
     def replica_names(self) -> list[str]:
         pods = self.api.list(_KIND["Pod"], self.namespace, self.selector)
         return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
-
-    def _require_replicas(self, names: list[str]) -> None:
-        if self.api.dry_run:
-            return
-        known = set(self.replica_names())
-        unknown = [n for n in names if n not in known]
-        if unknown or not names:
-            raise FaultError(
-                f"{', '.join(unknown) or 'no pods given'}: not pods of Deployment "
-                f"{self.namespace}/{self.spec.name} (its pods: {', '.join(sorted(known)) or 'none'}); "
-                f"the harness touches no other pods"
-            )
-
-    def kill_replica(self, name: str, grace_s: float | None = 0) -> None:
-        """Delete the pod (grace 0 = SIGKILL now); its Deployment replaces it."""
-        self._require_replicas([name])
-        faults.kill_pod(self.api, self._target, self.namespace, self.selector, name, grace_s)
-
-    def block_network(self, names: Sequence[str], run_id: str, max_s: float | None = None) -> dict[str, Any]:
-        """Deny ingress to these pods until the rollback, or until ``max_s`` has passed (then cleanup)."""
-        self._require_replicas(list(names))
-        return faults.block_network(
-            self.api, self.namespace, list(names), run_id, expiry(max_s or self.settings.fault_ttl_s)
-        )
-
-    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
-                            allowed: bool = False, image: str = "") -> dict[str, Any]:
-        """Drop traffic to these pods from inside their network namespaces (a privileged agent pod each), where
-        the network plugin ignores NetworkPolicy; only when allowed (harness.platforms.kubernetes.netagent)."""
-        self._require_replicas(list(names))
-        return netagent.block(self, list(names), run_id, max_s or self.settings.fault_ttl_s, allowed, image)
-
-    def block_routes(self) -> tuple[str, ...]:
-        return ("policy", "agent")
-
-    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
-        """Why the agent route cannot be used (not allowed, no image), with how to allow it; None: it can."""
-        return netagent.refusal(self.settings, allowed, image)
-
-    def unblock_network(self, record: Mapping[str, Any]) -> None:
-        if record.get("kind") == netagent.KIND:
-            netagent.unblock(self, self._checked(record))
-            return
-        faults.unblock_network(self.api, self._checked(record))
-
-    def restart_with_env(
-        self,
-        env: Mapping[str, str],
-        run_id: str,
-        names: Sequence[str] | None = None,
-        max_s: float | None = None,
-        grace_s: float | None = None,
-    ) -> dict[str, Any]:
-        """Patch the Deployment's env: *every* pod rolls (a Deployment has one template), not only ``names``.
-
-        ``grace_s`` is accepted for the local platform's signature; pods stop with their own grace period.
-        """
-        if not env:
-            raise ConfigError("restart_with_env needs at least one variable")
-        dep = self.api.get(self._deployment_path())
-        if dep is None and not self.api.dry_run:
-            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first")
-        if (dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE
-                and self.attachment is None):
-            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} was not created by the harness")
-        if self.attachment is not None and not self.api.dry_run:
-            reason = self.refused_actions().get("slow_model_load")
-            if reason:
-                raise FaultError(reason)
-        record = faults.patch_env(
-            self.api,
-            self.namespace,
-            self.spec.name,
-            dep,
-            dict(env),
-            run_id,
-            expiry(max_s or self.settings.fault_ttl_s),
-            list(names or []),
-            container_name=self.shape.container,
-        )
-        if self.attachment is not None:
-            attach.note_deployment_fault(self.state, record)
-        return record
-
-    def restore_env(self, record: Mapping[str, Any]) -> None:
-        faults.restore_env(self.api, self._checked(record))
-
-    def load_clock(self) -> KubernetesLoadClock:
-        """The new template's pods, their starts and model loads (the slow-load fault's check)."""
-        return KubernetesLoadClock(self)
-
-    def memory_pressure(
-        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0
-    ) -> dict[str, Any]:
-        """Hold free memory at ``leave_free_mb`` inside each selected pod for ``duration_s``.
-
-        With GPUs in the pods: the harness's CUDA hog (harness/faults/hog.py) runs in the Triton container
-        and holds the GPU's free memory. Without: the container-memory analogue holds the pod's memory
-        limit minus its usage (the replica, not the node, runs short), labelled as such in the record.
-        ``headroom_mb`` is the local analogue's cgroup size; here the pod's own memory limit plays it.
-        Each hog ends by its own deadline even if the harness dies.
-        """
-        self._require_replicas(list(names))
-        gpu = int(self.status().details.get("gpus_per_replica", 0)) > 0
-        tag = f"{slug(run_id, 40)}-{int(time.time() * 1000) % 10**8}"
-        status_file = f"/tmp/harness-hog-{tag}.json"
-        if gpu:
-            args = [
-                podscripts.gpu_hog_source(),
-                "--target",
-                "gpu",
-                "--leave-free-mb",
-                f"{leave_free_mb:g}",
-                "--duration",
-                f"{duration_s:g}",
-                "--status-file",
-                status_file,
-                "--tag",
-                tag,
-            ]
-        else:
-            args = [podscripts.CONTAINER_HOG, "/sys/fs/cgroup", f"{leave_free_mb:g}", f"{duration_s:g}", status_file]
-        launch = f'nohup python3 -c "$0" "$@" >"${{TMPDIR:-/tmp}}/harness-hog-{tag}.log" 2>&1 & echo $!'
-        pids: dict[str, int] = {}
-        for name in names:
-            out = faults.exec_in_pod(self.api, self.namespace, name, ["sh", "-c", launch, *args],
-                                     container=self.shape.container)
-            pids[name] = int(out.strip() or 0)
-        return {
-            "kind": "memory-pressure",
-            "namespace": self.namespace,
-            "run_id": run_id,
-            "target": "gpu" if gpu else "container",
-            "pods": pids,
-            "status_file": status_file,
-            "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
-        }
-
-    def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
-        """Each pod's hog status file, read through exec (None where it cannot be read)."""
-        out: dict[str, dict[str, Any] | None] = {}
-        for name in dict(record.get("pods") or {}):
-            try:
-                text = faults.exec_in_pod(self.api, self.namespace, name, ["cat", str(record["status_file"])],
-                                          container=self.shape.container)
-                data = json.loads(text)
-            except (FaultError, ValueError, KeyError):
-                data = None
-            out[str(name)] = data if isinstance(data, dict) else None
-        return out
-
-    def release_memory(self, record: Mapping[str, Any]) -> None:
-        """Stop the hogs; a pod that is gone took its hog with it."""
-        self._checked(record)
-        for name, pid in dict(record.get("pods") or {}).items():
-            if not pid:
-                continue
-            try:
-                faults.exec_in_pod(self.api, self.namespace, name, ["kill", str(pid)],
-                                   container=self.shape.container)
-            except FaultError:
-                continue  # already exited by its deadline, or the pod was replaced
-
-    def reload_model(
-        self, name: str, model: str = "mlp", parameters: Mapping[str, str] | None = None, timeout_s: float = 120.0
-    ) -> tuple[bool, str]:
-        """Unload-and-load through Triton's model-control API, from inside the pod (HTTP on localhost)."""
-        self._require_replicas([name])
-        if self.api.dry_run:
-            faults.exec_in_pod(self.api, self.namespace, name, ["python3", "-c", "<reload script>", model],
-                               container=self.shape.container)
-            return True, ""
-        code, out, err = faults.exec_raw(
-            self.api,
-            self.namespace,
-            name,
-            ["python3", "-c", podscripts.RELOAD_MODEL, model, json.dumps(dict(parameters or {})), f"{timeout_s:g}"],
-            timeout_s=timeout_s + 30,
-            container=self.shape.container,
-        )
-        if code == 0:
-            return True, ""
-        return False, (str(out).strip() or str(err).strip() or f"exit code {code}")[:500]
-
-    def model_control(self, name: str) -> model_ops.KubernetesModelControl:
-        """Triton's model-control API and model repository inside pod ``name`` (the model-lifecycle faults)."""
-        self._require_replicas([name])
-        return model_ops.KubernetesModelControl(self, name)
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         """Undo fault objects left behind: expired ones, and with ``only_orphaned=False`` also those of
@@ -878,83 +690,31 @@ class KubernetesPlatform:
         done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
         return done
 
-    def fault_ops(self) -> KubernetesPlatform:
-        """The platform implements the fault operations itself (``FaultTarget``)."""
-        return self
+    def fault_ops(self) -> KubernetesFaultOps:
+        """The fault operations on the Deployment under test as it is now (``KubernetesFaultOps``)."""
+        return KubernetesFaultOps(self, target=self._connected_target, attached=self.attachment is not None,
+                                  refused_actions=self.refused_actions, status=self.status)
 
-    def deployment_spec_ops(self) -> spec_ops.KubernetesSpecOps:
-        """The pod-spec faults as Deployment patches the real controller rolls out (harness.faults.podspec)."""
-        return spec_ops.KubernetesSpecOps(self)
+    def _connected_target(self) -> Target | None:
+        """The context the client was built for (chaosk8s must read the same kubeconfig to kill a pod)."""
+        _ = self.api  # connects on first use
+        return self._target
 
     def reset_backoff(self, why: str) -> None:
         return None  # the kubelet keeps a pod's back-off; the runner records the restart counts instead
-
-    def _unblock_agents(self, record: UndoRecord) -> None:
-        """The undoer of an agent route's record (the runner's close): its agents' tables out, the agents gone."""
-        netagent.unblock(self, record.payload)
 
     def fault_store(self) -> UndoStore:
         """Local undo records of this namespace's faults (pod-spec patches), undone by the runner's close."""
         store = spec_ops.KubernetesSpecOps(self).store()
         return UndoStore(store.directory, {**store.undoers, model_ops.UNDO_KIND: partial(model_ops.undo_with, self),
-                                           netagent.UNDO_KIND: self._unblock_agents})
+                                           netagent.UNDO_KIND: partial(netagent.undo_with, self)})
 
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
         """Arguments a fault cannot honour here (a pod-template change cannot target some pods; the network
         block's agent route without permission or image)."""
-        if func == "block_network" and arguments.get("via") == "agent" and (why := self.agent_refusal()):
+        if func == "block_network" and arguments.get("via") == "agent" and (why := self.fault_ops().agent_refusal()):
             return why
         return spec_ops.targeting_refusal(func, arguments)
-
-    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
-        """``connect_check`` as yes (connected) / no (refused, timed out, unreachable) / None (cannot tell)."""
-        return connected(self.connect_check(name, timeout_s))
-
-    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect | None:
-        """Open a TCP connection to pod ``name``'s Triton HTTP port as an in-cluster client would.
-
-        The connection starts inside another pod of the Deployment (exec), so it crosses the pod network
-        the way Service traffic does and any NetworkPolicy applies to it; a connection from the node or
-        from this machine may be exempt on some network plugins. The outcome (connected, refused, timed
-        out, unreachable); None: cannot be checked from here (no other running pod, no pod IP, dry run,
-        exec failed), which a verification must report as unknown, never as blocked.
-        """
-        if self.api.dry_run:
-            return None
-        pods = {p["metadata"]["name"]: p for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)}
-        target = pods.get(name)
-        ip = str(((target or {}).get("status") or {}).get("podIP") or "")
-        if not ip:
-            return None
-        clients = sorted(
-            n for n, p in pods.items()
-            if n != name and not p["metadata"].get("deletionTimestamp")
-            and (p.get("status") or {}).get("phase") == "Running"
-        )
-        if not clients:
-            return None
-        try:
-            code, _out, _err = faults.exec_raw(
-                self.api, self.namespace, clients[0],
-                ["python3", "-c", podscripts.CONNECT_PROBE, ip, str(self.spec.port("http")), f"{timeout_s:g}"],
-                timeout_s=timeout_s + 30, container=self.shape.container,
-            )
-        except FaultError:
-            return None
-        return from_exit_code(code)
-
-    def exec_in_replica(self, name: str, command: list[str]) -> str:
-        self._require_replicas([name])
-        return faults.exec_in_pod(self.api, self.namespace, name, command,
-                                  container=self.shape.container)
-
-    def _checked(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        if record.get("namespace") != self.namespace:
-            raise FaultError(
-                f"undo record is for namespace {record.get('namespace')!r}, this platform acts in "
-                f"{self.namespace!r}; run the rollback with --namespace {record.get('namespace')}"
-            )
-        return dict(record)
 
     # -- distributed load (harness load --platform kubernetes --workers N) ----------------------------
     def load_job(
