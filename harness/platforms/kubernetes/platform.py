@@ -516,15 +516,7 @@ class KubernetesPlatform:
     def cleanup(self) -> CleanupReport:
         report = CleanupReport()
         api = self.api
-        # Patched Deployments first: restoring them is what brings the service back.
-        for dep in self._patchable_deployments():
-            record = faults.env_patch_record(dep)
-            if record is not None and (self._stale_record(record)):
-                faults.restore_env(api, record)
-                report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
-        report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
-        report.removed += model_ops.sweep(self)  # model-lifecycle faults whose run died
-        report.removed += netagent.sweep(self, self._stale_record)  # before its pods go: tables first
+        report.removed += self._sweep_recorded(self._stale_record)
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
         if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
@@ -539,9 +531,27 @@ class KubernetesPlatform:
             deps += [attached] if attached is not None else []
         return deps
 
-    def _stale_record(self, record: dict[str, Any]) -> bool:
+    def _stale_record(self, record: Mapping[str, Any], expired_only: bool = False) -> bool:
+        """A fault record (``run_id``, ``expires_at``) past its expiry, or (unless ``expired_only``) of a run that
+        is no longer running."""
         expires = _parse_time(str(record.get("expires_at", "")))
-        return (expires is not None and expires < time.time()) or not self._run_live(slug(record["run_id"]))
+        if expires is not None and expires < time.time():
+            return True
+        return not expired_only and not self._run_live(slug(str(record["run_id"])))
+
+    def _sweep_recorded(self, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """Undo the faults recorded on the Deployment and in the undo store for which ``stale`` holds: patched
+        Deployments first (restoring them brings the service back), then pod-spec faults, model-lifecycle
+        faults whose run died, and network agents (before their pods go: tables first)."""
+        done = []
+        for dep in self._patchable_deployments():
+            record = faults.env_patch_record(dep)
+            if record is not None and stale(record):
+                faults.restore_env(self.api, record)
+                done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        done += spec_ops.KubernetesSpecOps(self).sweep(stale)
+        done += model_ops.sweep(self)
+        return done + netagent.sweep(self, stale)
 
     # -- status --------------------------------------------------------------------------------------
     def _service_host(self) -> str:
@@ -662,23 +672,10 @@ class KubernetesPlatform:
         Expiry alone is the safe test when other harness runs may share the namespace (their run
         directories are on other machines); ``harness cleanup`` adds the run check.
         """
-        done: list[str] = []
         if self.api.dry_run:
-            return done
-
-        def stale(meta_or_record: Mapping[str, Any]) -> bool:
-            expires = _parse_time(str(meta_or_record.get("expires_at", "")))
-            expired = expires is not None and expires < time.time()
-            return expired or (not only_orphaned and not self._run_live(slug(str(meta_or_record["run_id"]))))
-
-        for dep in self._patchable_deployments():
-            record = faults.env_patch_record(dep)
-            if record is not None and stale(record):
-                faults.restore_env(self.api, record)
-                done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
-        done += spec_ops.KubernetesSpecOps(self).sweep(stale)
-        done += model_ops.sweep(self)
-        done += netagent.sweep(self, stale)
+            return []
+        stale = partial(self._stale_record, expired_only=only_orphaned)
+        done = self._sweep_recorded(stale)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
