@@ -29,12 +29,13 @@ from harness.errors import ConfigError, PlatformError
 from harness.events import EventKind, EventLog
 from harness.faults.undo import UndoStore
 from harness.load.settings import LoadSettings
-from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
+from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus
 from harness.platforms.kubernetes import attach, faults, model_ops, netagent, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
 from harness.platforms.kubernetes.fault_ops import KubernetesFaultOps
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
+from harness.platforms.kubernetes.pods import parse_time, pod_ready, pod_reason, replica_status
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -58,18 +59,6 @@ from harness.platforms.kubernetes.usermanifest import (
 __all__ = ["KubernetesPlatform"]
 
 _KIND = KIND_BY_NAME
-
-
-def _parse_time(text: str) -> float | None:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return bool(statuses) and all(bool(cs.get("ready")) for cs in statuses)
 
 
 class KubernetesPlatform:
@@ -295,7 +284,7 @@ class KubernetesPlatform:
                 for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)
                 if not p["metadata"].get("deletionTimestamp")
             ]  # terminating pods are on their way out
-            ready = sum(1 for p in pods if _ready(p))
+            ready = sum(1 for p in pods if pod_ready(p))
             if (
                 st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)
                 and st.get("updatedReplicas") == want
@@ -306,7 +295,7 @@ class KubernetesPlatform:
             ):
                 return
             last = f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: " + "; ".join(
-                f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p)
+                f"{p['metadata']['name']} {pod_reason(p) or 'starting'}" for p in pods if not pod_ready(p)
             )
             time.sleep(0.2)
         raise PlatformError(
@@ -508,7 +497,7 @@ class KubernetesPlatform:
 
     def _stale(self, obj: dict[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
-        expires = _parse_time(str((meta.get("annotations") or {}).get(EXPIRES, "")))
+        expires = parse_time(str((meta.get("annotations") or {}).get(EXPIRES, "")))
         if expires is not None and expires < time.time():
             return True
         return not self._run_live(str((meta.get("labels") or {}).get(RUN_ID, "")))
@@ -534,7 +523,7 @@ class KubernetesPlatform:
     def _stale_record(self, record: Mapping[str, Any], expired_only: bool = False) -> bool:
         """A fault record (``run_id``, ``expires_at``) past its expiry, or (unless ``expired_only``) of a run that
         is no longer running."""
-        expires = _parse_time(str(record.get("expires_at", "")))
+        expires = parse_time(str(record.get("expires_at", "")))
         if expires is not None and expires < time.time():
             return True
         return not expired_only and not self._run_live(slug(str(record["run_id"])))
@@ -592,48 +581,6 @@ class KubernetesPlatform:
             metrics=metrics,
         )
 
-    @staticmethod
-    def _reason(pod: dict[str, Any]) -> str:
-        st = pod.get("status") or {}
-        for cs in st.get("containerStatuses") or []:
-            state = cs.get("state") or {}
-            for key in ("waiting", "terminated"):
-                if key in state:
-                    return str(state[key].get("reason", key))
-        if pod["metadata"].get("deletionTimestamp"):
-            return "Terminating"
-        return "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
-
-    def _replica(self, pod: dict[str, Any]) -> ReplicaStatus:
-        st = pod.get("status") or {}
-        ip = str(st.get("podIP", ""))
-        statuses = st.get("containerStatuses") or [{}]
-        reason = self._reason(pod)
-        created = _parse_time(str(pod["metadata"].get("creationTimestamp", "")))
-        state = (
-            "backoff"
-            if reason == "CrashLoopBackOff"
-            else "running"
-            if _ready(pod)
-            else "stopped"
-            if st.get("phase") in ("Succeeded", "Failed")
-            else "starting"
-        )
-        return ReplicaStatus(
-            name=pod["metadata"]["name"],
-            address=ip,
-            pid=None,
-            ready=_ready(pod),
-            restarts=int(statuses[0].get("restartCount") or 0),
-            reason=reason,
-            state=state,
-            age_s=max(0.0, time.time() - created) if created else 0.0,
-            http=f"http://{ip}:{self.spec.port('http')}" if ip else "",
-            grpc=f"{ip}:{self.spec.port('grpc')}" if ip else "",
-            metrics=f"http://{ip}:{self.spec.port('metrics')}/metrics" if ip else "",
-            uid=str(pod["metadata"].get("uid", "")),
-        )
-
     def status(self) -> PlatformStatus:
         api = self.api
         dep = api.get(self._deployment_path())
@@ -656,9 +603,8 @@ class KubernetesPlatform:
             limits = (container.get("resources") or {}).get("limits") or {}
             details["gpus_per_replica"] = int(limits.get("nvidia.com/gpu", 0))
             details["desired_replicas"] = int(dep["spec"].get("replicas", 1))
-        return PlatformStatus(
-            self.name, dep is not None, self._endpoints(pods), tuple(self._replica(p) for p in pods), details
-        )
+        replicas = tuple(replica_status(p, self.spec) for p in pods)
+        return PlatformStatus(self.name, dep is not None, self._endpoints(pods), replicas, details)
 
     # -- faults: the operations are KubernetesFaultOps (fault_ops.py); here what the contract asks of the platform --
     def replica_names(self) -> list[str]:
