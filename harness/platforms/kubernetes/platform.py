@@ -13,10 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -55,6 +52,7 @@ from harness.platforms.kubernetes.usermanifest import (
     shape_from_live,
     template_images,
 )
+from harness.platforms.kubernetes.watcher import start_watcher, stop_watcher, watcher_pid
 
 __all__ = ["KubernetesPlatform"]
 
@@ -169,12 +167,12 @@ class KubernetesPlatform:
                 "created_namespace": self._read_state().get("created_namespace", False) or self._created_namespace,
             }
         )
-        self._start_watcher()
+        start_watcher(self.state)
         try:
             for obj in objects:
                 api.apply(obj, self.namespace)
         except PlatformError as exc:
-            self._stop_watcher()
+            stop_watcher(self.state)
             raise PlatformError(
                 f"{exc}\nSome objects may have been applied; remove them with: harness down --platform "
                 f"kubernetes --namespace {self.namespace}"
@@ -226,48 +224,6 @@ class KubernetesPlatform:
             (),
             {"dry_run": True, "namespace": self.namespace, "context": ctx},
         )
-
-    def _start_watcher(self) -> None:
-        self._stop_watcher()
-        (self.state / "watcher.ready").unlink(missing_ok=True)
-        log = (self.state / "watcher.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.platforms.kubernetes.watcher", str(self.state)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        (self.state / "watcher.pid").write_text(str(proc.pid))
-        deadline = time.monotonic() + 30
-        while not (self.state / "watcher.ready").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.state / "watcher.log").read_text(errors="replace")[-2000:]
-                raise PlatformError(f"the event watcher did not start:\n{tail}")
-            time.sleep(0.05)
-
-    def _watcher_pid(self) -> int | None:
-        try:
-            pid = int((self.state / "watcher.pid").read_text())
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"harness.platforms.kubernetes.watcher" in cmd else None
-
-    def _stop_watcher(self) -> bool:
-        pid = self._watcher_pid()
-        if pid is None:
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while self._watcher_pid() is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        (self.state / "watcher.pid").unlink(missing_ok=True)
-        return True
 
     def wait_rolled_out(self, timeout_s: float) -> None:
         """Until every pod runs the current template and is ready (``kubectl rollout status``)."""
@@ -359,7 +315,7 @@ class KubernetesPlatform:
                            "context": self._target.context if self._target else "",
                            "deployment": deployment, "created_namespace": False})
         try:
-            self._start_watcher()
+            start_watcher(self.state)
         except PlatformError:
             (state / attach.ATTACHED_FILE).unlink(missing_ok=True)
             self._write_state({"run_id": run_id, "up": False, "namespace": ns})
@@ -385,7 +341,7 @@ class KubernetesPlatform:
         self._write_state({**self._read_state(), "up": False})  # every run of this attachment is over
         undone += self.sweep_faults(only_orphaned=False)
         undone += self._delete_harness_objects(self._stale)
-        if self._stop_watcher():
+        if stop_watcher(self.state):
             undone.append("event watcher")
         log = EventLog(self.events_path(), platform="kubernetes")
         log.emit(EventKind.PLATFORM_DOWN, "", "detached", namespace=ns)
@@ -424,7 +380,7 @@ class KubernetesPlatform:
                 time.sleep(0.2)
             report.killed += [f"pod {p}" for p in pods]
             self._wait_events_for(pods, deadline=time.monotonic() + 3)
-        if not api.dry_run and self._stop_watcher():
+        if not api.dry_run and stop_watcher(self.state):
             report.killed.append("event watcher")
         if state.get("created_namespace"):
             ns = api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
@@ -508,7 +464,7 @@ class KubernetesPlatform:
         report.removed += self._sweep_recorded(self._stale_record)
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
-        if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
+        if not api.dry_run and not self._read_state().get("up") and stop_watcher(self.state):
             report.killed.append("event watcher")
         return report
 
@@ -592,7 +548,7 @@ class KubernetesPlatform:
             "service": self.shape.service,
             "attached": self.attachment is not None,
             "run_id": self._read_state().get("run_id", ""),
-            "event_watcher": f"pid {pid}" if (pid := self._watcher_pid()) else "not running (no events recorded)",
+            "event_watcher": f"pid {pid}" if (pid := watcher_pid(self.state)) else "not running (no events recorded)",
             "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
             f"svc/{self.shape.service} "
             + " ".join(str(p) for p in (self.shape.service_ports.get(r) for r in ("http", "grpc")) if p),
