@@ -42,7 +42,7 @@ class AgentHost(SpecHost, Protocol):
     def fault_store(self) -> UndoStore: ...
 
 __all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "refusal", "sweep",
-           "unblock"]
+           "unblock", "undo_with"]
 
 KIND = "network-agent"  # the record's kind (beside the policy route's "network-block")
 UNDO_KIND = "k8s-netagent"  # its kind in the local undo store (undone by harness.watchdog too)
@@ -273,6 +273,11 @@ def unblock(platform: AgentHost, record: Mapping[str, Any]) -> list[str]:
     if record.get("undo_id"):
         (platform.fault_store().directory / f"{record['undo_id']}.json").unlink(missing_ok=True)
     return done
+
+
+def undo_with(platform: AgentHost, record: UndoRecord) -> None:
+    """Undo kind ``k8s-netagent`` through ``platform`` (the runner's close): its agents' tables out, the agents gone."""
+    unblock(platform, record.payload)
 
 
 def sweep(platform: AgentHost, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
