@@ -23,7 +23,7 @@ def _k8s_probe(args: argparse.Namespace) -> dict[str, object]:
     print(f"probing NetworkPolicy enforcement in namespace {args.namespace} (two throwaway pods and a "
           "deny-all policy, removed afterwards) ...", file=sys.stderr, flush=True)
     found = probe_enforcement(platform)
-    refusal = platform.agent_refusal()
+    refusal = platform.fault_ops().agent_refusal()
     return {**found.to_json(), "agent_refusal": refusal or ""}
 
 

@@ -185,8 +185,8 @@ class Platform(Protocol):
 
 @runtime_checkable
 class FaultTarget(Protocol):
-    """What ``harness.chaos`` calls to inject and undo faults: ``platform.fault_ops()`` when a platform
-    has it (local), else the platform itself (kubernetes). The same names and meanings everywhere.
+    """What ``harness.chaos`` calls to inject and undo faults: ``platform.fault_ops()`` on every platform
+    (``LocalSpecOps``, ``KubernetesFaultOps``, the attached service's). The same names and meanings everywhere.
 
     Every injecting call returns a JSON-serialisable record that the matching undo call accepts.
     """

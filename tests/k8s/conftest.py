@@ -21,6 +21,7 @@ import yaml
 from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.platforms.kubernetes.watcher import stop_watcher
 from harness.sandbox import Sandbox, SandboxStatus
 from harness.sandbox import host as sandbox_host
 
@@ -123,4 +124,4 @@ def make_k8s(
             try:
                 platform.down()
             except Exception:  # noqa: BLE001 - teardown must try every platform
-                platform._stop_watcher()
+                stop_watcher(platform.state)

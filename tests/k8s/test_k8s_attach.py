@@ -23,6 +23,7 @@ import pytest
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.render import harness_selector
 from harness.platforms.kubernetes.settings import KubernetesSettings
+from harness.platforms.kubernetes.watcher import stop_watcher, watcher_pid
 from harness.sandbox import SandboxStatus
 from harness.sandbox.images import PAUSE_IMAGE
 from tests.k8s.k8s_helpers import server_container, user_service_docs, wait_for
@@ -117,7 +118,7 @@ def state(user: UserCluster, tmp_path: Path) -> Iterator[Path]:
         platform = KubernetesPlatform(KubernetesSettings.load(state / user.namespace))
         if platform.attachment is not None:
             platform.down()
-        platform._stop_watcher()
+        stop_watcher(platform.state)
 
 
 def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
@@ -193,7 +194,7 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     # A network block left in place (a crashed run): the policy and pod labels exist until detach.
     platform = KubernetesPlatform(KubernetesSettings.load(state / user.namespace))
     victim = platform.replica_names()[0]
-    record = platform.block_network([victim], "crashed-run", 600)
+    record = platform.fault_ops().block_network([victim], "crashed-run", 600)
     assert user.harness_objects() == [f"networkpolicy {record['policy']}", f"pod label {victim}"]
 
     proc = harness("detach", *common)
@@ -208,7 +209,7 @@ def test_attach_pod_kill_block_and_detach_leave_the_users_deployment_as_it_was(
     assert after["service"]["metadata"]["resourceVersion"] == before["service"]["metadata"]["resourceVersion"]
     assert user.harness_objects() == [] and len(user.pods()) == 2
     assert not (state / user.namespace / "attached.json").exists()
-    assert not platform._watcher_pid()
+    assert not watcher_pid(platform.state)
 
     # down on an attached Deployment detaches; it never deletes the user's objects.
     assert harness("attach", *common, "--deployment", "search-inference", "--service", "search-api").returncode == 0
@@ -230,7 +231,7 @@ def test_detach_restores_an_env_patch_left_on_the_users_deployment_and_names_it(
         try:
             platform.attach_deployment("search-inference")
             assert "slow_model_load" not in platform.refused_actions()
-            platform.restart_with_env({delay: "1"}, "died-run", platform.replica_names())
+            platform.fault_ops().restart_with_env({delay: "1"}, "died-run", platform.replica_names())
             patched = user.snapshot()["deployment"]
             assert "harness/env-patch" in patched["metadata"]["annotations"]
             assert server_container(patched)["env"] == [{"name": delay, "value": "1"}]
@@ -248,7 +249,7 @@ def test_detach_restores_an_env_patch_left_on_the_users_deployment_and_names_it(
         assert after["metadata"]["annotations"] == before["deployment"]["metadata"]["annotations"] | {
             "deployment.kubernetes.io/revision": after["metadata"]["annotations"]["deployment.kubernetes.io/revision"]}
         assert after["metadata"]["labels"] == before["deployment"]["metadata"]["labels"]
-        assert not platform._watcher_pid()
+        assert not watcher_pid(platform.state)
 
 
 def test_detach_names_every_difference_and_the_fault_that_moved_the_generation() -> None:

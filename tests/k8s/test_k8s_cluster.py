@@ -64,12 +64,13 @@ def _wait(predicate: object, timeout_s: float, what: str) -> None:
 def test_up_kill_block_slow_down_cleanup(platform: KubernetesPlatform) -> None:
     status = platform.up()
     assert status.ready_replicas == len(status.replicas) == 2
+    ops = platform.fault_ops()
     # The service answers inside the pod (Triton's own health endpoint, through exec).
     victim = platform.replica_names()[0]
     probe = "import urllib.request as u; print(u.urlopen('http://localhost:8000/v2/health/ready').status)"
-    assert platform.exec_in_replica(victim, ["python3", "-c", probe]).strip() == "200"
+    assert ops.exec_in_replica(victim, ["python3", "-c", probe]).strip() == "200"
 
-    platform.kill_replica(victim, grace_s=0)
+    ops.kill_replica(victim, grace_s=0)
     platform.wait_rolled_out(platform.settings.ready_timeout_s)
     assert victim not in platform.replica_names()
     _wait(
@@ -79,15 +80,15 @@ def test_up_kill_block_slow_down_cleanup(platform: KubernetesPlatform) -> None:
     )
 
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-e2e"
-    record = platform.block_network(platform.replica_names()[:1], run_id)
-    platform.unblock_network(record)
+    record = ops.block_network(platform.replica_names()[:1], run_id)
+    ops.unblock_network(record)
 
-    patch = platform.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "5"}, run_id)
+    patch = ops.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "5"}, run_id)
     platform.wait_rolled_out(platform.settings.ready_timeout_s)
-    platform.restore_env(patch)
+    ops.restore_env(patch)
     platform.wait_rolled_out(platform.settings.ready_timeout_s)
 
-    platform.block_network(platform.replica_names()[:1], run_id + "-left")  # a fault a crash left behind
+    ops.block_network(platform.replica_names()[:1], run_id + "-left")  # a fault a crash left behind
     report = platform.cleanup()
     assert "networkpolicy" in report.describe()
     platform.down()

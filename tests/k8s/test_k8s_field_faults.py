@@ -139,7 +139,7 @@ def test_rolling_update_is_rolled_by_the_controller_with_errors_per_phase(field:
         errors = measured["errors_by_phase"]
         assert errors is not None and sum(v["requests"] for v in errors.values()) > 0
         assert sum(v["errors"] for v in errors.values()) <= seen + 1
-        assert field.deployment_spec_ops().deployment().prestop_s == prestop
+        assert field.fault_ops().deployment_spec_ops().deployment().prestop_s == prestop
         starts = sorted(p["start_ns"] for p in measured["phases"] if p["phase"] == "terminating")
         when = [(round((ts - max([s for s in starts if s <= ts] or [since])) / 1e9, 2), why)
                 for ts, why in traffic.errors if ts >= since]

@@ -44,8 +44,8 @@ def _config(platform: KubernetesPlatform, run_dir: Path) -> dict[str, object]:
 def _snapshot(platform: KubernetesPlatform) -> dict[str, Any]:
     out = {}
     for pod in sorted(platform.replica_names()):
-        files = json.loads(platform.exec_in_replica(pod, ["python3", "-c", REPOSITORY_HASHES]))
-        out[pod] = {"files": files, "config": platform.model_control(pod).config("mlp")}
+        files = json.loads(platform.fault_ops().exec_in_replica(pod, ["python3", "-c", REPOSITORY_HASHES]))
+        out[pod] = {"files": files, "config": platform.fault_ops().model_control(pod).config("mlp")}
     return out
 
 
@@ -53,7 +53,7 @@ def _left_nothing(platform: KubernetesPlatform, before: dict[str, Any]) -> None:
     assert platform.fault_store().records() == []
     assert _snapshot(platform) == before  # the same pods: nothing was restarted
     for pod in before:
-        ctl = platform.model_control(pod)
+        ctl = platform.fault_ops().model_control(pod)
         assert {e["version"]: e["state"] for e in ctl.index("mlp")}.get("1") == "READY"
         assert ctl.server_ready()
     wait_for(lambda: platform.status().ready_replicas == 2, 60, "both pods ready again (readiness probe)")

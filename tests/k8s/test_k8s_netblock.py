@@ -109,7 +109,7 @@ def test_policy_route_is_not_enforced_here_and_says_how_to_allow_the_agent(netbl
                                                                            tmp_path: Path) -> None:
     # The policy alone: applied, probed from another pod, and not enforced by the bridge CNI: not landed.
     a = netblock.replica_names()[0]
-    scope = FaultScope(ops=netblock, status=netblock.status, run_id=f"policy-{uuid.uuid4().hex[:6]}")
+    scope = FaultScope(ops=netblock.fault_ops(), status=netblock.status, run_id=f"policy-{uuid.uuid4().hex[:6]}")
     notes: list[dict[str, Any]] = []
     record, landing = network_block.block(scope, [a], network_block.Args(names=[a], via="policy"),
                                           network_block.AgentPermission(), notes.append, lambda: None)
@@ -118,7 +118,7 @@ def test_policy_route_is_not_enforced_here_and_says_how_to_allow_the_agent(netbl
         assert landing.measured["route"] == "policy" and landing.measured["connect"] == {a: "connected"}
         assert landing.measured["connect_before"] == {a: "connected"} and notes == [record]
     finally:
-        netblock.unblock_network(record)
+        netblock.fault_ops().unblock_network(record)
     # via: agent without permission is bad input: refused before anything runs (exit 2), with how to allow it.
     refused = _harness(netblock, tmp_path, "run", str(ROOT / "experiments" / "network-policy-block.yaml"),
                        "--var", "block_via=agent", "--reports-dir", str(tmp_path / "refused"))
@@ -164,20 +164,20 @@ def test_cleanup_after_a_crash_and_the_watchdog_after_a_kill_remove_table_and_ag
     a, b = netblock.replica_names()
     uids = _uids(netblock)
     # A run that crashed (its run id is not live; this process, its owner, lives on): harness cleanup.
-    record = netblock.block_network_agent([a], f"crashed-{uuid.uuid4().hex[:6]}", 300, allowed=True,
+    record = netblock.fault_ops().block_network_agent([a], f"crashed-{uuid.uuid4().hex[:6]}", 300, allowed=True,
                                           image=agent_image)
     assert _harness_tables(uids[a]) == [f"table inet {record['agents'][0]['table']}"]
-    assert netblock.connect_check(a, 0.5) == "timed out"
+    assert netblock.fault_ops().connect_check(a, 0.5) == "timed out"
     cleanup = _harness(netblock, tmp_path, "cleanup")
     assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr
     assert "agent pod" in cleanup.stdout, cleanup.stdout
     _nothing_left(netblock)
-    assert netblock.connect_check(a, 0.5) == "connected"
+    assert netblock.fault_ops().connect_check(a, 0.5) == "connected"
     # The injecting process is SIGKILLed: the watchdog (its own session) removes table and agent.
     script = ("import os, signal, sys\nfrom harness.platforms.kubernetes.platform import KubernetesPlatform\n"
               "from harness.platforms.kubernetes.settings import KubernetesSettings\n"
               "p = KubernetesPlatform(KubernetesSettings.load(__import__('pathlib').Path(sys.argv[1])))\n"
-              "p.block_network_agent([sys.argv[2]], 'killed-run', 300, allowed=True, image=sys.argv[3])\n"
+              "p.fault_ops().block_network_agent([sys.argv[2]], 'killed-run', 300, allowed=True, image=sys.argv[3])\n"
               "os.kill(os.getpid(), signal.SIGKILL)\n")
     killed = subprocess.run([sys.executable, "-c", script, str(netblock.state), b, agent_image], cwd=ROOT,
                             capture_output=True, text=True, timeout=200)
@@ -190,7 +190,7 @@ def test_the_agent_removes_its_table_at_its_own_deadline(netblock: KubernetesPla
     """With no harness left at all (its undo record gone, so no watchdog either), the agent's deadline ends it."""
     a = netblock.replica_names()[0]
     uid = _uids(netblock)[a]
-    record = netblock.block_network_agent([a], f"deadline-{uuid.uuid4().hex[:6]}", 4, allowed=True,
+    record = netblock.fault_ops().block_network_agent([a], f"deadline-{uuid.uuid4().hex[:6]}", 4, allowed=True,
                                           image=agent_image)
     (netblock.state / "faults" / f"{record['undo_id']}.json").unlink()
     assert _harness_tables(uid)
@@ -198,8 +198,8 @@ def test_the_agent_removes_its_table_at_its_own_deadline(netblock: KubernetesPla
     agent = record["agents"][0]["agent"]
     wait_for(lambda: (netblock.api.get(f"{KIND_BY_NAME['Pod'].collection(netblock.namespace)}/{agent}") or {})
              .get("status", {}).get("phase") == "Succeeded", 30, "the agent to exit")
-    assert netblock.connect_check(a, 0.5) == "connected"
-    netblock.unblock_network(record)  # deletes the finished pod; nothing else to do
+    assert netblock.fault_ops().connect_check(a, 0.5) == "connected"
+    netblock.fault_ops().unblock_network(record)  # deletes the finished pod; nothing else to do
     _nothing_left(netblock)
 
 

@@ -47,7 +47,7 @@ def _list(platform, kind: str) -> list[dict]:  # type: ignore[no-untyped-def]
 
 def test_up_status_down(make_k8s) -> None:
     platform = make_k8s()
-    assert isinstance(platform, Platform) and isinstance(platform, FaultTarget)
+    assert isinstance(platform, Platform) and isinstance(platform.fault_ops(), FaultTarget)
     status = platform.up()
     ns = platform.namespace
     assert status.up and status.ready_replicas == 2 and len(status.replicas) == 2
@@ -89,11 +89,12 @@ def test_faults_on_real_pods(make_k8s) -> None:
     """Pod kill, a container exit, NetworkPolicy (not enforced here), memory pressure and reload by exec."""
     platform = make_k8s()
     platform.up()
+    ops = platform.fault_ops()
     a, b = platform.replica_names()
     uid_a = next(r.uid for r in platform.status().replicas if r.name == a)
 
     # Pod kill: the Deployment replaces it; capacity comes back in the real pod status.
-    platform.kill_replica(a, grace_s=0)
+    ops.kill_replica(a, grace_s=0)
     platform.wait_rolled_out(120)
     after = platform.status()
     assert after.ready_replicas == 2 and a not in platform.replica_names()
@@ -102,14 +103,14 @@ def test_faults_on_real_pods(make_k8s) -> None:
                       what="killed event")
     assert [e for e in events_of(platform) if e.kind == EventKind.READY and e.ts_ns > killed[0].ts_ns]
     with pytest.raises(FaultError, match="not pods of Deployment"):
-        platform.kill_replica("some-other-pod")
+        ops.kill_replica("some-other-pod")
     a, b = platform.replica_names()
 
     # NetworkPolicy: applied, labelled, unique per run; the bridge CNI does not enforce it, and the
     # in-cluster probe says so (connected) instead of pretending the block landed.
-    assert platform.connect_probe(a) is True
-    first = platform.block_network([a], "20261128T070000Z-net-1")
-    second = platform.block_network([b], "20261128T070500Z-net-2")
+    assert ops.connect_probe(a) is True
+    first = ops.block_network([a], "20261128T070000Z-net-1")
+    second = ops.block_network([b], "20261128T070500Z-net-2")
     json.dumps(first)
     assert first["policy"] != second["policy"]
     policy = _get(platform, "NetworkPolicy", first["policy"])
@@ -117,56 +118,56 @@ def test_faults_on_real_pods(make_k8s) -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     pod_a = _get(platform, "Pod", a)
     assert pod_a is not None and pod_a["metadata"]["labels"][BLOCKED_BY] == first["policy"]
-    assert platform.connect_probe(a) is True, "the policy exists but nothing enforces it"
-    platform.unblock_network(first)
-    platform.unblock_network(second)
+    assert ops.connect_probe(a) is True, "the policy exists but nothing enforces it"
+    ops.unblock_network(first)
+    ops.unblock_network(second)
     assert not _list(platform, "NetworkPolicy")
     pod_a = _get(platform, "Pod", a)
     assert pod_a is not None and BLOCKED_BY not in pod_a["metadata"]["labels"]
     # A closed port is refused, not "cannot tell".
     status_a = next(r for r in platform.status().replicas if r.name == a)
-    code = platform.exec_in_replica(b, ["python3", "-c", "import socket,sys\ntry:\n socket.create_connection(("
+    code = ops.exec_in_replica(b, ["python3", "-c", "import socket,sys\ntry:\n socket.create_connection(("
                                         f"{status_a.address!r}, 8999), timeout=1)\nexcept OSError: print('refused')"])
     assert code.strip() == "refused"
 
     # exec runs in the pod with its env; a failing command raises with its stderr.
-    assert platform.exec_in_replica(a, ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"]) == "delay=\n"
+    assert ops.exec_in_replica(a, ["sh", "-c", "echo delay=$HARNESS_MODEL_LOAD_DELAY_S"]) == "delay=\n"
     # Execs at once (the network block probes its targets in parallel) beside REST calls: each exec has a client
     # of its own, so the platform's REST client is never left speaking websocket ("Handshake status 200 OK").
     with ThreadPoolExecutor(max_workers=6) as pool:
-        outs = list(pool.map(lambda i: platform.exec_in_replica((a, b)[i % 2], ["echo", str(i)]), range(12)))
+        outs = list(pool.map(lambda i: ops.exec_in_replica((a, b)[i % 2], ["echo", str(i)]), range(12)))
         lists = [pool.submit(platform.replica_names) for _ in range(6)]
     assert outs == [f"{i}\n" for i in range(12)] and all(sorted(f.result()) == sorted([a, b]) for f in lists)
     assert sorted(platform.replica_names()) == sorted([a, b])
     with pytest.raises(FaultError, match="exited with 3"):
-        platform.exec_in_replica(a, ["sh", "-c", "echo oops >&2; exit 3"])
+        ops.exec_in_replica(a, ["sh", "-c", "echo oops >&2; exit 3"])
 
     # Memory pressure (no GPU): the container analogue holds the pod's limit (1 GiB) minus its usage.
-    pressure = platform.memory_pressure([a], "20261128T074500Z-mem", 700.0, 60.0)
+    pressure = ops.memory_pressure([a], "20261128T074500Z-mem", 700.0, 60.0)
     json.dumps(pressure)
     assert pressure["target"] == "container" and "analogue" in pressure["analogue"]
 
     def held() -> dict | None:
         try:
-            text = platform.exec_in_replica(a, ["cat", pressure["status_file"]])
+            text = ops.exec_in_replica(a, ["cat", pressure["status_file"]])
         except FaultError:
             return None
         return json.loads(text) if text.strip() else None
 
     hog = wait_for(lambda: (h := held()) and h["held_mb"] > 50 and h, timeout_s=30, what="hog status")
     assert 650 <= hog["free_mb"] <= 760, hog
-    platform.release_memory(pressure)
+    ops.release_memory(pressure)
     # Gone, or a zombie: the container's PID 1 (tritonserver) does not reap the orphaned hog.
     pid = pressure["pods"][a]
     alive = f"test -e /proc/{pid} && ! grep -q 'State:.*Z' /proc/{pid}/status && echo alive || echo gone"
-    wait_for(lambda: "gone" in platform.exec_in_replica(a, ["sh", "-c", alive]), what="the hog to stop")
+    wait_for(lambda: "gone" in ops.exec_in_replica(a, ["sh", "-c", alive]), what="the hog to stop")
 
     # Model reload through Triton's model-control API, from inside the pod.
-    ok, why = platform.reload_model(a, parameters={"load_delay_s": "0"}, timeout_s=60)
+    ok, why = ops.reload_model(a, parameters={"load_delay_s": "0"}, timeout_s=60)
     assert ok, why
 
     # A container that exits is restarted in place: restarts +1, events exited and restarted.
-    platform.exec_in_replica(b, ["kill", "-TERM", "1"])
+    ops.exec_in_replica(b, ["kill", "-TERM", "1"])
     replica = wait_for(lambda: next((r for r in platform.status().replicas if r.name == b and r.restarts >= 1
                                      and r.ready), None), timeout_s=120, what="restart of the exited container")
     assert replica.restarts == 1
@@ -178,8 +179,9 @@ def test_faults_on_real_pods(make_k8s) -> None:
 def test_env_patch_rolls_pods_restores_and_cleanup(make_k8s) -> None:
     platform = make_k8s()
     platform.up()
+    ops = platform.fault_ops()
     before = set(platform.replica_names())
-    record = platform.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "1", "EXTRA": "x"}, "20261128T071000Z-slow")
+    record = ops.restart_with_env({"HARNESS_MODEL_LOAD_DELAY_S": "1", "EXTRA": "x"}, "20261128T071000Z-slow")
     json.dumps(record)
     # The API server drops an empty value (omitempty); the fake API server used to keep it.
     assert record["previous_env"] == [{"name": "HARNESS_MODEL_LOAD_DELAY_S"}]
@@ -188,10 +190,10 @@ def test_env_patch_rolls_pods_restores_and_cleanup(make_k8s) -> None:
     assert not before & set(after), "every pod was replaced by the rolling restart"
     pod = _get(platform, "Pod", after[0])
     assert pod is not None and _env(pod) == {"HARNESS_MODEL_LOAD_DELAY_S": "1", "EXTRA": "x"}
-    assert platform.exec_in_replica(after[0], ["sh", "-c", "echo $EXTRA"]) == "x\n"
+    assert ops.exec_in_replica(after[0], ["sh", "-c", "echo $EXTRA"]) == "x\n"
     with pytest.raises(FaultError, match="already carries an env patch"):
-        platform.restart_with_env({"X": "1"}, "another-run")
-    platform.restore_env(record)
+        ops.restart_with_env({"X": "1"}, "another-run")
+    ops.restore_env(record)
     platform.wait_rolled_out(180)
     dep = _get(platform, "Deployment", "triton")
     assert dep is not None and ENV_PATCH not in (dep["metadata"].get("annotations") or {})
@@ -202,9 +204,9 @@ def test_env_patch_rolls_pods_restores_and_cleanup(make_k8s) -> None:
     run_dir = Path(os.environ["HARNESS_REPORTS_DIR"]) / live_run
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"schema": 1, "run_id": live_run, "status": "running"}))
-    live = platform.block_network([a], live_run)
-    crashed = platform.block_network([b], "20261128T071500Z-crashed")
-    expired = platform.block_network([b], "20261128T071600Z-expired", 0.001)
+    live = ops.block_network([a], live_run)
+    crashed = ops.block_network([b], "20261128T071500Z-crashed")
+    expired = ops.block_network([b], "20261128T071600Z-expired", 0.001)
     assert f"networkpolicy {expired['policy']}" in platform.sweep_faults(only_orphaned=True)
     text = platform.cleanup().describe()
     assert f"networkpolicy {crashed['policy']}" in text

@@ -30,12 +30,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.errors import FaultError
+from harness.faults.undo import UndoRecord
 from harness.platforms.kubernetes import netagent
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.render import expiry, slug
 
-__all__ = ["AGENT", "ANALOGUE", "MEM_AGENT_SCRIPT", "ROUTE", "UNDO_KIND", "hold", "release", "statuses", "sweep"]
+__all__ = ["AGENT", "ANALOGUE", "MEM_AGENT_SCRIPT", "ROUTE", "UNDO_KIND", "hold", "release", "statuses", "sweep",
+           "undo_with"]
 
 UNDO_KIND = "k8s-memagent"  # its kind in the local undo store (undone by harness.watchdog too)
 AGENT = "memagent"  # the pods' component label
@@ -187,6 +189,12 @@ def hold(host: netagent.AgentHost, names: Sequence[str], run_id: str, leave_free
             release(host, record)
         raise
     return record
+
+
+def undo_with(host: netagent.AgentHost, record: UndoRecord) -> None:
+    """Undo kind ``k8s-memagent`` through ``host`` (the runner's close): each pod's memory let go, the agents
+    gone."""
+    release(host, record.payload)
 
 
 def statuses(host: netagent.AgentHost, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:

@@ -42,7 +42,7 @@ class AgentHost(SpecHost, Protocol):
     def fault_store(self) -> UndoStore: ...
 
 __all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "create_agent",
-           "digest", "leftovers", "record_agents", "refusal", "sweep", "unblock", "wait_running"]
+           "digest", "leftovers", "record_agents", "refusal", "sweep", "unblock", "undo_with", "wait_running"]
 
 KIND = "network-agent"  # the record's kind (beside the policy route's "network-block")
 UNDO_KIND = "k8s-netagent"  # its kind in the local undo store (undone by harness.watchdog too)
@@ -298,6 +298,11 @@ def unblock(platform: AgentHost, record: Mapping[str, Any]) -> list[str]:
     if record.get("undo_id"):
         (platform.fault_store().directory / f"{record['undo_id']}.json").unlink(missing_ok=True)
     return done
+
+
+def undo_with(platform: AgentHost, record: UndoRecord) -> None:
+    """Undo kind ``k8s-netagent`` through ``platform`` (the runner's close): its agents' tables out, the agents gone."""
+    unblock(platform, record.payload)
 
 
 def leftovers(platform: AgentHost, component: str, undo_kind: str,

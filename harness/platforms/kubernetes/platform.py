@@ -1,4 +1,5 @@
-"""The Kubernetes platform: ``up``, ``status``, ``down``, ``cleanup`` and the fault-facing operations.
+"""The Kubernetes platform: ``up``, ``status``, ``down``, ``cleanup``, ``attach``; its fault operations are
+``KubernetesFaultOps`` (``fault_ops.py``), handed out by ``fault_ops()`` as the local platform hands out its own.
 
 Safety holds for every method: the namespace was allowed and the context checked when the client was
 built (``connect``), and the only objects changed are those carrying the harness's labels, plus the pods
@@ -12,38 +13,26 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
-from harness.errors import ConfigError, FaultError, PlatformError
+from harness.errors import ConfigError, PlatformError
 from harness.events import EventKind, EventLog
-from harness.faults.connect import Connect, connected, from_exit_code
-from harness.faults.undo import UndoRecord, UndoStore
+from harness.faults.undo import UndoStore
 from harness.load.settings import LoadSettings
-from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus, ReplicaStatus
-from harness.platforms.kubernetes import (
-    attach,
-    container_kill,
-    faults,
-    memagent,
-    model_ops,
-    netagent,
-    podscripts,
-    spec_ops,
-)
+from harness.platforms.base import CleanupReport, Endpoints, PlatformStatus
+from harness.platforms.kubernetes import attach, faults, memagent, model_ops, netagent, spec_ops
 from harness.platforms.kubernetes.api import KIND_BY_NAME, SWEPT_KINDS, ApiFailure, KubeApi
 from harness.platforms.kubernetes.connect import Target, connect
+from harness.platforms.kubernetes.fault_ops import KubernetesFaultOps
 from harness.platforms.kubernetes.load import LoadJob, run_distributed_load
-from harness.platforms.kubernetes.new_template import KubernetesLoadClock
+from harness.platforms.kubernetes.pods import parse_time, pod_ready, pod_reason, replica_status
 from harness.platforms.kubernetes.render import (
     EXPIRES,
     MANAGED_BY,
@@ -63,22 +52,11 @@ from harness.platforms.kubernetes.usermanifest import (
     shape_from_live,
     template_images,
 )
+from harness.platforms.kubernetes.watcher import start_watcher, stop_watcher, watcher_pid
 
 __all__ = ["KubernetesPlatform"]
 
 _KIND = KIND_BY_NAME
-
-
-def _parse_time(text: str) -> float | None:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return bool(statuses) and all(bool(cs.get("ready")) for cs in statuses)
 
 
 class KubernetesPlatform:
@@ -189,12 +167,12 @@ class KubernetesPlatform:
                 "created_namespace": self._read_state().get("created_namespace", False) or self._created_namespace,
             }
         )
-        self._start_watcher()
+        start_watcher(self.state)
         try:
             for obj in objects:
                 api.apply(obj, self.namespace)
         except PlatformError as exc:
-            self._stop_watcher()
+            stop_watcher(self.state)
             raise PlatformError(
                 f"{exc}\nSome objects may have been applied; remove them with: harness down --platform "
                 f"kubernetes --namespace {self.namespace}"
@@ -247,48 +225,6 @@ class KubernetesPlatform:
             {"dry_run": True, "namespace": self.namespace, "context": ctx},
         )
 
-    def _start_watcher(self) -> None:
-        self._stop_watcher()
-        (self.state / "watcher.ready").unlink(missing_ok=True)
-        log = (self.state / "watcher.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.platforms.kubernetes.watcher", str(self.state)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        (self.state / "watcher.pid").write_text(str(proc.pid))
-        deadline = time.monotonic() + 30
-        while not (self.state / "watcher.ready").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.state / "watcher.log").read_text(errors="replace")[-2000:]
-                raise PlatformError(f"the event watcher did not start:\n{tail}")
-            time.sleep(0.05)
-
-    def _watcher_pid(self) -> int | None:
-        try:
-            pid = int((self.state / "watcher.pid").read_text())
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"harness.platforms.kubernetes.watcher" in cmd else None
-
-    def _stop_watcher(self) -> bool:
-        pid = self._watcher_pid()
-        if pid is None:
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while self._watcher_pid() is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        (self.state / "watcher.pid").unlink(missing_ok=True)
-        return True
-
     def wait_rolled_out(self, timeout_s: float) -> None:
         """Until every pod runs the current template and is ready (``kubectl rollout status``)."""
         deadline = time.monotonic() + timeout_s
@@ -304,7 +240,7 @@ class KubernetesPlatform:
                 for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)
                 if not p["metadata"].get("deletionTimestamp")
             ]  # terminating pods are on their way out
-            ready = sum(1 for p in pods if _ready(p))
+            ready = sum(1 for p in pods if pod_ready(p))
             if (
                 st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)
                 and st.get("updatedReplicas") == want
@@ -315,7 +251,7 @@ class KubernetesPlatform:
             ):
                 return
             last = f"{ready}/{want} ready, {st.get('updatedReplicas', 0)} updated, {len(pods)} pods: " + "; ".join(
-                f"{p['metadata']['name']} {self._reason(p) or 'starting'}" for p in pods if not _ready(p)
+                f"{p['metadata']['name']} {pod_reason(p) or 'starting'}" for p in pods if not pod_ready(p)
             )
             time.sleep(0.2)
         raise PlatformError(
@@ -379,7 +315,7 @@ class KubernetesPlatform:
                            "context": self._target.context if self._target else "",
                            "deployment": deployment, "created_namespace": False})
         try:
-            self._start_watcher()
+            start_watcher(self.state)
         except PlatformError:
             (state / attach.ATTACHED_FILE).unlink(missing_ok=True)
             self._write_state({"run_id": run_id, "up": False, "namespace": ns})
@@ -405,7 +341,7 @@ class KubernetesPlatform:
         self._write_state({**self._read_state(), "up": False})  # every run of this attachment is over
         undone += self.sweep_faults(only_orphaned=False)
         undone += self._delete_harness_objects(self._stale)
-        if self._stop_watcher():
+        if stop_watcher(self.state):
             undone.append("event watcher")
         log = EventLog(self.events_path(), platform="kubernetes")
         log.emit(EventKind.PLATFORM_DOWN, "", "detached", namespace=ns)
@@ -444,7 +380,7 @@ class KubernetesPlatform:
                 time.sleep(0.2)
             report.killed += [f"pod {p}" for p in pods]
             self._wait_events_for(pods, deadline=time.monotonic() + 3)
-        if not api.dry_run and self._stop_watcher():
+        if not api.dry_run and stop_watcher(self.state):
             report.killed.append("event watcher")
         if state.get("created_namespace"):
             ns = api.get(f"{_KIND['Namespace'].collection('')}/{self.namespace}")
@@ -517,7 +453,7 @@ class KubernetesPlatform:
 
     def _stale(self, obj: dict[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
-        expires = _parse_time(str((meta.get("annotations") or {}).get(EXPIRES, "")))
+        expires = parse_time(str((meta.get("annotations") or {}).get(EXPIRES, "")))
         if expires is not None and expires < time.time():
             return True
         return not self._run_live(str((meta.get("labels") or {}).get(RUN_ID, "")))
@@ -525,19 +461,10 @@ class KubernetesPlatform:
     def cleanup(self) -> CleanupReport:
         report = CleanupReport()
         api = self.api
-        # Patched Deployments first: restoring them is what brings the service back.
-        for dep in self._patchable_deployments():
-            record = faults.env_patch_record(dep)
-            if record is not None and (self._stale_record(record)):
-                faults.restore_env(api, record)
-                report.removed.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
-        report.removed += spec_ops.KubernetesSpecOps(self).sweep(self._stale_record)  # pod-spec faults
-        report.removed += model_ops.sweep(self)  # model-lifecycle faults whose run died
-        report.removed += netagent.sweep(self, self._stale_record)  # before its pods go: tables first
-        report.removed += memagent.sweep(self, self._stale_record)
+        report.removed += self._sweep_recorded(self._stale_record)
         report.removed += self._delete_harness_objects(self._stale)
         report.removed += faults.unlabel_orphaned_pods(api, self.namespace, self.selector)
-        if not api.dry_run and not self._read_state().get("up") and self._stop_watcher():
+        if not api.dry_run and not self._read_state().get("up") and stop_watcher(self.state):
             report.killed.append("event watcher")
         return report
 
@@ -549,9 +476,27 @@ class KubernetesPlatform:
             deps += [attached] if attached is not None else []
         return deps
 
-    def _stale_record(self, record: dict[str, Any]) -> bool:
-        expires = _parse_time(str(record.get("expires_at", "")))
-        return (expires is not None and expires < time.time()) or not self._run_live(slug(record["run_id"]))
+    def _stale_record(self, record: Mapping[str, Any], expired_only: bool = False) -> bool:
+        """A fault record (``run_id``, ``expires_at``) past its expiry, or (unless ``expired_only``) of a run that
+        is no longer running."""
+        expires = parse_time(str(record.get("expires_at", "")))
+        if expires is not None and expires < time.time():
+            return True
+        return not expired_only and not self._run_live(slug(str(record["run_id"])))
+
+    def _sweep_recorded(self, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """Undo the faults recorded on the Deployment and in the undo store for which ``stale`` holds: patched
+        Deployments first (restoring them brings the service back), then pod-spec faults, model-lifecycle
+        faults whose run died, and network agents (before their pods go: tables first)."""
+        done = []
+        for dep in self._patchable_deployments():
+            record = faults.env_patch_record(dep)
+            if record is not None and stale(record):
+                faults.restore_env(self.api, record)
+                done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
+        done += spec_ops.KubernetesSpecOps(self).sweep(stale)
+        done += model_ops.sweep(self)
+        return done + netagent.sweep(self, stale) + memagent.sweep(self, stale)
 
     # -- status --------------------------------------------------------------------------------------
     def _service_host(self) -> str:
@@ -592,48 +537,6 @@ class KubernetesPlatform:
             metrics=metrics,
         )
 
-    @staticmethod
-    def _reason(pod: dict[str, Any]) -> str:
-        st = pod.get("status") or {}
-        for cs in st.get("containerStatuses") or []:
-            state = cs.get("state") or {}
-            for key in ("waiting", "terminated"):
-                if key in state:
-                    return str(state[key].get("reason", key))
-        if pod["metadata"].get("deletionTimestamp"):
-            return "Terminating"
-        return "" if _ready(pod) else ("not ready" if st.get("phase") == "Running" else str(st.get("phase", "")))
-
-    def _replica(self, pod: dict[str, Any]) -> ReplicaStatus:
-        st = pod.get("status") or {}
-        ip = str(st.get("podIP", ""))
-        statuses = st.get("containerStatuses") or [{}]
-        reason = self._reason(pod)
-        created = _parse_time(str(pod["metadata"].get("creationTimestamp", "")))
-        state = (
-            "backoff"
-            if reason == "CrashLoopBackOff"
-            else "running"
-            if _ready(pod)
-            else "stopped"
-            if st.get("phase") in ("Succeeded", "Failed")
-            else "starting"
-        )
-        return ReplicaStatus(
-            name=pod["metadata"]["name"],
-            address=ip,
-            pid=None,
-            ready=_ready(pod),
-            restarts=int(statuses[0].get("restartCount") or 0),
-            reason=reason,
-            state=state,
-            age_s=max(0.0, time.time() - created) if created else 0.0,
-            http=f"http://{ip}:{self.spec.port('http')}" if ip else "",
-            grpc=f"{ip}:{self.spec.port('grpc')}" if ip else "",
-            metrics=f"http://{ip}:{self.spec.port('metrics')}/metrics" if ip else "",
-            uid=str(pod["metadata"].get("uid", "")),
-        )
-
     def status(self) -> PlatformStatus:
         api = self.api
         dep = api.get(self._deployment_path())
@@ -645,7 +548,7 @@ class KubernetesPlatform:
             "service": self.shape.service,
             "attached": self.attachment is not None,
             "run_id": self._read_state().get("run_id", ""),
-            "event_watcher": f"pid {pid}" if (pid := self._watcher_pid()) else "not running (no events recorded)",
+            "event_watcher": f"pid {pid}" if (pid := watcher_pid(self.state)) else "not running (no events recorded)",
             "note": f"cluster DNS names; from outside the cluster: kubectl -n {self.namespace} port-forward "
             f"svc/{self.shape.service} "
             + " ".join(str(p) for p in (self.shape.service_ports.get(r) for r in ("http", "grpc")) if p),
@@ -656,222 +559,13 @@ class KubernetesPlatform:
             limits = (container.get("resources") or {}).get("limits") or {}
             details["gpus_per_replica"] = int(limits.get("nvidia.com/gpu", 0))
             details["desired_replicas"] = int(dep["spec"].get("replicas", 1))
-        return PlatformStatus(
-            self.name, dep is not None, self._endpoints(pods), tuple(self._replica(p) for p in pods), details
-        )
+        replicas = tuple(replica_status(p, self.spec) for p in pods)
+        return PlatformStatus(self.name, dep is not None, self._endpoints(pods), replicas, details)
 
-    # -- fault-facing operations (the same names on every platform) ----------------------------------
+    # -- faults: the operations are KubernetesFaultOps (fault_ops.py); here what the contract asks of the platform --
     def replica_names(self) -> list[str]:
         pods = self.api.list(_KIND["Pod"], self.namespace, self.selector)
         return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
-
-    def _require_replicas(self, names: list[str]) -> None:
-        if self.api.dry_run:
-            return
-        known = set(self.replica_names())
-        unknown = [n for n in names if n not in known]
-        if unknown or not names:
-            raise FaultError(
-                f"{', '.join(unknown) or 'no pods given'}: not pods of Deployment "
-                f"{self.namespace}/{self.spec.name} (its pods: {', '.join(sorted(known)) or 'none'}); "
-                f"the harness touches no other pods"
-            )
-
-    def kill_replica(self, name: str, grace_s: float | None = 0, container: bool = False, allow_agent: bool = False,
-                     agent_image: str = "") -> None:
-        """Delete the pod (grace 0 = SIGKILL now); its Deployment replaces it. ``container``: stop Triton's
-        container instead, from a privileged agent on its node (``container_kill``; only when allowed), and the
-        kubelet restarts it in the same pod: its memory cgroup, and what holds memory there, stay."""
-        self._require_replicas([name])
-        if container:
-            container_kill.kill_container(self, name, self.shape.container, f"ckill-{time.time_ns()}", grace_s,
-                                          allow_agent or self.settings.allow_privileged_agent, agent_image)
-            return
-        faults.kill_pod(self.api, self._target, self.namespace, self.selector, name, grace_s)
-
-    def block_network(self, names: Sequence[str], run_id: str, max_s: float | None = None) -> dict[str, Any]:
-        """Deny ingress to these pods until the rollback, or until ``max_s`` has passed (then cleanup)."""
-        self._require_replicas(list(names))
-        return faults.block_network(
-            self.api, self.namespace, list(names), run_id, expiry(max_s or self.settings.fault_ttl_s)
-        )
-
-    def block_network_agent(self, names: Sequence[str], run_id: str, max_s: float | None = None,
-                            allowed: bool = False, image: str = "") -> dict[str, Any]:
-        """Drop traffic to these pods from inside their network namespaces (a privileged agent pod each), where
-        the network plugin ignores NetworkPolicy; only when allowed (harness.platforms.kubernetes.netagent)."""
-        self._require_replicas(list(names))
-        return netagent.block(self, list(names), run_id, max_s or self.settings.fault_ttl_s, allowed, image)
-
-    def block_routes(self) -> tuple[str, ...]:
-        return ("policy", "agent")
-
-    def agent_refusal(self, allowed: bool = False, image: str = "") -> str | None:
-        """Why the agent route cannot be used (not allowed, no image), with how to allow it; None: it can."""
-        return netagent.refusal(self.settings, allowed, image)
-
-    def unblock_network(self, record: Mapping[str, Any]) -> None:
-        if record.get("kind") == netagent.KIND:
-            netagent.unblock(self, self._checked(record))
-            return
-        faults.unblock_network(self.api, self._checked(record))
-
-    def restart_with_env(
-        self,
-        env: Mapping[str, str],
-        run_id: str,
-        names: Sequence[str] | None = None,
-        max_s: float | None = None,
-        grace_s: float | None = None,
-    ) -> dict[str, Any]:
-        """Patch the Deployment's env: *every* pod rolls (a Deployment has one template), not only ``names``.
-
-        ``grace_s`` is accepted for the local platform's signature; pods stop with their own grace period.
-        """
-        if not env:
-            raise ConfigError("restart_with_env needs at least one variable")
-        dep = self.api.get(self._deployment_path())
-        if dep is None and not self.api.dry_run:
-            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} does not exist; run 'harness up' first")
-        if (dep is not None and (dep["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_VALUE
-                and self.attachment is None):
-            raise FaultError(f"Deployment {self.namespace}/{self.spec.name} was not created by the harness")
-        if self.attachment is not None and not self.api.dry_run:
-            reason = self.refused_actions().get("slow_model_load")
-            if reason:
-                raise FaultError(reason)
-        record = faults.patch_env(
-            self.api,
-            self.namespace,
-            self.spec.name,
-            dep,
-            dict(env),
-            run_id,
-            expiry(max_s or self.settings.fault_ttl_s),
-            list(names or []),
-            container_name=self.shape.container,
-        )
-        if self.attachment is not None:
-            attach.note_deployment_fault(self.state, record)
-        return record
-
-    def restore_env(self, record: Mapping[str, Any]) -> None:
-        faults.restore_env(self.api, self._checked(record))
-
-    def load_clock(self) -> KubernetesLoadClock:
-        """The new template's pods, their starts and model loads (the slow-load fault's check)."""
-        return KubernetesLoadClock(self)
-
-    def memory_pressure(
-        self, names: Sequence[str], run_id: str, leave_free_mb: float, duration_s: float, headroom_mb: float = 256.0,
-        allow_agent: bool = False, agent_image: str = "",
-    ) -> dict[str, Any]:
-        """Hold free memory at ``leave_free_mb`` inside each selected pod for ``duration_s``.
-
-        With GPUs in the pods: the harness's CUDA hog (harness/faults/hog.py) runs in the Triton container
-        and holds the GPU's free memory. Without: the container-memory analogue holds the pod's memory
-        limit minus its usage (the replica, not the node, runs short), labelled as such in the record.
-        ``headroom_mb`` is the local analogue's cgroup size; here the pod's own memory limit plays it.
-        Each hog ends by its own deadline even if the harness dies.
-
-        Without GPUs and with the privileged agent allowed, the pod's memory cgroup is held instead, by an agent
-        on its node (``memagent``): unlike a hog in the container, that pressure outlives a container restart.
-        """
-        self._require_replicas(list(names))
-        gpu = int(self.status().details.get("gpus_per_replica", 0)) > 0
-        if not gpu and (allow_agent or self.settings.allow_privileged_agent):
-            return memagent.hold(self, list(names), run_id, leave_free_mb, duration_s, True, agent_image)
-        tag = f"{slug(run_id, 40)}-{int(time.time() * 1000) % 10**8}"
-        status_file = f"/tmp/harness-hog-{tag}.json"
-        if gpu:
-            args = [
-                podscripts.gpu_hog_source(),
-                "--target",
-                "gpu",
-                "--leave-free-mb",
-                f"{leave_free_mb:g}",
-                "--duration",
-                f"{duration_s:g}",
-                "--status-file",
-                status_file,
-                "--tag",
-                tag,
-            ]
-        else:
-            args = [podscripts.CONTAINER_HOG, "/sys/fs/cgroup", f"{leave_free_mb:g}", f"{duration_s:g}", status_file]
-        launch = f'nohup python3 -c "$0" "$@" >"${{TMPDIR:-/tmp}}/harness-hog-{tag}.log" 2>&1 & echo $!'
-        pids: dict[str, int] = {}
-        for name in names:
-            out = faults.exec_in_pod(self.api, self.namespace, name, ["sh", "-c", launch, *args],
-                                     container=self.shape.container)
-            pids[name] = int(out.strip() or 0)
-        return {
-            "kind": "memory-pressure",
-            "namespace": self.namespace,
-            "run_id": run_id,
-            "target": "gpu" if gpu else "container",
-            "pods": pids,
-            "status_file": status_file,
-            "analogue": "" if gpu else "container-memory analogue inside the pod's memory limit (no GPU)",
-            # the hog is a process of the Triton container: a restart of that container ends the pressure
-            "ends_with_container": True,
-        }
-
-    def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
-        """Each pod's hog status file, read through exec (None where it cannot be read)."""
-        if record.get("route") == memagent.ROUTE:
-            return memagent.statuses(self, record)
-        out: dict[str, dict[str, Any] | None] = {}
-        for name in dict(record.get("pods") or {}):
-            try:
-                text = faults.exec_in_pod(self.api, self.namespace, name, ["cat", str(record["status_file"])],
-                                          container=self.shape.container)
-                data = json.loads(text)
-            except (FaultError, ValueError, KeyError):
-                data = None
-            out[str(name)] = data if isinstance(data, dict) else None
-        return out
-
-    def release_memory(self, record: Mapping[str, Any]) -> None:
-        """Stop the hogs; a pod that is gone took its hog with it."""
-        if record.get("route") == memagent.ROUTE:
-            memagent.release(self, self._checked(record))
-            return
-        self._checked(record)
-        for name, pid in dict(record.get("pods") or {}).items():
-            if not pid:
-                continue
-            try:
-                faults.exec_in_pod(self.api, self.namespace, name, ["kill", str(pid)],
-                                   container=self.shape.container)
-            except FaultError:
-                continue  # already exited by its deadline, or the pod was replaced
-
-    def reload_model(
-        self, name: str, model: str = "mlp", parameters: Mapping[str, str] | None = None, timeout_s: float = 120.0
-    ) -> tuple[bool, str]:
-        """Unload-and-load through Triton's model-control API, from inside the pod (HTTP on localhost)."""
-        self._require_replicas([name])
-        if self.api.dry_run:
-            faults.exec_in_pod(self.api, self.namespace, name, ["python3", "-c", "<reload script>", model],
-                               container=self.shape.container)
-            return True, ""
-        code, out, err = faults.exec_raw(
-            self.api,
-            self.namespace,
-            name,
-            ["python3", "-c", podscripts.RELOAD_MODEL, model, json.dumps(dict(parameters or {})), f"{timeout_s:g}"],
-            timeout_s=timeout_s + 30,
-            container=self.shape.container,
-        )
-        if code == 0:
-            return True, ""
-        return False, (str(out).strip() or str(err).strip() or f"exit code {code}")[:500]
-
-    def model_control(self, name: str) -> model_ops.KubernetesModelControl:
-        """Triton's model-control API and model repository inside pod ``name`` (the model-lifecycle faults)."""
-        self._require_replicas([name])
-        return model_ops.KubernetesModelControl(self, name)
 
     def sweep_faults(self, only_orphaned: bool = True) -> list[str]:
         """Undo fault objects left behind: expired ones, and with ``only_orphaned=False`` also those of
@@ -880,24 +574,10 @@ class KubernetesPlatform:
         Expiry alone is the safe test when other harness runs may share the namespace (their run
         directories are on other machines); ``harness cleanup`` adds the run check.
         """
-        done: list[str] = []
         if self.api.dry_run:
-            return done
-
-        def stale(meta_or_record: Mapping[str, Any]) -> bool:
-            expires = _parse_time(str(meta_or_record.get("expires_at", "")))
-            expired = expires is not None and expires < time.time()
-            return expired or (not only_orphaned and not self._run_live(slug(str(meta_or_record["run_id"]))))
-
-        for dep in self._patchable_deployments():
-            record = faults.env_patch_record(dep)
-            if record is not None and stale(record):
-                faults.restore_env(self.api, record)
-                done.append(f"env patch of deployment {dep['metadata']['name']} (run {record['run_id']})")
-        done += spec_ops.KubernetesSpecOps(self).sweep(stale)
-        done += model_ops.sweep(self)
-        done += netagent.sweep(self, stale)
-        done += memagent.sweep(self, stale)
+            return []
+        stale = partial(self._stale_record, expired_only=only_orphaned)
+        done = self._sweep_recorded(stale)
         for policy in self.api.list(_KIND["NetworkPolicy"], self.namespace, harness_selector()):
             meta = policy["metadata"]
             info = {
@@ -909,90 +589,35 @@ class KubernetesPlatform:
         done += faults.unlabel_orphaned_pods(self.api, self.namespace, self.selector)
         return done
 
-    def fault_ops(self) -> KubernetesPlatform:
-        """The platform implements the fault operations itself (``FaultTarget``)."""
-        return self
+    def fault_ops(self) -> KubernetesFaultOps:
+        """The fault operations on the Deployment under test as it is now (``KubernetesFaultOps``)."""
+        return KubernetesFaultOps(self, target=self._connected_target, attached=self.attachment is not None,
+                                  refused_actions=self.refused_actions, status=self.status)
 
-    def deployment_spec_ops(self) -> spec_ops.KubernetesSpecOps:
-        """The pod-spec faults as Deployment patches the real controller rolls out (harness.faults.podspec)."""
-        return spec_ops.KubernetesSpecOps(self)
+    def _connected_target(self) -> Target | None:
+        """The context the client was built for (chaosk8s must read the same kubeconfig to kill a pod)."""
+        _ = self.api  # connects on first use
+        return self._target
 
     def reset_backoff(self, why: str) -> None:
         return None  # the kubelet keeps a pod's back-off; the runner records the restart counts instead
-
-    def _unblock_agents(self, record: UndoRecord) -> None:
-        """The undoer of an agent route's record (the runner's close): its agents' tables out, the agents gone."""
-        netagent.unblock(self, record.payload)
-
-    def _release_memory_agents(self, record: UndoRecord) -> None:
-        """The undoer of a memory agent's record: its pods' memory let go, the agents gone."""
-        memagent.release(self, record.payload)
 
     def fault_store(self) -> UndoStore:
         """Local undo records of this namespace's faults (pod-spec patches), undone by the runner's close."""
         store = spec_ops.KubernetesSpecOps(self).store()
         return UndoStore(store.directory, {**store.undoers, model_ops.UNDO_KIND: partial(model_ops.undo_with, self),
-                                           netagent.UNDO_KIND: self._unblock_agents,
-                                           memagent.UNDO_KIND: self._release_memory_agents})
+                                           netagent.UNDO_KIND: partial(netagent.undo_with, self),
+                                           memagent.UNDO_KIND: partial(memagent.undo_with, self)})
 
     def refused_arguments(self, func: str, arguments: Mapping[str, Any]) -> str | None:
         """Arguments a fault cannot honour here (a pod-template change cannot target some pods; the network
         block's agent route without permission or image)."""
-        if func == "block_network" and arguments.get("via") == "agent" and (why := self.agent_refusal()):
+        if func == "block_network" and arguments.get("via") == "agent" and (why := self.fault_ops().agent_refusal()):
             return why
-        if func == "kill_replicas" and arguments.get("kill") == "container" and (why := self.agent_refusal()):
+        if func == "kill_replicas" and arguments.get("kill") == "container" and (
+                why := self.fault_ops().agent_refusal()):
             return f"kill: container stops Triton's container from a privileged agent on its node: {why}"
         return spec_ops.targeting_refusal(func, arguments)
-
-    def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
-        """``connect_check`` as yes (connected) / no (refused, timed out, unreachable) / None (cannot tell)."""
-        return connected(self.connect_check(name, timeout_s))
-
-    def connect_check(self, name: str, timeout_s: float = 1.0) -> Connect | None:
-        """Open a TCP connection to pod ``name``'s Triton HTTP port as an in-cluster client would.
-
-        The connection starts inside another pod of the Deployment (exec), so it crosses the pod network
-        the way Service traffic does and any NetworkPolicy applies to it; a connection from the node or
-        from this machine may be exempt on some network plugins. The outcome (connected, refused, timed
-        out, unreachable); None: cannot be checked from here (no other running pod, no pod IP, dry run,
-        exec failed), which a verification must report as unknown, never as blocked.
-        """
-        if self.api.dry_run:
-            return None
-        pods = {p["metadata"]["name"]: p for p in self.api.list(_KIND["Pod"], self.namespace, self.selector)}
-        target = pods.get(name)
-        ip = str(((target or {}).get("status") or {}).get("podIP") or "")
-        if not ip:
-            return None
-        clients = sorted(
-            n for n, p in pods.items()
-            if n != name and not p["metadata"].get("deletionTimestamp")
-            and (p.get("status") or {}).get("phase") == "Running"
-        )
-        if not clients:
-            return None
-        try:
-            code, _out, _err = faults.exec_raw(
-                self.api, self.namespace, clients[0],
-                ["python3", "-c", podscripts.CONNECT_PROBE, ip, str(self.spec.port("http")), f"{timeout_s:g}"],
-                timeout_s=timeout_s + 30, container=self.shape.container,
-            )
-        except FaultError:
-            return None
-        return from_exit_code(code)
-
-    def exec_in_replica(self, name: str, command: list[str]) -> str:
-        self._require_replicas([name])
-        return faults.exec_in_pod(self.api, self.namespace, name, command,
-                                  container=self.shape.container)
-
-    def _checked(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        if record.get("namespace") != self.namespace:
-            raise FaultError(
-                f"undo record is for namespace {record.get('namespace')!r}, this platform acts in "
-                f"{self.namespace!r}; run the rollback with --namespace {record.get('namespace')}"
-            )
-        return dict(record)
 
     # -- distributed load (harness load --platform kubernetes --workers N) ----------------------------
     def load_job(

@@ -1,15 +1,19 @@
 """Turn pod and Event watches into the platform events file (``harness.events``), like the local supervisor.
 
 Runs as its own process (``python -m harness.platforms.kubernetes.watcher STATE_DIR``), started by ``up``
-and stopped by ``down``, because experiments run in later, separate ``harness`` invocations and the
-events must cover them all. Pods are the replicas; the pod name is the replica name.
+and stopped by ``down`` (``start_watcher``, ``stop_watcher`` below; its pid in the state directory), because
+experiments run in later, separate ``harness`` invocations and the events must cover them all. Pods are the
+replicas; the pod name is the replica name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -17,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import PlatformError
 from harness.events import EventKind, EventLog
 
-__all__ = ["PodTracker", "backoff_seconds", "main"]
+__all__ = ["PodTracker", "backoff_seconds", "main", "start_watcher", "stop_watcher", "watcher_pid"]
 
 
 @dataclass
@@ -168,6 +173,54 @@ def _watch_forever(api: Any, kind: Any, namespace: str, selector: str, handle: A
             stop.wait(1.0)
         except Exception:  # noqa: BLE001 - the cluster blinked; a watcher must outlive that
             stop.wait(1.0)
+
+
+def start_watcher(state: Path) -> None:
+    """Start the watcher for the platform state in ``state`` (stopping one already there); return once it watches."""
+    stop_watcher(state)
+    (state / "watcher.ready").unlink(missing_ok=True)
+    log = (state / "watcher.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.platforms.kubernetes.watcher", str(state)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    (state / "watcher.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 30
+    while not (state / "watcher.ready").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = (state / "watcher.log").read_text(errors="replace")[-2000:]
+            raise PlatformError(f"the event watcher did not start:\n{tail}")
+        time.sleep(0.05)
+
+
+def watcher_pid(state: Path) -> int | None:
+    """The watcher's pid when it runs (checked by its command line, so a reused pid is not taken for it)."""
+    try:
+        pid = int((state / "watcher.pid").read_text())
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"harness.platforms.kubernetes.watcher" in cmd else None
+
+
+def stop_watcher(state: Path) -> bool:
+    """Stop the watcher (SIGTERM: it records what it has, then exits); whether one was running."""
+    pid = watcher_pid(state)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while watcher_pid(state) is not None and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    (state / "watcher.pid").unlink(missing_ok=True)
+    return True
 
 
 def _still_up(state: Path) -> bool:
