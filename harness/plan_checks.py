@@ -46,15 +46,15 @@ def _injecting(method: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def planned_analysis(config: Mapping[str, Any], where: str) -> tuple[Any, list[str]]:
+def planned_analysis(config: Mapping[str, Any], settings: RunSettings, where: str) -> tuple[Any, list[str]]:
     """The analysis settings this experiment's run will be judged with, and every problem with them."""
     from harness.analysis import load_settings
     from harness.analysis._run import _experiment_settings
     from harness.analysis._settings import _analysis_problems
 
     problems: list[str] = []
-    ratio = config.get("max_error_ratio")
-    if isinstance(ratio, int | float) and not isinstance(ratio, bool) and ratio >= 1:
+    ratio = settings.max_error_ratio
+    if ratio is not None and ratio >= 1:
         problems.append(f"{where}: max_error_ratio {ratio:g} makes the objective impossible to miss (a window "
                         "where every request failed would be good, so no fault could show); give a ratio below 1")
     try:

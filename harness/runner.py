@@ -241,7 +241,7 @@ def _check_experiment(path: Path, experiment: dict[str, Any], overrides: Mapping
         where = f"{path}: {section} activity {activity.get('name', '?')!r}"
         problems.extend(_check_activity(where, activity, config, replicas))
         problems.extend(_check_pauses(where, activity, config))
-    analysis, found = planned_analysis(config, str(path))
+    analysis, found = planned_analysis(config, settings, str(path))
     problems.extend(found)
     problems.extend(fault_label_problems(experiment, settings, str(path)))
     if analysis is not None and not found:
