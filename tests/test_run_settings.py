@@ -16,7 +16,7 @@ from harness.chaos.control import before_experiment_control
 from harness.errors import ConfigError
 from harness.platforms.local.platform import LocalPlatform
 from harness.platforms.registry import PlatformRef, add_platform_arguments, platform_args_for_chaos
-from harness.run_settings import RunSettings
+from harness.run_settings import RunSettings, check_run_settings
 
 
 def _flags(*argv: str) -> argparse.Namespace:
@@ -92,3 +92,9 @@ def test_the_control_refuses_a_bad_configuration_before_it_starts_anything(tmp_p
                                                                    "harness_run_dir": str(rep)})
     assert not rep.exists()  # no run directory, no load.pid, no experiment.json
     assert signal.getsignal(signal.SIGTERM) == handler  # and no signal handler left behind
+
+
+def test_an_experiment_file_cannot_grant_the_privileged_agent() -> None:
+    """Only ``--allow-privileged-agent`` writes that key; in a file (or ``--var``) it is not a setting, exit 2."""
+    _, problems = check_run_settings({"harness_allow_privileged_agent": True, "harness_load": False}, "x.yaml", {})
+    assert [p for p in problems if "'harness_allow_privileged_agent' is not a harness setting" in p]

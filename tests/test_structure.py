@@ -208,9 +208,11 @@ def _configuration_reads(path: Path, keys: frozenset[str]) -> Iterator[str]:
 def test_configuration_is_parsed_once() -> None:
     """Nothing but the parsers reads ``harness_*`` keys or the objective from a configuration, so each setting
     has one default and one validation (the control used to re-read 14 of them with defaults of its own)."""
+    from harness.platforms.registry import PERMISSION_KEYS
     from harness.run_settings import KNOWN_KEYS
 
-    keys = frozenset(k for k in KNOWN_KEYS if k.startswith("harness_")) | {"max_error_ratio", "max_p99_ms"}
+    keys = frozenset(k for k in KNOWN_KEYS if k.startswith("harness_")) | PERMISSION_KEYS | {"max_error_ratio",
+                                                                                            "max_p99_ms"}
     assert len(keys) > 25, "the known keys were not found"
     reads = [read for path in _modules().values() if str(path.relative_to(ROOT)) not in CONFIGURATION_PARSERS
              for read in _configuration_reads(path, keys)]

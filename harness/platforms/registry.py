@@ -21,11 +21,13 @@ from typing import Any
 from harness.errors import ConfigError, PlatformError
 from harness.platforms.base import Platform
 
-__all__ = ["PLATFORMS", "PLATFORM_KEYS", "PlatformRef", "add_dry_run_argument", "add_platform_arguments",
-           "platform_args_for_chaos", "platform_from_args"]
+__all__ = ["PERMISSION_KEYS", "PLATFORMS", "PLATFORM_KEYS", "PlatformRef", "add_dry_run_argument",
+           "add_platform_arguments", "platform_args_for_chaos", "platform_from_args"]
 
-PLATFORM_KEYS = frozenset({"harness_platform", "harness_state_dir", "harness_namespace", "harness_kube_context",
-                           "harness_allow_privileged_agent", "harness_agent_image"})
+# An experiment file or --var may name the platform; the agent's permission comes only from the command's own
+# flags (--allow-privileged-agent, --agent-image), so a file that sets it is refused as an unknown setting.
+PLATFORM_KEYS = frozenset({"harness_platform", "harness_state_dir", "harness_namespace", "harness_kube_context"})
+PERMISSION_KEYS = frozenset({"harness_allow_privileged_agent", "harness_agent_image"})
 
 
 @dataclass(frozen=True)
