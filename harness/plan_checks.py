@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.faults.families import BY_ACTION
+from harness.run_settings import RunSettings
 
 __all__ = ["fault_label_problems", "hog_lifetime_problems", "observation_problems", "planned_analysis"]
 
@@ -45,15 +46,15 @@ def _injecting(method: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def planned_analysis(config: Mapping[str, Any], where: str) -> tuple[Any, list[str]]:
+def planned_analysis(config: Mapping[str, Any], settings: RunSettings, where: str) -> tuple[Any, list[str]]:
     """The analysis settings this experiment's run will be judged with, and every problem with them."""
     from harness.analysis import load_settings
     from harness.analysis._run import _experiment_settings
     from harness.analysis._settings import _analysis_problems
 
     problems: list[str] = []
-    ratio = config.get("max_error_ratio")
-    if isinstance(ratio, int | float) and not isinstance(ratio, bool) and ratio >= 1:
+    ratio = settings.max_error_ratio
+    if ratio is not None and ratio >= 1:
         problems.append(f"{where}: max_error_ratio {ratio:g} makes the objective impossible to miss (a window "
                         "where every request failed would be good, so no fault could show); give a ratio below 1")
     try:
@@ -65,10 +66,10 @@ def planned_analysis(config: Mapping[str, Any], where: str) -> tuple[Any, list[s
     return analysis, problems
 
 
-def fault_label_problems(experiment: Mapping[str, Any], config: Mapping[str, Any], where: str) -> list[str]:
+def fault_label_problems(experiment: Mapping[str, Any], settings: RunSettings, where: str) -> list[str]:
     """``harness_fault`` must name a family the method injects (or ``compound`` when it injects several)."""
-    label = config.get("harness_fault")
-    if label in (None, ""):
+    label = settings.harness_fault
+    if not label:
         return []
     method = [a for a in experiment.get("method") or [] if isinstance(a, Mapping)]
     families = _injecting(method)
@@ -76,7 +77,7 @@ def fault_label_problems(experiment: Mapping[str, Any], config: Mapping[str, Any
         return [f"{where}: harness_fault is {label!r} but no method action injects a fault; remove it or add "
                 f"the injecting action (one of {sorted(BY_ACTION)})"]
     allowed = set(families) | ({COMPOUND} if len(set(families)) > 1 else set())
-    if str(label) not in allowed:
+    if label not in allowed:
         return [f"{where}: harness_fault is {label!r} but the method injects {', '.join(dict.fromkeys(families))}; "
                 f"set harness_fault to {' or '.join(repr(a) for a in sorted(allowed))} (the report, the history "
                 "and the monthly incident counts file the figures under it)"]
@@ -91,8 +92,8 @@ def _pause(activity: Mapping[str, Any], key: str, config: Mapping[str, Any]) -> 
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def observation_problems(experiment: Mapping[str, Any], config: Mapping[str, Any], where: str,
-                         stability_period_s: float) -> list[str]:
+def observation_problems(experiment: Mapping[str, Any], config: Mapping[str, Any], settings: RunSettings,
+                         where: str, stability_period_s: float) -> list[str]:
     """At least a stability period must be observed after the fault ends, or recovery can never be shown."""
     method = [a for a in experiment.get("method") or [] if isinstance(a, Mapping)]
     first = next((i for i, a in enumerate(method) if _provider(a)[0] == _ACTIONS and _provider(a)[1] in BY_ACTION),
@@ -105,8 +106,7 @@ def observation_problems(experiment: Mapping[str, Any], config: Mapping[str, Any
         end = max(i for i, a in enumerate(method) if _provider(a)[0] == _ACTIONS and _provider(a)[1] in BY_ACTION)
     after = _pause(method[end], "after", config) + sum(
         _pause(a, "before", config) + _pause(a, "after", config) for a in method[end + 1:])
-    observation = config.get("harness_observation_s", 20.0)
-    observed = after + (float(observation) if isinstance(observation, int | float) else 0.0)
+    observed = after + settings.harness_observation_s
     if observed < stability_period_s:
         return [f"{where}: only {observed:g}s are observed after the fault ends (pauses after it + "
                 f"harness_observation_s) but recovery needs {stability_period_s:g}s of good windows "

@@ -1,8 +1,13 @@
-"""Reading experiment documents safely, and checking the run settings an experiment carries.
+"""Reading experiment documents safely, and the run settings an experiment carries, parsed once.
 
 Both run before anything starts: a malformed file of any depth or size is a ConfigError naming the file
 (never a traceback), and every ``harness_*`` setting, the steady-state objective and the load profile are
 checked with one typed model, so a typo is reported at once instead of when the load starts.
+
+Chaos Toolkit hands its activities and the harness control only the experiment's ``configuration``
+mapping, so that mapping is how the settings travel; ``RunSettings.from_configuration`` is the one place
+that reads it (the platform's keys through ``PlatformRef``), and everything past it reads attributes whose
+defaults are defined here and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,14 +17,20 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError, describe_validation_error
+from harness.load.settings import LoadSettings
+from harness.platforms.registry import PLATFORM_KEYS, PlatformRef
 
-__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "RunSettings", "check_run_settings", "load_document", "safe_yaml_value"]
+if TYPE_CHECKING:
+    from harness.load.requests import RequestOptions
+
+__all__ = ["KNOWN_KEYS", "MAX_DEPTH", "MAX_FILE_BYTES", "RunSettings", "check_run_settings", "load_document",
+           "safe_yaml_value"]
 
 MAX_FILE_BYTES = 16 << 20  # an experiment is a few KB; 16 MiB is certainly a mistake
 MAX_DEPTH = 64  # Chaos Toolkit's own code recurses through the document
@@ -82,7 +93,11 @@ def safe_yaml_value(text: str) -> Any:
 
 
 class RunSettings(BaseModel):
-    """The ``harness_*`` settings and the steady-state objective of an experiment's configuration."""
+    """The ``harness_*`` settings and the steady-state objective of an experiment's configuration.
+
+    Built by ``from_configuration`` (or ``parse``, which also says what was wrong); a key that is missing or
+    null takes the default given here.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -103,6 +118,15 @@ class RunSettings(BaseModel):
     harness_load_image: str | None = None  # kubernetes: image of the in-cluster load pods
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     max_p99_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    # What the commands (harness run, suite, gameday) add for each repetition; a plain ``chaos run`` has none.
+    harness_fault: str | None = None  # the label reports file the figures under
+    harness_required_tier: str | None = None
+    harness_experiment_name: str | None = None
+    harness_experiment_file: str | None = None
+    harness_run_id: str | None = None  # set by the first activity when missing, so the others agree
+    harness_run_dir: str | None = None
+    # The platform the activities act on (harness_platform, harness_state_dir, ...), read by PlatformRef.
+    platform: PlatformRef = Field(default_factory=PlatformRef, exclude=True)
 
     @model_validator(mode="after")
     def _samples_stay_here(self) -> RunSettings:
@@ -113,16 +137,74 @@ class RunSettings(BaseModel):
                              "from this machine with --load-from local")
         return self
 
+    @classmethod
+    def parse(cls, configuration: Mapping[str, Any]) -> tuple[RunSettings, list[str]]:
+        """The settings and every problem of ``configuration``; a value with a problem is replaced by its
+        default, so the other checks of a plan (profile, observation) still run and all problems are
+        reported at once."""
+        values = {k: v for k, v in configuration.items() if k in _SETTING_KEYS and v is not None}
+        platform = PlatformRef.from_configuration(configuration)
+        problems: list[str] = []
+        while True:
+            try:
+                return cls.model_validate({**values, "platform": platform}), problems
+            except ValidationError as exc:
+                problems += describe_validation_error(exc)
+                bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} or set(_CROSS_CHECKED)
+                if not bad & set(values):  # nothing left to drop: the defaults
+                    return cls(platform=platform), problems
+                values = {k: v for k, v in values.items() if k not in bad}
+
+    @classmethod
+    def from_configuration(cls, configuration: Mapping[str, Any]) -> RunSettings:
+        """The settings of a Chaos Toolkit configuration, or a ConfigError listing every problem (a plain
+        ``chaos run`` reaches the control unvalidated; ``harness run`` has checked the same model already)."""
+        settings, problems = cls.parse(configuration)
+        if problems:
+            raise ConfigError("the experiment's configuration is invalid; nothing was injected:\n  - "
+                              + "\n  - ".join(f"configuration {line}" for line in problems))
+        return settings
+
     @property
     def load_enabled(self) -> bool:
         return str(self.harness_load).lower() not in ("false", "0", "no", "off")
 
+    @property
+    def load_in_cluster(self) -> bool:
+        """Whether this run's load goes in the cluster: the default on Kubernetes, unless ``local``."""
+        return self.platform.name == "kubernetes" and (self.harness_load_from or "cluster") == "cluster"
 
-KNOWN_KEYS = frozenset(RunSettings.model_fields) | {
-    "harness_platform", "harness_state_dir", "harness_namespace", "harness_kube_context", "harness_fault",
-    "harness_required_tier", "harness_run_id", "harness_run_dir", "harness_experiment_name",
-    "harness_experiment_file", "harness_load_context",
-}
+    @property
+    def profile(self) -> Path:
+        return Path(self.harness_profile)
+
+    def load_settings(self) -> LoadSettings:
+        """What every load process of the run is told: protocol, users and rate; it runs until stopped."""
+        return LoadSettings(protocol=self.harness_protocol, users=self.harness_users, rate=self.harness_rate,
+                            duration_s=None)
+
+    def request_options(self) -> RequestOptions | None:
+        """Which models the load sends to, and with what inputs (``harness_model``, ``harness_batch``,
+        ``harness_shape``, ``harness_input_data``, ``harness_variable_dim``); None where the configuration gives
+        none of them: as the environment says, and otherwise the only model the server has ready."""
+        from harness.load.requests import RequestOptions  # numpy: only where requests are planned
+
+        if not self.model_fields_set & _REQUEST_KEYS:
+            return None
+
+        def strings(value: str | list[str] | None) -> list[str]:
+            return [] if value is None else [str(v) for v in (value if isinstance(value, list) else [value])]
+
+        return RequestOptions.parse(models=strings(self.harness_model), batch=self.harness_batch,
+                                    shapes=strings(self.harness_shape), input_data=strings(self.harness_input_data),
+                                    variable_dim=self.harness_variable_dim)
+
+
+_SETTING_KEYS = frozenset(RunSettings.model_fields) - {"platform"}
+_CROSS_CHECKED = ("harness_input_data",)  # what the model's own validator refuses when no field is named
+_REQUEST_KEYS = frozenset({"harness_model", "harness_batch", "harness_shape", "harness_input_data",
+                           "harness_variable_dim"})
+KNOWN_KEYS = _SETTING_KEYS | PLATFORM_KEYS | {"harness_load_context"}
 
 
 def _profile_imports(profile: Path) -> str | None:
@@ -139,30 +221,26 @@ def _profile_imports(profile: Path) -> str | None:
     return (lines[-1] if lines else f"exit code {proc.returncode}").removeprefix("harness.errors.ConfigError: ")
 
 
-def check_run_settings(config: Mapping[str, Any], where: str, imported: dict[Path, str | None]) -> list[str]:
-    """Every problem of an experiment's run settings; ``imported`` caches profile import checks per run."""
+def check_run_settings(config: Mapping[str, Any], where: str,
+                       imported: dict[Path, str | None]) -> tuple[RunSettings, list[str]]:
+    """The run settings and every problem of them (a value with a problem is its default in the settings);
+    ``imported`` caches profile import checks per run."""
     from harness.load.profile import check_profile_file
 
     problems = [f"{where}: configuration {key!r} is not a harness setting (known: "
                 f"{', '.join(sorted(k for k in KNOWN_KEYS if k.startswith('harness_')))})"
                 for key in config if str(key).startswith("harness_") and key not in KNOWN_KEYS]
-    try:
-        settings: RunSettings | None = RunSettings.model_validate({k: v for k, v in config.items() if v is not None})
-    except ValidationError as exc:
-        settings = None
-        problems += [f"{where}: configuration {line}" for line in describe_validation_error(exc)]
-    enabled = settings.load_enabled if settings else str(config.get("harness_load", "true")).lower() not in (
-        "false", "0", "no", "off")
-    if enabled:
-        profile = Path(str(settings.harness_profile if settings else config.get("harness_profile")
-                           or RunSettings().harness_profile))
+    settings, found = RunSettings.parse(config)
+    problems += [f"{where}: configuration {line}" for line in found]
+    if settings.load_enabled:
+        profile = settings.profile
         try:
             check_profile_file(profile)
         except ConfigError as exc:
-            return [*problems, f"{where}: harness_profile: {exc}"]
+            return settings, [*problems, f"{where}: harness_profile: {exc}"]
         key = profile.absolute()
         if key not in imported:
             imported[key] = _profile_imports(profile)
         if imported[key]:
             problems.append(f"{where}: harness_profile: {imported[key]}")
-    return problems
+    return settings, problems

@@ -23,7 +23,7 @@ from harness.faults.family import Targeting, check_args, parse_args
 from harness.jsonfile import write_json_atomic
 from harness.plan_checks import fault_label_problems, hog_lifetime_problems, observation_problems, planned_analysis
 from harness.platforms.base import Platform
-from harness.run_settings import check_run_settings, load_document, safe_yaml_value
+from harness.run_settings import RunSettings, check_run_settings, load_document, safe_yaml_value
 
 __all__ = [
     "ExperimentPlan",
@@ -57,8 +57,9 @@ class ExperimentPlan:
     path: Path
     name: str
     experiment: dict[str, Any]
-    configuration: dict[str, Any]  # resolved values (defaults, var files, --var)
+    configuration: dict[str, Any]  # resolved values (defaults, var files, --var): what Chaos Toolkit is given
     fault: str
+    settings: RunSettings = field(default_factory=RunSettings)  # the configuration, parsed (run_settings.py)
 
 
 @dataclass
@@ -229,7 +230,8 @@ def _check_experiment(path: Path, experiment: dict[str, Any], overrides: Mapping
         problems.append(f"{path}: 'configuration' must be a mapping of names to values")
         raw_config = {}
     config = _resolve(raw_config, overrides)
-    problems.extend(check_run_settings(config, str(path), imported))
+    settings, setting_problems = check_run_settings(config, str(path), imported)
+    problems.extend(setting_problems)
     hypothesis = experiment.get("steady-state-hypothesis") or {}
     sections = {"steady-state-hypothesis": hypothesis.get("probes") if isinstance(hypothesis, dict) else None,
                 "method": experiment.get("method"), "rollbacks": experiment.get("rollbacks")}
@@ -239,14 +241,14 @@ def _check_experiment(path: Path, experiment: dict[str, Any], overrides: Mapping
         where = f"{path}: {section} activity {activity.get('name', '?')!r}"
         problems.extend(_check_activity(where, activity, config, replicas))
         problems.extend(_check_pauses(where, activity, config))
-    analysis, found = planned_analysis(config, str(path))
+    analysis, found = planned_analysis(config, settings, str(path))
     problems.extend(found)
-    problems.extend(fault_label_problems(experiment, config, str(path)))
+    problems.extend(fault_label_problems(experiment, settings, str(path)))
     if analysis is not None and not found:
-        problems.extend(observation_problems(experiment, config, str(path), analysis.stability_period_s))
+        problems.extend(observation_problems(experiment, config, settings, str(path), analysis.stability_period_s))
     problems.extend(hog_lifetime_problems(experiment, config, str(path)))
-    fault = str(config.get("harness_fault") or _fault_of(experiment) or path.stem)
-    return ExperimentPlan(path, path.stem, experiment, config, fault), problems
+    fault = settings.harness_fault or _fault_of(experiment) or path.stem
+    return ExperimentPlan(path, path.stem, experiment, config, fault, settings), problems
 
 
 def _fault_of(experiment: Mapping[str, Any]) -> str:
@@ -278,8 +280,8 @@ def describe_plan(plans: Sequence[ExperimentPlan], replicas: Sequence[str], repe
             lines.append(f"    {activity.get('type')} {activity.get('name')}: {provider.get('func')}"
                          f"({', '.join(f'{k}={v}' for k, v in args.items())}){targets}"
                          + (f", then wait {pause_s}s" if pause_s is not None else ""))
-        lines.append(f"    observation after the fault: {plan.configuration.get('harness_observation_s')}s under "
-                     f"{plan.configuration.get('harness_profile')}")
+        lines.append(f"    observation after the fault: {plan.settings.harness_observation_s:g}s under "
+                     f"{plan.settings.harness_profile}")
     lines.append("dry run: nothing was injected")
     return "\n".join(lines)
 
@@ -302,6 +304,8 @@ class RunSession:
 
     ``harness run`` and ``harness suite`` drive one session through their plans; a game day drives one
     through its runbook, step by step. Closing the session undoes every fault still recorded for it.
+    ``platform_args``: the configuration entries that take the activities to the same platform and say where
+    the load runs (``platform_args_for_chaos``, that is ``PlatformRef.to_configuration()``, and ``placement``).
     """
 
     def __init__(self, platform: Platform, options: RunOptions, platform_args: Mapping[str, Any], slug: str,
@@ -338,7 +342,7 @@ class RunSession:
         config = {
             **plan.configuration,
             **(variables or {}),
-            **{f"harness_{k}": v for k, v in self.platform_args.items() if v is not None},
+            **self.platform_args,  # PlatformRef.to_configuration() and where the load runs
             "harness_run_id": self.run_id,
             "harness_run_dir": str(rep_dir),
             "harness_experiment_name": name,

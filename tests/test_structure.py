@@ -179,3 +179,44 @@ def test_capabilities_are_declared_not_probed() -> None:
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if probe.search(line) or "ignore[attr-defined]" in line]
     assert found == []
+
+
+# The modules that parse a Chaos Toolkit configuration: RunSettings.from_configuration, PlatformRef for the
+# platform's keys, and the analysis settings of a run (the objective, ``configuration.analysis``). Every other
+# module gets typed settings (RunContext.settings, ExperimentPlan.settings, AnalysisSettings).
+CONFIGURATION_PARSERS = ("harness/run_settings.py", "harness/platforms/registry.py", "harness/analysis/_run.py")
+
+
+def _configuration_reads(path: Path, keys: frozenset[str]) -> Iterator[str]:
+    """Where a module reads a configuration key: ``x.get("harness_…")``, ``x["harness_…"]``, ``"harness_…" in x``,
+    or hands the key to a helper (``_cfg(configuration, "harness_…", default)``). Writing one (a dict literal,
+    an assignment) is transport and allowed."""
+    def key(node: ast.AST) -> str | None:
+        return node.value if isinstance(node, ast.Constant) and node.value in keys else None
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        found: str | None = None
+        if isinstance(node, ast.Call):
+            found = next((k for k in map(key, [*node.args, *(kw.value for kw in node.keywords)]) if k), None)
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            found = key(node.slice)
+        elif isinstance(node, ast.Compare) and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+            found = key(node.left)
+        if found:
+            yield f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}: reads {found!r}"
+
+
+def test_configuration_is_parsed_once() -> None:
+    """Nothing but the parsers reads ``harness_*`` keys or the objective from a configuration, so each setting
+    has one default and one validation (the control used to re-read 14 of them with defaults of its own)."""
+    from harness.platforms.registry import PERMISSION_KEYS
+    from harness.run_settings import KNOWN_KEYS
+
+    keys = frozenset(k for k in KNOWN_KEYS if k.startswith("harness_")) | PERMISSION_KEYS | {"max_error_ratio",
+                                                                                            "max_p99_ms"}
+    assert len(keys) > 25, "the known keys were not found"
+    reads = [read for path in _modules().values() if str(path.relative_to(ROOT)) not in CONFIGURATION_PARSERS
+             for read in _configuration_reads(path, keys)]
+    assert reads == [], "\n".join(reads)
+    parser_reads = [read for name in CONFIGURATION_PARSERS for read in _configuration_reads(ROOT / name, keys)]
+    assert parser_reads, "the reader finds nothing even in the parser"

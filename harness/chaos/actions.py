@@ -83,7 +83,8 @@ def block_network(configuration: Configuration | None = None, **arguments: Any) 
     args = parse_args(network_block.Args, arguments, "block_network")
     ctx, scope, targets = _begin(configuration, args)
     record, landing = network_block.block(
-        scope, targets, args, network_block.AgentPermission.from_configuration(configuration),
+        scope, targets, args, network_block.AgentPermission(allowed=ctx.settings.platform.allow_privileged_agent,
+                                                            image=ctx.settings.platform.agent_image or ""),
         note=lambda rec: ctx.note_injection(network_block.NAME, targets, rec),
         lifted=lambda: ctx.mark_undone(network_block.NAME))
     return _landed(ctx, landing, {"blocked": targets, "record": record, "route": record.get("route")})

@@ -1,12 +1,13 @@
 """The run context that Chaos Toolkit functions share through the experiment's ``configuration``.
 
 Chaos Toolkit hands every activity the same configuration mapping; the control fills in the run
-directory and id there, so actions, probes and rollbacks of one run agree on where things go.
+directory and id there, so actions, probes and rollbacks of one run agree on where things go. The
+mapping is parsed once per activity, into ``RunSettings`` (with the platform as a ``PlatformRef``); past
+``RunContext.from_configuration`` nothing reads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.platforms.base import Platform
-from harness.platforms.registry import platform_from_args
+from harness.run_settings import RunSettings
 
 __all__ = ["RunContext", "new_run_id"]
 
@@ -33,37 +34,23 @@ def new_run_id(slug: str) -> str:
 class RunContext:
     run_id: str
     run_dir: Path
-    platform_name: str
-    state_dir: str
-    namespace: str
-    kube_context: str
+    settings: RunSettings
 
     @classmethod
     def from_configuration(cls, configuration: MutableMapping[str, Any] | None, slug: str = "chaos") -> RunContext:
-        """Read (and on first use, fill in) the run's identity from the configuration mapping."""
+        """Parse the configuration (a ConfigError lists every bad value) and read (and on first use, fill
+        in) the run's identity, so the activities after this one find the same run directory."""
         config = configuration if configuration is not None else {}
-        run_id = str(config.get("harness_run_id") or new_run_id(slug))
-        run_dir = Path(str(config.get("harness_run_dir") or Path("reports") / run_id / "experiments" / slug / "1"))
+        settings = RunSettings.from_configuration(config)
+        run_id = settings.harness_run_id or new_run_id(slug)
+        run_dir = Path(settings.harness_run_dir or Path("reports") / run_id / "experiments" / slug / "1")
         config["harness_run_id"] = run_id
         config["harness_run_dir"] = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        return cls(
-            run_id=run_id,
-            run_dir=run_dir,
-            platform_name=str(config.get("harness_platform") or "local"),
-            state_dir=str(config.get("harness_state_dir") or ""),
-            namespace=str(config.get("harness_namespace") or ""),
-            kube_context=str(config.get("harness_kube_context") or ""),
-        )
+        return cls(run_id=run_id, run_dir=run_dir, settings=settings)
 
     def platform(self) -> Platform:
-        args = argparse.Namespace(
-            platform=self.platform_name,
-            state_dir=self.state_dir or None,
-            namespace=self.namespace or None,
-            context=self.kube_context or None,
-        )
-        return platform_from_args(args)
+        return self.settings.platform.open()
 
     # -- what this run injected, so rollbacks undo exactly that ---------------------------------------
     @property

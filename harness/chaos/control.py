@@ -49,20 +49,17 @@ def configure_control(configuration: Configuration | None = None, **_: Any) -> N
     """Nothing to set up at load time; present so Chaos Toolkit sees a complete control."""
 
 
-def _cfg(configuration: Configuration, key: str, default: Any) -> Any:
-    value = configuration.get(key, default)
-    return default if value in (None, "") else value
-
-
-
-
 def before_experiment_control(context: dict[str, Any], configuration: Configuration | None = None,
                               **_: Any) -> None:
     from chaoslib.exceptions import InterruptExecution
 
     configuration = configuration if configuration is not None else {}
+    try:  # parsed once: a bad value (a plain ``chaos run`` is not validated first) stops the run here
+        ctx = RunContext.from_configuration(configuration, slug=str(context.get("title", "chaos"))[:30])
+    except ConfigError as exc:
+        raise InterruptExecution(f"harness control: {exc}") from exc
+    settings = ctx.settings
     interrupts.push()  # SIGTERM interrupts like SIGINT, and an interrupted activity's pause is skipped
-    ctx = RunContext.from_configuration(configuration, slug=str(context.get("title", "chaos"))[:30])
     platform = ctx.platform()
     try:
         status = platform.status()
@@ -73,11 +70,11 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     from harness.service import service_scope
 
     info: dict[str, Any] = {
-        "name": configuration.get("harness_experiment_name") or ctx.run_dir.parent.name,
+        "name": settings.harness_experiment_name or ctx.run_dir.parent.name,
         "title": context.get("title", ""),
-        "fault": configuration.get("harness_fault", ""),
-        "required_tier": configuration.get("harness_required_tier") or None,
-        "file": configuration.get("harness_experiment_file", ""),
+        "fault": settings.harness_fault or "",
+        "required_tier": settings.harness_required_tier or None,
+        "file": settings.harness_experiment_file or "",
         "configuration": {k: v for k, v in configuration.items() if not str(k).startswith("harness_run")},
         "replicas": [r.name for r in status.replicas],
         "time_scale": status.details.get("time_scale", 1.0),
@@ -89,21 +86,21 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         # The series of this service only, as the platform names its replicas now (analysis/_server.py).
         "metrics_scope": service_scope({**status.details, "endpoints": status.to_json()["endpoints"]}),
     }
-    if str(_cfg(configuration, "harness_load", "true")).lower() in ("false", "0", "no", "off"):
+    if not settings.load_enabled:
         (ctx.run_dir / "load.pid").write_text("0")
         info["load"] = "disabled"
         write_json_atomic(ctx.run_dir / "experiment.json", info)
         return
     try:
-        if cluster_load.in_cluster(configuration):  # where clients are: Locust pods aimed at the Service
-            info["load"] = cluster_load.start(platform, ctx.run_id, ctx.run_dir, configuration,
-                                              _request_options(configuration))
+        if settings.load_in_cluster:  # where clients are: Locust pods aimed at the Service
+            info["load"] = cluster_load.start(platform, ctx.run_id, ctx.run_dir, settings.profile,
+                                              settings.load_settings(), settings.harness_workers,
+                                              settings.harness_load_image, settings.request_options())
             (ctx.run_dir / "load.pid").write_text("0")
         else:
-            load = _start_load(ctx, configuration, status.endpoints.http, status.endpoints.grpc)
+            load = _start_load(ctx, status.endpoints.http, status.endpoints.grpc)
             (ctx.run_dir / "load.pid").write_text(str(load.pid))
-            info["load"] = {"from": "local", "pid": load.pid,
-                            "profile": str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py"))}
+            info["load"] = {"from": "local", "pid": load.pid, "profile": settings.harness_profile}
     except Exception as exc:
         (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
         # Recorded as an interrupted repetition with its reason (nothing was injected), so the report says why
@@ -115,7 +112,7 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
     # Written before the warm-up, so an interrupt during it is recorded as one (not as a missing control).
     write_json_atomic(ctx.run_dir / "experiment.json", info)
     try:
-        time.sleep(float(_cfg(configuration, "harness_warmup_s", 5)))
+        time.sleep(settings.harness_warmup_s)
     except KeyboardInterrupt as exc:
         _stop_load(ctx.run_dir / "load.pid")
         cluster_load.stop(ctx.run_dir, platform)
@@ -124,45 +121,25 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         raise InterruptExecution("interrupted during the warm-up; nothing was injected") from exc
 
 
-def _start_load(ctx: RunContext, configuration: Configuration, http: str, grpc: str) -> Any:
+def _start_load(ctx: RunContext, http: str, grpc: str) -> Any:
     from harness.load.process import LoadProcess
 
-    protocol = str(_cfg(configuration, "harness_protocol", "http"))
-    if protocol not in ("http", "grpc"):
-        raise ConfigError(f"harness_protocol must be http or grpc, got {protocol!r}")
+    settings = ctx.settings
+    load = settings.load_settings()
     return LoadProcess.start(
         endpoint_http=http,
         endpoint_grpc=grpc,
-        profile=Path(str(_cfg(configuration, "harness_profile", "loadprofiles/steady.py"))),
+        profile=settings.profile,
         timeline_dir=ctx.run_dir / "timeline",
-        protocol="grpc" if protocol == "grpc" else "http",
-        users=int(_cfg(configuration, "harness_users", 8)),
-        rate=float(_cfg(configuration, "harness_rate", 0.0)),
-        duration_s=None,
-        workers=int(_cfg(configuration, "harness_workers", 0)),
+        protocol=load.protocol,
+        users=load.users,
+        rate=load.rate,
+        duration_s=load.duration_s,
+        workers=settings.harness_workers,
         stats_path=ctx.run_dir / "load-stats.jsonl",
         log_path=ctx.run_dir / "load.log",
-        requests=_request_options(configuration),
+        requests=settings.request_options(),
     )
-
-
-def _request_options(configuration: Configuration) -> Any:
-    """Which models the load sends to, and with what inputs (``harness_model``, ``harness_batch``,
-    ``harness_shape``, ``harness_input_data``, ``harness_variable_dim``); None: as the environment says, and
-    otherwise the only model the server has ready."""
-    from harness.load.requests import RequestOptions
-
-    keys = ("harness_model", "harness_batch", "harness_shape", "harness_input_data", "harness_variable_dim")
-    if all(_cfg(configuration, key, None) is None for key in keys):
-        return None
-
-    def strings(key: str) -> list[str]:
-        value = _cfg(configuration, key, None)
-        return [] if value is None else [str(v) for v in (value if isinstance(value, list) else [value])]
-
-    return RequestOptions.parse(models=strings("harness_model"), batch=int(_cfg(configuration, "harness_batch", 1)),
-                                shapes=strings("harness_shape"), input_data=strings("harness_input_data"),
-                                variable_dim=int(_cfg(configuration, "harness_variable_dim", 0)))
 
 
 def _stop_load(pid_file: Path, timeout_s: float = 20.0) -> None:
@@ -268,14 +245,17 @@ def _ns(stamp: str | None) -> int | None:
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | None = None,
                              configuration: Configuration | None = None, **_: Any) -> None:
     configuration = configuration if configuration is not None else {}
-    ctx = RunContext.from_configuration(configuration)
+    try:
+        ctx = RunContext.from_configuration(configuration)
+    except ConfigError:  # before_experiment_control refused the same configuration: nothing started or injected
+        return
     journal = state or {}
     interrupted = journal.get("status") == "interrupted"
     undo_error: str | None = None
     load_error: str | None = None
     try:
         if not interrupted:
-            time.sleep(float(_cfg(configuration, "harness_observation_s", 20)))
+            time.sleep(ctx.settings.harness_observation_s)
         observation_end = time.time_ns()
     except KeyboardInterrupt:
         interrupted = True

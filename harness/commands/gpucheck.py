@@ -148,6 +148,7 @@ def run_gpu_check(state_dir: Path, reports_dir: Path, replicas: int = 2) -> tupl
     from harness.commands.suite_cmd import run_suite
     from harness.platforms.local.platform import LocalPlatform
     from harness.platforms.local.settings import LocalSettings
+    from harness.platforms.registry import PlatformRef
     from harness.suite import find_suite
 
     gpus = query_gpus()
@@ -175,8 +176,7 @@ def run_gpu_check(state_dir: Path, reports_dir: Path, replicas: int = 2) -> tupl
         rows.append(Row("service up with GPU instances", True,
                         "; ".join(f"{n}: {', '.join(g.uuid for g in gs)}" for n, gs in sorted(pinned.items()))))
         rows.append(_model_on_gpu(status, pinned, platform.state, "mlp"))
-        platform_args = {"platform": "local", "state_dir": str(platform.state), "namespace": None,
-                         "kube_context": None}
+        platform_args = PlatformRef(name="local", state_dir=platform.state).to_configuration()
         code = run_suite(platform, find_suite("demo"), reports_dir, platform_args, skip=_skip_what_cannot_run)
         run_dir = _latest_run(reports_dir, before)
         rows.extend(_pressure_rows(run_dir, pinned))

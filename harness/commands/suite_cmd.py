@@ -24,7 +24,12 @@ from harness.jsonfile import write_json_atomic
 from harness.platforms.base import Platform
 from harness.platforms.capabilities import refuse_unsupported
 from harness.platforms.kubernetes.cluster_load import add_load_placement_arguments, placement
-from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
+from harness.platforms.registry import (
+    PlatformRef,
+    add_platform_arguments,
+    platform_args_for_chaos,
+    platform_from_args,
+)
 from harness.report import build_report, parse_threshold, trend
 from harness.runner import RunOptions, RunOutcome, load_plans, parse_vars, run_experiments
 from harness.service import describe_service, record_service
@@ -46,7 +51,7 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
     suite = load_suite(suite_file, {t.name for t in settings.tiers})
     settings.with_evidence(suite.evidence, f"suite {suite_file}")  # checked before anything runs
     refuse_unrunnable_files([e.file for e in suite.entries if not (skip and skip(e.file))],
-                            platform_args["platform"])  # exit 3 before anything starts, as harness doctor says
+                            PlatformRef.from_configuration(platform_args).name)  # exit 3 now, as harness doctor says
     replicas = [r.name for r in platform.status().replicas]
     repeat = repeat or suite.repeat
     threshold = parse_threshold(fail_on_regression) if fail_on_regression else suite.threshold

@@ -17,7 +17,7 @@ from harness.doctor import _machine
 from harness.doctor._machine import Check
 from harness.errors import ConfigError, EnvironmentProblem
 from harness.faults.cgroups import HostPaths, MemoryController
-from harness.run_settings import load_document
+from harness.run_settings import RunSettings, load_document
 
 __all__ = ["ACTION_FAULTS", "FAULTS", "PLATFORMS", "Diagnosis", "FaultSupport", "diagnose", "experiment_faults",
            "fault_support", "refusal", "refuse_unrunnable", "refuse_unrunnable_files"]
@@ -148,8 +148,8 @@ def experiment_faults(experiment: Mapping[str, Any]) -> list[str]:
     """The faults an experiment injects: its ``harness_fault`` and the fault of each injecting action."""
     found: list[str] = []
     config = experiment.get("configuration")
-    name = config.get("harness_fault") if isinstance(config, Mapping) else None
-    if isinstance(name, str) and name in FAULTS:
+    name = RunSettings.parse(config)[0].harness_fault if isinstance(config, Mapping) else None
+    if name in FAULTS:
         found.append(name)
     method = experiment.get("method")
     for activity in method if isinstance(method, list) else []:

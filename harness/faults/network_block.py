@@ -61,12 +61,6 @@ class AgentPermission:
     allowed: bool = False
     image: str = ""
 
-    @classmethod
-    def from_configuration(cls, configuration: Mapping[str, Any] | None) -> AgentPermission:
-        config = configuration or {}
-        return cls(allowed=config.get("harness_allow_privileged_agent") is True,
-                   image=str(config.get("harness_agent_image") or ""))
-
 
 FAMILY = FamilySpec(name=NAME, action="block_network", args=Args,
                     summary="drop traffic to replicas; landed when connections to each fail, during and at the end")

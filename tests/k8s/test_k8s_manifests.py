@@ -158,4 +158,4 @@ def test_load_from_cluster_needs_the_kubernetes_platform() -> None:
     with pytest.raises(ConfigError, match="--load-from cluster needs --platform kubernetes"):
         placement(argparse.Namespace(platform="local", load_from="cluster"))
     assert placement(argparse.Namespace(platform="local", load_from=None)) == {}
-    assert placement(argparse.Namespace(platform="kubernetes", load_from="local")) == {"load_from": "local"}
+    assert placement(argparse.Namespace(platform="kubernetes", load_from="local")) == {"harness_load_from": "local"}

@@ -50,7 +50,6 @@ __all__ = [
     "RECORD",
     "LoadFrom",
     "add_load_placement_arguments",
-    "in_cluster",
     "live_timeline",
     "placement",
     "profile_params",
@@ -116,19 +115,12 @@ def placement(args: argparse.Namespace) -> dict[str, str]:
         return {}
     load_from = load_from or "cluster"
     if load_from == "local":
-        return {"load_from": "local"}
+        return {"harness_load_from": "local"}
     from harness.platforms.registry import platform_from_args
 
     request_env(None)  # sample files in this environment (HARNESS_INPUT_DATA) cannot reach the pods: exit 2 now
     image = resolve_load_image(platform_from_args(args), getattr(args, "load_image", None))
-    return {"load_from": "cluster", "load_image": image}
-
-
-def in_cluster(configuration: Mapping[str, Any]) -> bool:
-    """Whether this run's load goes in the cluster: the default on Kubernetes, unless ``local``."""
-    if str(configuration.get("harness_platform") or "local") != "kubernetes":
-        return False
-    return str(configuration.get("harness_load_from") or "cluster") == "cluster"
+    return {"harness_load_from": "cluster", "harness_load_image": image}
 
 
 _PARAM = re.compile(r"\bHARNESS_[A-Z0-9_]+\b")
@@ -196,23 +188,18 @@ def _api(platform: Platform) -> KubeApi:
     return _kubernetes(platform).api
 
 
-def start(platform: Platform, run_id: str, run_dir: Path, configuration: Mapping[str, Any],
-          requests: RequestOptions | None) -> dict[str, Any]:
-    """Start the experiment's load in the cluster; its record for ``experiment.json`` once requests flow."""
+def start(platform: Platform, run_id: str, run_dir: Path, profile: Path, settings: LoadSettings, workers: int,
+          image: str | None, requests: RequestOptions | None) -> dict[str, Any]:
+    """Start the experiment's load in the cluster; its record for ``experiment.json`` once requests flow.
 
-    def cfg(key: str, default: Any) -> Any:
-        value = configuration.get(key)
-        return default if value in (None, "") else value
-
-    profile = Path(str(cfg("harness_profile", "loadprofiles/steady.py"))).absolute()
-    settings = LoadSettings(protocol="grpc" if cfg("harness_protocol", "http") == "grpc" else "http",
-                            users=int(cfg("harness_users", 8)), rate=float(cfg("harness_rate", 0.0)),
-                            duration_s=None)
-    image = resolve_load_image(platform, cfg("harness_load_image", None))
+    ``settings``: protocol, users and rate of the run; ``workers``: worker pods (at least one); ``image``: the
+    load pods' image, else as ``resolve_load_image`` finds it."""
+    profile = profile.absolute()
+    image = resolve_load_image(platform, image)
     env = {**profile_params(profile), **request_env(requests)}
     digest = hashlib.sha1(str(run_dir.absolute()).encode()).hexdigest()[:6]
     name = slug(f"{run_dir.parent.name[:24]}-{run_dir.name}-{digest}", 40)
-    workers = max(int(cfg("harness_workers", 0)), 1)
+    workers = max(workers, 1)
     job = _kubernetes(platform).load_job(run_id, workers, profile, image, settings, env, name)
     api = _api(platform)
     _save(run_dir, job, "starting")  # on disk before any object exists: stop() finds it whatever happens
