@@ -61,6 +61,13 @@ def _begin(configuration: Configuration | None, args: Targeting) -> tuple[RunCon
     return ctx, scope, args.select([r.name for r in scope.status().replicas])
 
 
+def _agent_permission(ctx: RunContext) -> network_block.AgentPermission:
+    """What the run allows a privileged agent (``--allow-privileged-agent``, ``--agent-image``): the network
+    block's fallback route, the container kill and memory pressure on Kubernetes."""
+    return network_block.AgentPermission(allowed=ctx.settings.platform.allow_privileged_agent,
+                                         image=ctx.settings.platform.agent_image or "")
+
+
 def _landed(ctx: RunContext, landing: Landing, output: dict[str, Any]) -> dict[str, Any]:
     """Record the proof; a fault that did not land fails the action (after it was written down)."""
     ctx.note_landing(landing.to_json())
@@ -74,7 +81,7 @@ def kill_replicas(configuration: Configuration | None = None, **arguments: Any) 
     args = parse_args(pod_kill.Args, arguments, "kill_replicas")
     ctx, scope, targets = _begin(configuration, args)
     ctx.note_injection(pod_kill.NAME, targets, {}, signal=args.signal, grace_s=args.grace)
-    killed = pod_kill.inject(scope, targets, args, network_block.AgentPermission.from_configuration(configuration))
+    killed = pod_kill.inject(scope, targets, args, _agent_permission(ctx))
     return _landed(ctx, pod_kill.verify(scope, targets, killed, args), {"killed": targets, "signal": args.signal})
 
 
@@ -83,8 +90,7 @@ def block_network(configuration: Configuration | None = None, **arguments: Any) 
     args = parse_args(network_block.Args, arguments, "block_network")
     ctx, scope, targets = _begin(configuration, args)
     record, landing = network_block.block(
-        scope, targets, args, network_block.AgentPermission(allowed=ctx.settings.platform.allow_privileged_agent,
-                                                            image=ctx.settings.platform.agent_image or ""),
+        scope, targets, args, _agent_permission(ctx),
         note=lambda rec: ctx.note_injection(network_block.NAME, targets, rec),
         lifted=lambda: ctx.mark_undone(network_block.NAME))
     return _landed(ctx, landing, {"blocked": targets, "record": record, "route": record.get("route")})
@@ -99,8 +105,7 @@ def memory_pressure(configuration: Configuration | None = None, **arguments: Any
     args = parse_args(memory_family.Args, arguments, "memory_pressure")
     ctx, scope, targets = _begin(configuration, args)
     restarts = {n: r.restarts for n, r in scope.replicas().items() if n in targets}
-    record = memory_family.inject(scope, targets, args,
-                                  network_block.AgentPermission.from_configuration(configuration))
+    record = memory_family.inject(scope, targets, args, _agent_permission(ctx))
     ctx.note_injection(memory_family.NAME, targets, record, analogue=record.get("analogue", ""),
                        args=args.model_dump(), restarts_before=restarts)
     return _landed(ctx, memory_family.verify(scope, targets, record, args), {"targets": targets, **record})
