@@ -10,17 +10,22 @@ until the new ones are, say nothing about the change at all.
 A start is read from the pod's own status: the Triton container's ``startedAt`` and the pod's ``Ready``
 condition's ``lastTransitionTime`` (RFC 3339 in whole seconds on the API, hence ``precision_s = 1``), and the
 model load from the container's log (Triton's own lines, ``harness.triton.loadlog``). The ``Ready`` condition
-keeps its *last* transition: a pod whose readiness flapped after its start reads a later ready time, which only
-raises the baseline (a void, never a false landing); Triton's log of the load is not affected by that.
+keeps its *last* transition: a pod whose readiness went away after its start (a network block drops the
+kubelet's probes too) would read a much later ready time and raise the baseline until every slow load looked
+normal (a suite's slow load after its network block voided that way on the sandbox: baseline 23.5 s against a
+9 s start). So a baseline start takes the first ``ready`` the platform's event watcher saw after the start
+when it saw one earlier than the condition says; Triton's log of the load is not affected either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from harness.deployment import DeploymentSpec
+from harness.events import EventKind, read_events
 from harness.platforms.base import LoadStart
 from harness.platforms.kubernetes.api import KIND_BY_NAME, ApiFailure, KubeApi
 from harness.platforms.kubernetes.usermanifest import ServiceShape
@@ -44,6 +49,9 @@ class TemplateHost(Protocol):
 
     @property
     def selector(self) -> str: ...
+
+    def events_path(self) -> Path: ...
+
 
 _HASH = "pod-template-hash"
 _REVISION = "deployment.kubernetes.io/revision"
@@ -131,7 +139,17 @@ class KubernetesLoadClock:
             return ""
         return str(text or "")
 
-    def _start(self, pod: Mapping[str, Any], model: str) -> LoadStart | None:
+    def _first_ready_seen(self, name: str, started_ns: int) -> int | None:
+        """The first ``ready`` event of pod ``name`` the watcher recorded after ``started_ns`` (whole-second
+        start, so from one second before it); None when the watcher saw none."""
+        try:
+            events = read_events(self.platform.events_path())
+            return next((e.ts_ns for e in events if e.replica == name and e.kind == EventKind.READY
+                         and e.ts_ns >= started_ns - 10**9), None)
+        except OSError:
+            return None
+
+    def _start(self, pod: Mapping[str, Any], model: str, first_ready: bool = False) -> LoadStart | None:
         status = pod.get("status") or {}
         container = next((c for c in status.get("containerStatuses") or []
                           if c.get("name") == self.platform.shape.container), None)
@@ -147,6 +165,8 @@ class KubernetesLoadClock:
         condition: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         ready = timestamp_ns(condition.get("lastTransitionTime")) if condition.get("status") == "True" else None
         name = str(pod["metadata"]["name"])
+        if first_ready and ready is not None and (seen := self._first_ready_seen(name, started)) is not None:
+            ready = max(started, min(ready, seen))
         load = load_seconds(self._log(name), model) if ready is not None else None  # logged before it is ready
         return LoadStart(name, str(pod["metadata"].get("uid", "")), started, ready, load, last)
 
@@ -158,7 +178,7 @@ class KubernetesLoadClock:
         anyway; pods of an earlier template (a previous fault's, still rolling back) are not plain starts."""
         out = {}
         for pod in current_template_pods(self.platform):
-            start = self._start(pod, model)
+            start = self._start(pod, model, first_ready=True)
             if start is not None and start.ready_ns is not None:
                 out[start.replica] = start
         return out
