@@ -14,14 +14,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness.bench.accuracy_k8s import leftover_probers
 from harness.platforms.kubernetes.api import KIND_BY_NAME
 from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.platforms.kubernetes.prober import ClusterProber
 from harness.platforms.kubernetes.settings import KubernetesSettings
-from harness.sandbox import SandboxStatus
+from harness.sandbox import Sandbox, SandboxStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(900)
@@ -61,3 +64,24 @@ def test_bench_accuracy_on_kubernetes_compares_real_probes_and_leaves_nothing(sa
     pods = api.list(KIND_BY_NAME["Pod"], namespace)
     assert pods == [] or all((p["metadata"].get("deletionTimestamp")) for p in pods), \
         [p["metadata"]["name"] for p in pods]
+
+
+def test_harness_cleanup_removes_a_prober_pod_a_crashed_bench_left(make_k8s: Callable[..., KubernetesPlatform],
+                                                                    tmp_path: Path) -> None:
+    """A bench killed before it deleted its prober pod: the pod is harness-labelled with a run that is not live,
+    so ``harness cleanup`` removes it (besides its own expiry and activeDeadlineSeconds)."""
+    platform = make_k8s(replicas=1)
+    platform.up()
+    prober = ClusterProber(platform.api, platform.namespace, Sandbox().harness_image(),
+                           f"triton.{platform.namespace}.svc.cluster.local", 8000, max_s=120)
+    prober.start()  # and never finished nor deleted, as after a SIGKILL
+    assert prober.address and prober.body["spec"]["activeDeadlineSeconds"] > 120
+    assert leftover_probers(platform) == [prober.name]
+    cleanup = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "cleanup", "--platform", "kubernetes", "--namespace", platform.namespace,
+         "--kubeconfig", platform.settings.kubeconfig, "--k8s-state-dir", str(platform.settings.state_dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "HARNESS_REPORTS_DIR": str(tmp_path / "reports")})
+    assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr
+    assert f"pod {prober.name}" in cleanup.stdout, cleanup.stdout
+    assert leftover_probers(platform) == [] or platform.api.get(prober.path) is None
