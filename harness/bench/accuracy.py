@@ -24,33 +24,50 @@ import json
 import random
 import shutil
 import socket
-import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harness.bench.accuracy_common import (
+    PROBE_TIMEOUT_S,
+    ROOT,
+    FaultRun,
+    FaultSummary,
+    compare_runs,
+    load_summary,
+    print_summary,
+    probe_ttr,
+    save_summary,
+)
 
 if TYPE_CHECKING:
     from harness.platforms.local.platform import LocalPlatform
     from harness.timeline import TimelineWriter
 
-__all__ = ["EXPERIMENTS", "FAULTS", "FaultRun", "Prober", "add_arguments", "run", "run_fault", "sequential_load"]
+__all__ = ["EXPERIMENTS", "FAULTS", "FaultRun", "FaultSummary", "Prober", "add_arguments", "compare_runs",
+           "load_summary", "print_summary", "probe_ttr", "run", "run_fault", "save_summary", "sequential_load"]
 
 PROBE_INTERVAL_S = 0.02
-PROBE_TIMEOUT_S = 1.0
 FAULTS = ("pod-kill", "block-all", "block-one", "slow-load", "memory-pressure")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reps", type=int, default=3, help="repetitions of each fault")
-    p.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {', '.join(FAULTS)}")
+    p.add_argument("--faults", help=f"comma-separated subset of {', '.join(FAULTS)} (default: all; on "
+                                    "Kubernetes see --platform)")
     p.add_argument("--time-scale", type=float, default=0.2, help="platform time scale (probe periods, back-off)")
     p.add_argument("--stability", type=float, default=3.0, help="stability period in seconds for this bench")
     p.add_argument("--rate", type=float, default=100.0, help="the harness's open-loop requests/s")
     p.add_argument("--hold", type=float, default=3.0, help="seconds a block, slow load or pressure lasts")
     p.add_argument("--keep", help="keep the generated run directory here")
+    p.add_argument("--save", metavar="FILE", help="write the per-fault figures as JSON (for a later --compare)")
+    p.add_argument("--compare", metavar="FILE",
+                   help="print a result saved by --save (e.g. the local bench's) beside this one's figures")
+    from harness.bench import accuracy_k8s
+
+    accuracy_k8s.add_arguments(p)
 
 
 def _free_port(address: str) -> int:
@@ -119,17 +136,10 @@ class Prober:
         time.sleep(PROBE_TIMEOUT_S + 0.2)  # the last probes end by their own deadline
 
     def ttr(self, t0_ns: int, since_ns: int = 0, until_ns: int | None = None) -> float:
-        """Start of the first ok probe after the last failed one (failed after t0), minus t0; 0: none failed.
-        Only probes started within ``[since_ns, until_ns)`` count: one repetition of a run."""
+        """The prober's TTR over its records so far (``probe_ttr``)."""
         with self._lock:
-            records = sorted(r for r in self.records if since_ns <= r[0] and (until_ns is None or r[0] < until_ns))
-        failed = [i for i, (_, end, ok) in enumerate(records) if not ok and end >= t0_ns]
-        if not failed:
-            return 0.0
-        later = [start for start, _, ok in records[failed[-1] + 1:] if ok]
-        if not later:
-            return float("inf")
-        return (later[0] - t0_ns) / 1e9
+            records = list(self.records)
+        return probe_ttr(records, t0_ns, since_ns, until_ns)
 
 
 def sequential_load(url: str, writer: TimelineWriter, stop: threading.Event) -> None:
@@ -147,7 +157,6 @@ def sequential_load(url: str, writer: TimelineWriter, stop: threading.Event) -> 
         writer.record(start, latency, "ok" if out.ok else "error", error, 200 if out.ok else -1, out.replica)
 
 
-ROOT = Path(__file__).resolve().parents[2]
 # fault -> (shipped experiment, its variables); hold_s is the block, the load delay and the pressure.
 EXPERIMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pod-kill": ("pod-kill.yaml", {"recovery_wait_s": 6}),
@@ -156,17 +165,6 @@ EXPERIMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "slow-load": ("slow-model-load.yaml", {"slow_mode": "all", "load_delay_s": "{hold}", "recovery_wait_s": 8}),
     "memory-pressure": ("gpu-memory-pressure.yaml", {"pressure_s": "{hold}", "recovery_wait_s": 10}),
 }
-
-
-@dataclass(frozen=True)
-class FaultRun:
-    """One ``harness run`` of a fault: its run directory, exit code and output, and the prober's TTR per
-    repetition (measured from that repetition's journal t0, on the prober's own records)."""
-
-    run_dir: Path | None
-    code: int
-    output: str
-    prober_ttr: dict[str, float]
 
 
 def run_fault(platform: LocalPlatform, fault: str, reports: Path, *, reps: int = 1, rate: float = 100.0,
@@ -206,14 +204,23 @@ def run_fault(platform: LocalPlatform, fault: str, reports: Path, *, reps: int =
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.analysis import analyse_run, load_settings
+    if getattr(args, "platform", "local") == "kubernetes":
+        from harness.bench import accuracy_k8s
+
+        return accuracy_k8s.run(args)
+    from harness.errors import ConfigError
     from harness.platforms.local.platform import LocalPlatform
     from harness.platforms.local.settings import LocalSettings
 
-    faults = [f.strip() for f in str(args.faults).split(",") if f.strip()]
+    faults = [f.strip() for f in str(args.faults or ",".join(FAULTS)).split(",") if f.strip()]
     unknown = sorted(set(faults) - set(FAULTS))
     if unknown:
         print(f"unknown fault(s) {unknown}; choose from {', '.join(FAULTS)}")
+        return 2
+    try:
+        beside = load_summary(Path(args.compare)) if getattr(args, "compare", None) else None
+    except ConfigError as exc:
+        print(exc)
         return 2
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="harness-accuracy-"))
     subnet = f"127.{random.randint(20, 250)}.{random.randint(1, 250)}"
@@ -232,39 +239,13 @@ def run(args: argparse.Namespace) -> int:
                                     hold_s=args.hold, stability_s=args.stability)
     finally:
         platform.down()
-    print(f"{'fault':<16} {'rep':>3} {'harness TTR':>12} {'prober TTR':>11} {'diff ms':>8}  harness failed/all")
-    summary: list[tuple[str, float, float, int]] = []
-    met = True
-    for fault, fault_run in runs.items():
-        if fault_run.run_dir is None or fault_run.code not in (0, 1):
-            tail = "\n".join(fault_run.output.strip().splitlines()[-5:])
-            print(f"{fault}: MISSED: harness run exited {fault_run.code}:\n{tail}")
-            met = False
-            continue
-        diffs = []
-        exp = analyse_run(fault_run.run_dir, load_settings(), query_server=False).experiments[0]
-        for r in exp.reps:
-            prober = fault_run.prober_ttr.get(r.repetition, float("nan"))
-            harness = r.time_to_recover_s if r.recovered else None
-            diff = None if harness is None or prober != prober else (harness - prober) * 1000
-            if diff is not None:
-                diffs.append(abs(diff))
-            print(f"{fault:<16} {r.repetition:>3} {r.ttr_display():>12} {prober:>9.3f} s "
-                  f"{'n/a' if diff is None else f'{diff:+.0f}':>8}  {r.requests_failed}/{r.requests_total}")
-        if len(diffs) != len(exp.reps) or not diffs:
-            print(f"{fault}: MISSED: no recovery to compare in every repetition")
-            met = False
-            continue
-        summary.append((fault, statistics.median(diffs), max(diffs), len(diffs)))
-    print()
-    print(f"{'fault':<16} {'reps':>4} {'median |diff| ms':>17} {'worst ms':>9}")
-    for name, median, worst, n in summary:
-        ok = median <= 100 and worst <= 250
-        met = met and ok
-        print(f"{name:<16} {n:>4} {median:>17.0f} {worst:>9.0f}  {'MET' if ok else 'MISSED'}")
-    print(f"targets: median <= 100 ms and worst <= 250 ms for every fault: {'MET' if met else 'MISSED'}; "
-          f"faults injected by harness run (Chaos Toolkit actions, t0 from the journal); time scale "
-          f"{args.time_scale:g}, harness open loop {args.rate:g} req/s, prober every 20 ms (1 s timeout each)")
+    summary, missed, _ = compare_runs(runs)
+    met = print_summary(summary, missed, beside[1] if beside else None, beside[0] if beside else "")
+    conditions = (f"faults injected by harness run (Chaos Toolkit actions, t0 from the journal); time scale "
+                  f"{args.time_scale:g}, harness open loop {args.rate:g} req/s, prober every 20 ms (1 s timeout each)")
+    print(f"targets: median <= 100 ms and worst <= 250 ms for every fault: {'MET' if met else 'MISSED'}; {conditions}")
+    if getattr(args, "save", None):
+        save_summary(Path(args.save), "local", summary, missed, conditions)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if met else 1

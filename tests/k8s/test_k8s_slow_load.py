@@ -10,6 +10,10 @@ exactly the original again and the Deployment carries no env-patch annotation.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ pytestmark = pytest.mark.timeout(600)
 DELAY_S = 20.0
 MISS_DELAY_S = 30.0  # the planted miss never waits for its delay: a longer one only widens the margin
 MODEL_KEY = "mlp__1__model.py"  # the ConfigMap key of mlp/1/model.py
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +129,40 @@ def test_a_model_that_ignores_the_delay_is_void(slow: KubernetesPlatform, ignori
                        content_type="application/json-patch+json")
     _undone(slow, template)
     assert deployment_of(slow)["spec"]["strategy"] == strategy
+
+
+def test_slow_load_experiment_under_in_cluster_load_lands_and_leaves_nothing(slow: KubernetesPlatform,
+                                                                             tmp_path: Path) -> None:
+    """``harness run slow-model-load.yaml --platform kubernetes`` end to end, as a user runs it: the load in the
+    cluster (the default), the restart trigger, the landing judged on the new template's pod. It must land or
+    be void with the reason written down (a 2-core node shared with other tests can slow the baseline start as
+    much as the delay); afterwards the template is the original, and no load pod, env patch or undo record is
+    left."""
+    template = deployment_of(slow)["spec"]["template"]
+    reports = tmp_path / "reports"
+    run = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(ROOT / "experiments" / "slow-model-load.yaml"),
+         "--platform", "kubernetes", "--namespace", slow.namespace, "--kubeconfig", slow.settings.kubeconfig,
+         "--k8s-state-dir", str(slow.settings.state_dir), "--reports-dir", str(reports), "--warmup", "3",
+         "--rate", "30", "--observation", "15", "--var", f"load_delay_s={DELAY_S:g}", "--var", "recovery_wait_s=2",
+         "--var", "analysis={stability_period_s: 3}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=500, env={**os.environ, "HARNESS_REPORTS_DIR": str(reports)})
+    out = run.stdout + run.stderr
+    info = json.loads(next(reports.glob("*/experiments/slow-model-load/1/experiment.json")).read_text())
+    assert info["load"]["from"] == "cluster", info["load"]
+    landing = info["landings"][0]
+    if info["void"] is None:
+        assert run.returncode in (0, 1), out  # 1: a tier missed, which is a finding
+        assert landing["landed"] and landing["measured"]["verdict"] == "landed", landing
+        pod = landing["measured"]["replicas"][landing["targets"][0]]
+        assert pod["ready_s"] >= DELAY_S - 1, landing
+    else:
+        assert run.returncode == 5, out  # void: the run does not pass, and says why
+        assert not landing["landed"] and landing["measured"]["verdict"].startswith("void"), landing
+    print(f"slow load under in-cluster load: exit {run.returncode}, {landing['measured']['verdict']}: "
+          f"{landing['detail']}")
+    _undone(slow, template)
+    left = [p["metadata"]["name"] for p in slow.api.list(KIND_BY_NAME["Pod"], slow.namespace)
+            if p["metadata"]["name"].startswith("harness-load-")]
+    assert not left, f"load pods left behind: {left}"
+    assert slow.fault_store().records() == []

@@ -46,7 +46,8 @@ from harness.platforms.kubernetes.faults import exec_raw
 from harness.platforms.kubernetes.podexec import STDERR, STDOUT, PodExec
 from harness.timeline import WORKERS_FILE
 
-__all__ = ["ClockOffset", "CopyReport", "WorkerCopy", "copy_timelines", "measure_clock", "worker_prefixes"]
+__all__ = ["ClockOffset", "CopyReport", "WorkerCopy", "copy_timelines", "measure_clock", "stream_to_file",
+           "worker_prefixes"]
 
 CLOCK_SAMPLES = 16
 TIMELINE = "/timeline"
@@ -230,9 +231,15 @@ def _copy_worker(api: KubeApi, namespace: str, pod: str, prefix: str, dest: Path
 
 
 def _stream_tar(api: KubeApi, namespace: str, pod: str, archive: Path, idle_timeout_s: float) -> None:
+    stream_to_file(api, namespace, pod, ["tar", "cf", "-", "-C", TIMELINE, "."], archive, idle_timeout_s)
+
+
+def stream_to_file(api: KubeApi, namespace: str, pod: str, command: list[str], dest: Path,
+                   idle_timeout_s: float = 60.0) -> None:
+    """The command's stdout, exec'd in the pod, straight into ``dest`` one frame at a time (never whole in
+    memory); PlatformError with its stderr when it exits non-zero (and FaultError when no exit status came)."""
     err = b""
-    with PodExec(api, namespace, pod, ["tar", "cf", "-", "-C", TIMELINE, "."], idle_timeout_s=idle_timeout_s) as ex, \
-            archive.open("wb") as out:
+    with PodExec(api, namespace, pod, command, idle_timeout_s=idle_timeout_s) as ex, dest.open("wb") as out:
         for channel, data in ex.frames():
             if channel == STDOUT:
                 out.write(data)
@@ -240,7 +247,8 @@ def _stream_tar(api: KubeApi, namespace: str, pod: str, archive: Path, idle_time
                 err += data
         code = ex.status()
     if code != 0:
-        raise PlatformError(f"tar of {TIMELINE} exited with {code}: {err.decode(errors='replace').strip()[:300]}")
+        raise PlatformError(f"{' '.join(command[:3])} in pod {namespace}/{pod} exited with {code}: "
+                            f"{err.decode(errors='replace').strip()[:300]}")
 
 
 def _unpack(archive: Path, staging: Path) -> tuple[dict[str, tuple[int, str]], dict[str, bytes]]:
