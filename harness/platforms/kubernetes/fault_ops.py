@@ -28,6 +28,7 @@ from harness.platforms.kubernetes import (
     model_ops,
     netagent,
     podscripts,
+    rollout,
     spec_ops,
 )
 from harness.platforms.kubernetes.api import KIND_BY_NAME, KubeApi
@@ -170,7 +171,20 @@ class KubernetesFaultOps:
         return record
 
     def restore_env(self, record: Mapping[str, Any]) -> None:
-        faults.restore_env(self.api, self._checked(record))
+        """Patch the env back and follow the roll it starts to the end (``kubectl rollout status``): the undo
+        is done when the Deployment is back, not when the patch is accepted (the steady-state check after a slow
+        load otherwise met the restore's roll half way, with the delayed pods still being replaced)."""
+        checked = self._checked(record)
+        faults.restore_env(self.api, checked)
+        dep = self.api.get(f"{_KIND['Deployment'].collection(self.namespace)}/{checked['deployment']}")
+        if dep is None or self.api.dry_run:
+            return  # gone: nothing left to roll back
+        rolled = rollout.follow(self.deployment_spec_ops(), {"deployment": checked["deployment"],
+                                           "generation": dep["metadata"].get("generation", 0)},
+                                self.settings.ready_timeout_s)
+        if not rolled["completed"]:
+            raise FaultError(f"the env of {self.namespace}/{checked['deployment']} was restored but the roll back "
+                             f"did not complete: {rolled['stalled']}")
 
     def load_clock(self) -> KubernetesLoadClock:
         """The new template's pods, their starts and model loads (the slow-load fault's check)."""
