@@ -192,8 +192,9 @@ class PodEnds:
 
     def _log(self, pod: str) -> None:
         """Follow the pod's log until its container exited: the stream ends then, once the deletion was seen.
-        A container not started yet answers 400, and a stream opened as it starts can end at once, empty (seen
-        on this sandbox): both are asked again. A line read twice only sets the same stamp again."""
+        A container not started yet answers 400, a pod the kubelet does not know yet 404, and a stream opened as
+        the container starts can end at once, empty (all seen on this sandbox): each is asked again until the
+        watch saw the pod removed. A line read twice only sets the same stamp again."""
         core = kubernetes.client.CoreV1Api(self.api.client)
         try:
             while not self._stop.is_set():
@@ -203,7 +204,7 @@ class PodEnds:
                         _request_timeout=(5, 300))
                 except kubernetes.client.ApiException as exc:
                     self.attempts.setdefault(pod, []).append(f"{time.time():.1f} {exc.status} {str(exc.body)[:120]}")
-                    if exc.status == 400 and pod not in self.deleted:
+                    if exc.status in (400, 404) and pod not in self.deleted:
                         time.sleep(0.3)
                         continue
                     raise
