@@ -110,6 +110,25 @@ def test_corrupt_weights_rollout_stalls_at_full_capacity_or_loses_it(make_platfo
     _no_faults_left(platform)
 
 
+def test_corrupt_weights_rollout_stalled_before_the_new_pod_started_still_lands_on_the_weight_check(
+        make_platform, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A deadline shorter than the surge pod's start, as a loaded nightly machine gave (the surge pod still
+    # refused connections at its 10 s deadline, and the repetition was void): the stall stands, and the reason
+    # is read again until the pod reached the weight check.
+    with up(make_platform, replicas=2) as platform:
+        config = _config(platform, tmp_path)
+        held = actions.corrupt_weights_rollout(max_surge=1, max_unavailable=0, progress_deadline_s=0.2,
+                                               configuration=config)
+        assert held["stalled"] and held["capacity_lost"] == 0
+        landing = json.loads((tmp_path / "run" / "landings.jsonl").read_text().splitlines()[-1])
+        assert landing["landed"] and "corrupt" in landing["measured"]["new_pod_reasons"]["triton-surge-0"]
+        assert landing["measured"]["reasons_read_after_s"] > 0, "the surge pod had not started at the deadline"
+        rollbacks.restore_pod_spec(configuration=config)
+        wait_for(lambda: [r.name for r in platform.status().replicas] == ["triton-0", "triton-1"], 30,
+                 "the surge pod to go")
+    _no_faults_left(platform)
+
+
 def test_rollout_knows_how_many_surge_pods_the_local_platform_has() -> None:
     from harness.faults.rollout import SURGE_SLOTS as FAMILY_SLOTS
     from harness.platforms.local.supervisor import SURGE_SLOTS as PLATFORM_SLOTS

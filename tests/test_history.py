@@ -143,6 +143,25 @@ def test_one_window_more_bad_time_is_not_a_regression(tmp_path: Path) -> None:
     assert [line for line in worse.stdout.splitlines() if "bad_time_s" in line and "REGRESSION" in line], worse.stdout
 
 
+def test_a_pod_kill_recovery_within_the_machines_noise_is_not_a_regression(tmp_path: Path) -> None:
+    """On the shared 2-core machine the nightly's pod kill recovered in p95 0.053 s in one run and 0.223 s in
+    the next with the same code (repetitions 0.016 to 0.223 s): 0.17 s more is noise, not a regression. A
+    recovery that got slower by more than 0.25 s (a replica left routed after its death would cost its
+    restart, seconds) is still flagged."""
+    _run(tmp_path, "20261128T000000Z-p1", 0, 0.05, SERVICE_A)
+    _run(tmp_path, "20261128T010000Z-p2", 100, 0.05, SERVICE_A)
+    base = _history_figure(tmp_path, "time_to_recover_s")
+    _run(tmp_path, "20261128T020000Z-p3", 200, 0.22, SERVICE_A)
+    assert _history_figure(tmp_path, "time_to_recover_s") - base > 0.15  # the step seen in the nightly
+    calm = _trend(tmp_path, "--fail-on-regression", "20%", "--baseline", "median")
+    assert not [line for line in calm.stdout.splitlines()
+                if "time_to_recover_s" in line and "REGRESSION" in line], calm.stdout
+    _run(tmp_path, "20261128T030000Z-p4", 300, 0.6, SERVICE_A)
+    worse = _trend(tmp_path, "--fail-on-regression", "20%", "--baseline", "median")
+    assert [line for line in worse.stdout.splitlines()
+            if "time_to_recover_s" in line and "REGRESSION" in line], worse.stdout
+
+
 def _history_figure(reports: Path, figure: str) -> float:
     """The latest run's p95 of ``figure`` as the history recorded it."""
     import sqlite3

@@ -17,6 +17,7 @@ not-ready reason is read from Triton's repository index inside each new pod.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,17 +45,36 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> Rollout:
     return roll_out(scope, targets, args, corrupt=True)
 
 
+REASON_WAIT_S = 30.0  # how long a stalled rollout's new pods may take to reach the weight check
+
+
+def _weight_check(reasons: Mapping[str, str]) -> bool:
+    return any("corrupt" in why or "sha256" in why for why in reasons.values())
+
+
 def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args) -> Landing:
     check = "the rollout stalled: no pod of the corrupt revision became ready, because of the weight check"
-    now = scope.replicas()
     native = native_spec(scope)
     new_pods = sorted(rollout.new_pods) if native is not None else [*rollout.replaced, *rollout.surge]
-    ready_new = sorted(n for n in new_pods if (r := now.get(n)) is not None and r.ready)
-    if native is not None:  # the pod says "not ready"; Triton's repository index says why
-        reasons = {n: native.model_reason(n) for n in new_pods if n in now and not now[n].ready}
-    else:
-        reasons = {n: now[n].reason for n in new_pods if n in now}
+
+    def read() -> tuple[list[str], dict[str, str]]:
+        now = scope.replicas()
+        ready = sorted(n for n in new_pods if (r := now.get(n)) is not None and r.ready)
+        if native is not None:  # the pod says "not ready"; Triton's repository index says why
+            return ready, {n: native.model_reason(n) for n in new_pods if n in now and not now[n].ready}
+        return ready, {n: now[n].reason for n in new_pods if n in now}
+
+    # A deadline shorter than a new pod's start (a loaded machine) stalls the rollout before any pod reached
+    # the weight check: its reason is still "connection refused". The stall stands; the pods keep starting, so
+    # their reason is read again, up to REASON_WAIT_S, until one shows the check or one became ready.
+    started = time.monotonic()
+    ready_new, reasons = read()
+    while (rollout.stalled and not ready_new and not _weight_check(reasons)
+           and time.monotonic() - started < REASON_WAIT_S):
+        time.sleep(0.5)
+        ready_new, reasons = read()
     measured = {**rollout.to_json(), "new_pod_reasons": reasons,
+                "reasons_read_after_s": round(time.monotonic() - started, 3),
                 "capacity_lost": max(rollout.replicas - rollout.ready_at_end, 0)}
     if not rollout.stalled or ready_new:
         return Landing(NAME, tuple(targets), check, False,
@@ -63,7 +83,7 @@ def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args) 
     if native is not None and "ProgressDeadlineExceeded" not in rollout.stalled:
         return Landing(NAME, tuple(targets), check, False,
                        f"the Deployment controller never reported the stall ({rollout.stalled})", measured)
-    if not any("corrupt" in why or "sha256" in why for why in reasons.values()):
+    if not _weight_check(reasons):
         return Landing(NAME, tuple(targets), check, False,
                        f"the rollout stalled, but not on the weight check (reasons: {reasons})", measured)
     plan = rollout.plan

@@ -11,7 +11,9 @@ did not stall. The landing carries each pod's phases and, under load, the reques
 effect on serving); the surge pods are already gone.
 
 On Kubernetes the Deployment's template gets the revision (and the strategy or preStop delay the experiment
-overrides) and the real controller rolls it out; landed when it completed (every pod on the new template,
+overrides) and the real controller rolls it out (a preStop delay other than the Deployment's is rolled in
+first, because a pod runs the hook of the template it was made from: the measured rollout then replaces pods
+that carry it); landed when it completed (every pod on the new template,
 ready, no old pod left), not when the controller reported ``ProgressDeadlineExceeded``. Undo restores the
 original template: the controller rolls back, as ``kubectl rollout undo``.
 """
@@ -51,6 +53,7 @@ def describe_phases(errors: Mapping[str, Mapping[str, int]] | None) -> str:
 
 
 def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args, timeline_dir: Path | None) -> Landing:
+    targets = list(rollout.targets)  # on Kubernetes, after a preStop delay was rolled in: the pods that carry it
     native = native_spec(scope)
     if native is not None:  # Kubernetes: old pods terminating, new pods starting, from the watcher's events
         phases = native.rollout_phases(rollout.started_ns, targets, sorted(rollout.new_pods))

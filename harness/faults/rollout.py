@@ -125,23 +125,49 @@ def _strategy(deployment: DeploymentView, args: RolloutArgs) -> tuple[int, int, 
 
 def _native_roll_out(native: DeploymentSpecTarget, scope: FaultScope, targets: Sequence[str], args: RolloutArgs,
                      corrupt: bool) -> Rollout:
-    """Kubernetes: patch the template (and the strategy the experiment overrides), let the controller roll."""
+    """Kubernetes: patch the template (and the strategy the experiment overrides), let the controller roll.
+
+    The kubelet runs the preStop hook of the template a pod was made from, so a preStop delay patched in with
+    the revision would only hold the new pods, never the ones this rollout replaces. A ``prestop_s`` other than
+    the Deployment's is therefore rolled in first (with the strategy; not measured, its duration in the plan as
+    ``prestop_rollout_s``), and the measured rollout then replaces pods that carry the hook (``targets`` of the
+    returned rollout). One undo record covers both: the rollback restores the original template. A
+    corrupt-weights rollout patches in one step: a delay it sets holds only its new pods, and the plan says
+    which delay the replaced pods had (``prestop_replaced_s``)."""
     native.require_every_pod(targets, "a corrupt-weights rollout" if corrupt else "a rolling update")
     deployment = native.deployment()
     surge, unavailable, prestop = _strategy(deployment, args)
-    plan = {"controller": "kubernetes", "max_surge": surge, "max_unavailable": unavailable, "prestop_s": prestop,
-            "grace_s": deployment.termination_grace_s, "progress_deadline_s": args.progress_deadline_s,
-            "corrupt_weights": corrupt, "endpoint_lag_s": None}  # the lag is the cluster's own (kube-proxy)
-    record = native.patch_spec(scope.run_id, {
-        "env": {REVISION_ENV: scope.run_id}, "corrupt_weights": corrupt, "max_surge": args.max_surge,
-        "max_unavailable": args.max_unavailable, "prestop_s": args.prestop_s,
-        "progress_deadline_s": args.progress_deadline_s})
+    plan: dict[str, Any] = {
+        "controller": "kubernetes", "max_surge": surge, "max_unavailable": unavailable, "prestop_s": prestop,
+        "grace_s": deployment.termination_grace_s, "progress_deadline_s": args.progress_deadline_s,
+        "corrupt_weights": corrupt, "endpoint_lag_s": None}  # the lag is the cluster's own (kube-proxy)
+    per_pod = args.progress_deadline_s + max(prestop, deployment.prestop_s) + deployment.termination_grace_s
+    timeout_s = per_pod * (deployment.replicas + surge + 1) + 60
+    strategy = {"max_surge": args.max_surge, "max_unavailable": args.max_unavailable, "prestop_s": args.prestop_s,
+                "progress_deadline_s": args.progress_deadline_s}
+    env = {REVISION_ENV: scope.run_id}
+    plan["prestop_replaced_s"] = deployment.prestop_s
+    if corrupt or args.prestop_s is None or args.prestop_s == deployment.prestop_s:
+        record = native.patch_spec(scope.run_id, {"env": env, "corrupt_weights": corrupt, **strategy})
+    else:
+        record = native.patch_spec(scope.run_id, strategy)
+        prepared = native.follow_rollout(record, timeout_s)
+        plan["prestop_rollout_s"] = prepared["duration_s"]
+        if not prepared["completed"]:
+            rollout = Rollout(record, plan, list(targets), [], int(record["since_ns"]), time.time_ns(),
+                              stalled=f"rolling in the preStop delay of {prestop:g}s: {prepared['stalled']}",
+                              min_ready=int(prepared["min_ready"]), ready_at_end=int(prepared["ready_at_end"]),
+                              replicas=int(prepared["replicas"]))
+            return rollout
+        targets = native.new_pods(record)
+        plan["prestop_replaced_s"] = prestop
+        record = native.roll_env(record, env)
     rollout = Rollout(record, plan, list(targets), [], int(record["since_ns"]), replicas=deployment.replicas)
-    per_pod = args.progress_deadline_s + prestop + deployment.termination_grace_s
-    followed = native.follow_rollout(record, per_pod * (deployment.replicas + surge + 1) + 60)
+    followed = native.follow_rollout(record, timeout_s)
     rollout.ended_ns = time.time_ns()
     rollout.stalled = str(followed["stalled"])
-    rollout.replaced = list(followed["replaced"])
+    # the targets it deleted (not a pod of an earlier rollout still terminating, which the list before held)
+    rollout.replaced = [p for p in followed["replaced"] if p in rollout.targets]
     rollout.min_ready = int(followed["min_ready"])
     rollout.ready_at_end = int(followed["ready_at_end"])
     rollout.replicas = int(followed["replicas"])

@@ -311,6 +311,10 @@ class DeploymentSpecTarget(Protocol):
     def new_pods(self, record: Mapping[str, Any]) -> list[str]:
         """The pods of the patched template (created after the patch) that exist now."""
 
+    def roll_env(self, record: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        """Merge ``env`` into the patched template under the same undo record, so every pod is rolled once
+        more; the record returned carries this rollout's ``since_ns``, pods before and generation."""
+
     def rollout_phases(self, since_ns: int, old_pods: Sequence[str], new_pods: Sequence[str]) -> list[dict[str, Any]]:
         """Each pod's phases from the lifecycle events (``phase``, ``pod``, ``start_ns``, ``end_ns``)."""
 

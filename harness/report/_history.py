@@ -41,10 +41,13 @@ __all__ = [
 HISTORY_FILE = "history.sqlite"
 TREND_FIGURES = ("time_to_recover_s", "bad_time_s", "time_to_impact_s", "capacity_recovery_s")
 _REGRESSION_FIGURES = ("time_to_recover_s", "bad_time_s")
-# The smallest change of a figure that can be a regression: below it the change is within the figure's resolution.
-# TTR is resolved by the spacing of requests (about 0.1 s); bad time is counted in whole windows (1 s by default),
-# so one window more (1 s against 1 s: +100 %) is its resolution, not a regression (seen in nightly runs here).
-MIN_CHANGE_S: dict[str, float] = {"time_to_recover_s": 0.1, "bad_time_s": 1.0}
+# The smallest change of a figure that can be a regression: below it the change is within the figure's resolution
+# or the machine's noise. Bad time is counted in whole windows (1 s by default), so one window more (1 s against
+# 1 s: +100 %) is its resolution, not a regression (seen in nightly runs here). TTR is resolved by the spacing of
+# requests, but a sub-second recovery moves with the machine's load: the nightly's pod kill recovered in p95
+# 0.053 s in one run and 0.223 s in the next with the same code on the shared 2-core machine (repetitions 0.016
+# to 0.223 s), so 0.25 s; a replica left routed after its death would cost its restart (seconds), still flagged.
+MIN_CHANGE_S: dict[str, float] = {"time_to_recover_s": 0.25, "bad_time_s": 1.0}
 
 SCHEMA_VERSION = 2
 TREND_WINDOW = 20  # runs of one series a trend shows and a baseline is taken from

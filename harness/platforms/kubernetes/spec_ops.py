@@ -277,6 +277,27 @@ class KubernetesSpecOps:
         record["generation"] = int(((patched or {}).get("metadata") or {}).get("generation") or 0)
         return record
 
+    def roll_env(self, record: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        """A second template change under ``record``'s undo (its ``original`` stays the template before the
+        first patch, so ``restore_spec`` still puts back exactly that): ``env`` merged into Triton's container,
+        and the controller rolls every pod once more. Returns the record with this rollout's ``since_ns``,
+        ``pods_before`` and ``generation``, for ``follow_rollout``."""
+        dep = self._live()
+        live = spec_patch_record(dep)
+        if live is None or live.get("run_id") != record.get("run_id"):
+            raise FaultError(f"Deployment {self.namespace}/{self.platform.spec.name} no longer carries run "
+                             f"{record.get('run_id')}'s patch: it was restored or changed meanwhile")
+        template = copy.deepcopy(dep["spec"]["template"])
+        containers = template["spec"]["containers"]
+        index = next((i for i, c in enumerate(containers) if c.get("name") == self.platform.shape.container), 0)
+        _env(containers[index], env)
+        since, pods = time.time_ns(), sorted(p["metadata"]["name"] for p in self.pods())
+        patched = self.platform.api.patch(self._path, [
+            {"op": "test", "path": f"/spec/template/spec/containers/{index}/name", "value": containers[index]["name"]},
+            {"op": "replace", "path": "/spec/template", "value": template}], content_type="application/json-patch+json")
+        return {**record, "since_ns": since, "pods_before": pods,
+                "generation": int(((patched or {}).get("metadata") or {}).get("generation") or 0)}
+
     def _create_weights(self, name: str, run_id: str, expires_at: str) -> None:
         """A copy of the model repository ConfigMap with one weight file corrupted, owned by the harness."""
         source = self.platform.api.get(f"{_KIND['ConfigMap'].collection(self.namespace)}/{MODEL_CONFIGMAP}")
