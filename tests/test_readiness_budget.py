@@ -19,6 +19,7 @@ from synthetic_run import Req, ns, steady, write_repetition, write_run
 
 from harness.events import Event, EventKind
 from harness.report import build_report
+from harness.timeline import TimelineWriter, read_timeline
 
 DATA = Path(__file__).parent / "data"
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -241,3 +242,27 @@ def test_a_fault_window_too_long_to_hold_says_so_instead_of_holding_it(tmp_path:
     assert rep["readiness"] is None
     assert any("readiness and error budget not computed" in n and "over 1,000" in n for n in rep["notes"]), rep
     assert rep["time_to_recover_s"] is not None  # the streamed figures are all there
+
+
+def test_the_fault_window_is_read_in_start_order_whatever_order_requests_finished(tmp_path: Path) -> None:
+    """Locust writes a request when it ends, so a slow one lands in the timeline after faster ones that started
+    later. The streamed analysis reads the fault's window from the compacted row groups as written; unsorted,
+    the ready-to-serving gap came out a fraction of a millisecond off (CI, ``test_readiness_live``) whenever
+    no failed request had been in flight at t0 to make the window be re-sorted. Same requests, same figures."""
+    in_order = pod_kill_with_cold_replica(tmp_path / "20261206T010000Z-ordered")
+    expected = json.loads(build_report(in_order, query_server=False, record_history=False).results_json
+                          .read_text())["experiments"][0]["runs"][0]["readiness"]
+    run = tmp_path / "20261206T010000Z-as-finished"
+    pod_kill_with_cold_replica(run)
+    rep = run / "experiments" / "pod-kill" / "1"
+    frame = read_timeline(rep / "timeline")
+    for part in (rep / "timeline").iterdir():
+        part.unlink()
+    writer = TimelineWriter(rep / "timeline", worker="0", flush_interval_s=1e9, max_buffered=50)
+    for row in frame.assign(end=frame["start_ns"] + frame["latency_s"] * 1e9).sort_values("end").itertuples():
+        writer.record(int(row.start_ns), float(row.latency_s), str(row.outcome), str(row.error_class),
+                      int(row.status), replica=str(row.replica))
+    writer.close()
+    got = json.loads(build_report(run, query_server=False, record_history=False).results_json
+                     .read_text())["experiments"][0]["runs"][0]["readiness"]
+    assert got["replicas"] == expected["replicas"]
