@@ -252,3 +252,18 @@ def test_the_issue_example_ten_twenty_thirty_and_more_than_five() -> None:
     assert st_.p50_censored and st_.show("p50") == "> 10.0 s"  # never "10 s" as if measured
     assert st_.p95_censored and st_.max_censored
     assert figure_stats([10.0, 20.0, 30.0, 100.0], [False, False, False, True]).show("p50") == "20.0 s"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.floats(0, 2), st.booleans()), min_size=0, max_size=40),
+       st.one_of(st.none(), st.integers(0, 10**9)))
+def test_effective_starts_sorts_requests_written_in_any_order(
+        reqs: list[tuple[int, float, bool]], t0: int | None) -> None:
+    """Timelines are written as requests end, so starts come out of order; the order returned must sort the
+    counting instants whether or not a request moved (it did not when none failed across t0)."""
+    start = np.array([r[0] for r in reqs], dtype=np.int64)
+    lat = np.array([r[1] for r in reqs], dtype=np.float64)
+    ok = np.array([r[2] for r in reqs], dtype=bool)
+    instants, order = effective_starts(start, lat, ok, t0)
+    assert sorted(order.tolist()) == list(range(len(reqs)))
+    assert np.all(np.diff(instants[order]) >= 0)

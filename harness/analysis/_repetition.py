@@ -287,10 +287,9 @@ def _fault_window_requests(store: CompactTimeline, t0: int, obs_end: int
     latency = table.column("latency_s").to_numpy().astype(np.float64)
     ok = np.asarray(table.column("outcome").to_pandas().astype(str) == "ok", dtype=bool)
     replica = np.asarray(table.column("replica").to_pandas().astype(str), dtype=object)
-    # Row groups hold requests in the order they *ended* (the load writes each when it finishes), so sort by
-    # the counting instant here even when no request moved: the searches below need the order.
-    instants, _ = effective_starts(start, latency, ok, t0)
-    order = np.argsort(instants, kind="stable")
+    # Row groups hold requests in the order they *ended* (the load writes each when it finishes); the order
+    # ``effective_starts`` returns sorts them by the counting instant, which the searches below need.
+    instants, order = effective_starts(start, latency, ok, t0)
     instants, latency, ok, replica = instants[order], latency[order], ok[order], replica[order]
     keep = slice(int(np.searchsorted(instants, t0)), int(np.searchsorted(instants, obs_end)))
     return instants[keep], latency[keep], ok[keep], replica[keep]

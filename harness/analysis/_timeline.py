@@ -139,9 +139,10 @@ def figures_in_memory(frame: pd.DataFrame, q: TimelineQuestion, settings: Analys
     # Requests in flight at t0 that failed count at their failure (``effective_starts``); re-sort by it.
     instants, order = effective_starts(start, latency, ok, t0)
     moved = int(np.count_nonzero(instants != start))
-    if moved:
+    if moved or bool(np.any(order != np.arange(len(order)))):
         start, latency, ok = instants[order], latency[order], ok[order]
         frame = frame.iloc[order].reset_index(drop=True)
+    if moved:
         notes.append(moved_note(moved))
     anchor = t0 if t0 is not None else span_start
     w = make_windows(start, latency, ok, anchor_ns=anchor, span=(span_start, span_end),
