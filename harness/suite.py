@@ -50,10 +50,16 @@ class Suite:
     evidence: Mapping[str, Any] = field(default_factory=dict)  # {quantile, confidence, gate}, checked
 
 
-def find_suite(name_or_path: str) -> Path:
+def find_suite(name_or_path: str, platform: str = "local") -> Path:
+    """The suite file a name or path means. A name has a variant per platform where one is shipped
+    (``nightly-kubernetes.yaml`` for ``nightly`` on Kubernetes: the same faults sized for a cluster), so
+    ``harness suite nightly --platform kubernetes`` runs what fits the cluster; its history stays apart."""
     path = Path(name_or_path)
     if path.exists():
         return path
+    variant = SUITES_DIR / f"{name_or_path}-{platform}.yaml"
+    if platform != "local" and variant.exists():
+        return variant
     candidate = SUITES_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate

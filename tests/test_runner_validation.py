@@ -159,3 +159,15 @@ def test_analysis_fault_label_observation_and_hog_lifetime_are_checked_before_th
     # and all of it is fine when it adds up
     load_plans([_experiment(tmp_path, [kill], harness_observation_s=3, analysis={"stability_period_s": 5})],
                _options(), REPLICAS)
+
+
+def test_a_suite_name_picks_its_platforms_variant_where_one_is_shipped() -> None:
+    """``harness suite nightly --platform kubernetes`` must run the nightly sized for a cluster (the local one is
+    refused there), while a path is taken as it is and a name without a variant stays the same suite."""
+    from harness.suite import SUITES_DIR, find_suite
+
+    assert find_suite("nightly").name == "nightly.yaml"
+    assert find_suite("nightly", "kubernetes").name == "nightly-kubernetes.yaml"
+    assert find_suite(str(SUITES_DIR / "nightly.yaml"), "kubernetes").name == "nightly.yaml"
+    assert find_suite("demo", "kubernetes").name == "demo.yaml"
+    assert not (SUITES_DIR / "demo-kubernetes.yaml").exists()

@@ -120,7 +120,10 @@ def run_suite(platform: Platform, suite_file: Path, reports_dir: Path, platform_
 def _cmd_suite(args: argparse.Namespace) -> int:
     platform = platform_from_args(args)
     platform_args = {**platform_args_for_chaos(args), **placement(args)}  # placement: where the load runs
-    return run_suite(platform, find_suite(args.suite), Path(args.reports_dir), platform_args, args.repeat,
+    suite_file = find_suite(args.suite, platform.name)
+    if suite_file.stem != args.suite and not Path(args.suite).exists():
+        print(f"suite {args.suite} on {platform.name}: {suite_file} (the same faults, sized for {platform.name})")
+    return run_suite(platform, suite_file, Path(args.reports_dir), platform_args, args.repeat,
                      parse_vars(args.var or []), args.fail_on_regression, Path(args.tiers) if args.tiers else None)
 
 
