@@ -94,6 +94,13 @@ class RunContext:
             fh.write(json.dumps(dict(landing), sort_keys=True, default=str) + "\n")
             fh.flush()
 
+    def rewrite_landings(self, landings: list[dict[str, Any]]) -> None:
+        """Replace the landings with completed ones (figures that needed the load's timeline back)."""
+        text = "".join(json.dumps(landing, sort_keys=True, default=str) + "\n" for landing in landings)
+        tmp = self.landings_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.landings_path)
+
     def landings(self) -> list[dict[str, Any]]:
         if not self.landings_path.exists():
             return []

@@ -242,6 +242,17 @@ def _ns(stamp: str | None) -> int | None:
     return int(datetime.fromisoformat(stamp).timestamp() * 1e9)
 
 
+def _complete_landings(ctx: RunContext) -> None:
+    """Figures a landing could not take while the load ran in the cluster (the rolling update's errors per
+    phase), taken now that the workers' timelines are in the repetition's directory."""
+    from harness.faults.rolling_update import errors_once_the_timeline_is_back
+
+    landings = ctx.landings()
+    completed = [errors_once_the_timeline_is_back(landing, ctx.run_dir / "timeline") for landing in landings]
+    if any(c is not None for c in completed):
+        ctx.rewrite_landings([c if c is not None else landing for c, landing in zip(completed, landings, strict=True)])
+
+
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | None = None,
                              configuration: Configuration | None = None, **_: Any) -> None:
     configuration = configuration if configuration is not None else {}
@@ -281,6 +292,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
     if info.get("status") == "interrupted":  # interrupted during the warm-up: already recorded
         write_json_atomic(ctx.run_dir / "journal.json", journal)
         return
+    if cluster_load.recorded(ctx.run_dir) and load_error is None:
+        _complete_landings(ctx)
     journal_t0, fault_end = fault_window(journal)
     t0 = effective_start(journal_t0, ctx.injections())
     before = (journal.get("steady_states") or {}).get("before")

@@ -28,7 +28,7 @@ from harness.faults.family import FamilySpec, FaultScope, Landing
 from harness.faults.podspec import native_spec, spec_ops, undo_spec
 from harness.faults.rollout import Rollout, RolloutArgs, errors_by_phase, phases_from_events, roll_out
 
-__all__ = ["FAMILY", "NAME", "Args", "describe_phases", "inject", "undo", "verify"]
+__all__ = ["FAMILY", "NAME", "Args", "describe_phases", "errors_once_the_timeline_is_back", "inject", "undo", "verify"]
 
 NAME = "rolling-update"
 
@@ -46,9 +46,12 @@ def inject(scope: FaultScope, targets: list[str], args: Args) -> Rollout:
     return roll_out(scope, targets, args, corrupt=False)
 
 
+NO_TIMELINE = "no load timeline (run it with harness run for errors per phase)"
+
+
 def describe_phases(errors: Mapping[str, Mapping[str, int]] | None) -> str:
     if errors is None:
-        return "no load timeline (run it with harness run for errors per phase)"
+        return NO_TIMELINE
     return ", ".join(f"{phase} {v['errors']}/{v['requests']}" for phase, v in errors.items()) + " errors/requests"
 
 
@@ -60,7 +63,8 @@ def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args, 
     else:
         phases = phases_from_events(spec_ops(scope).events_since(rollout.started_ns), [*targets, *rollout.surge])
     errors = errors_by_phase(timeline_dir, phases, (rollout.started_ns, rollout.ended_ns)) if timeline_dir else None
-    measured = {**rollout.to_json(), "phases": phases, "errors_by_phase": errors}
+    measured = {**rollout.to_json(), "phases": phases, "errors_by_phase": errors,
+                "window_ns": [rollout.started_ns, rollout.ended_ns]}
     check = "every replica deleted and ready again on the new revision, without a stall"
     not_replaced = sorted(set(targets) - set(rollout.replaced))
     if rollout.stalled or not_replaced:
@@ -74,6 +78,23 @@ def verify(scope: FaultScope, targets: list[str], rollout: Rollout, args: Args, 
               f"endpoint lag {lag}); ready replicas never below {rollout.min_ready}; "
               f"{describe_phases(errors)}")
     return Landing(NAME, tuple(targets), check, True, detail, measured)
+
+
+def errors_once_the_timeline_is_back(landing: Mapping[str, Any], timeline_dir: Path) -> dict[str, Any] | None:
+    """The landing with its errors per phase, where it was judged while the load's timeline was elsewhere (the
+    in-cluster load's workers hold theirs until the repetition ends); None when there is nothing to add. The
+    phases come from the cluster's events, so they hold; only the requests were missing."""
+    measured = landing.get("measured") or {}
+    if (landing.get("fault") != NAME or measured.get("errors_by_phase") is not None
+            or not measured.get("window_ns") or "phases" not in measured):
+        return None
+    start, end = measured["window_ns"]
+    errors = errors_by_phase(timeline_dir, measured["phases"], (int(start), int(end)), flush_wait_s=0)
+    if errors is None:
+        return None
+    detail = str(landing.get("detail", ""))
+    return {**landing, "measured": {**measured, "errors_by_phase": errors},
+            "detail": detail.replace(NO_TIMELINE, describe_phases(errors) + " (from the in-cluster load's timeline)")}
 
 
 def undo(scope: FaultScope, record: Mapping[str, Any]) -> None:
