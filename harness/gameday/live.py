@@ -1,5 +1,8 @@
 """The game day's live terminal view: load, replicas and the active fault, refreshed every second.
 
+The load's figures come from the local load's per-second line, or with the load in the cluster from the
+workers' newest requests (``harness.gameday.cluster_figures``, a few seconds behind, as the line says).
+
 It runs in its own thread while the main thread runs experiments. Keys: ``a`` aborts (it interrupts the
 main thread exactly as Ctrl-C does, so rollbacks run), ``n`` starts a note (typed text, Enter saves it
 with a timestamp), and at a gate ``g``/``s``/``a`` answer go / skip / abort. Without a terminal (CI
@@ -90,8 +93,13 @@ class LiveView(threading.Thread):
         interactive: bool,
         out: IO[str] | None = None,
         refresh_s: float = 1.0,
+        cluster_figures: Callable[[Path], dict[str, Any] | None] | None = None,
     ) -> None:
         super().__init__(name="gameday-live-view", daemon=True)
+        # With the load in the cluster, its per-second figures are sampled from the workers (an exec each) in
+        # a thread of their own, so a slow API never stalls the view or the keys.
+        self._cluster_figures = cluster_figures
+        self._cluster_stats: tuple[Path, dict[str, Any]] | None = None
         self.title = title
         self._status = status
         self._rep_dir = rep_dir
@@ -137,8 +145,11 @@ class LiveView(threading.Thread):
     def render(self) -> list[str]:
         stats: dict[str, Any] = {}
         rep = self._rep_dir()
-        if rep is not None:
+        in_cluster = rep is not None and cluster_load.recorded(rep)
+        if rep is not None and not in_cluster:
             stats = _last_json_line(rep / "load-stats.jsonl")
+        elif self._cluster_stats is not None and self._cluster_stats[0] == rep:
+            stats = self._cluster_stats[1]
         fault, age = _active_fault(rep)
         try:
             status = self._status()
@@ -152,8 +163,10 @@ class LiveView(threading.Thread):
         ratio = (errors / rps * 100) if rps else 0.0
         load = (f"requests/s {rps:8.1f}   errors {ratio:5.1f}%   p50 {stats.get('p50_ms') or '-':>5} ms   "
                 f"p99 {stats.get('p99_ms') or '-':>5} ms   users {stats.get('users', '-')}") if rps is not None \
-            else ("load: in the cluster (Locust pods; its figures come with the report)"
-                  if rep is not None and cluster_load.recorded(rep) else "load: (between experiments)")
+            else ("load: in the cluster (Locust pods; figures come with the report)" if in_cluster
+                  else "load: (between experiments)")
+        if rps is not None and in_cluster:
+            load += f"   (in the cluster, the second {stats.get('lag_s', '?')} s ago)"
         lines = [
             f"GAME DAY  {self.title}   step: {self.step or '-'}   {time.strftime('%H:%M:%S')}",
             load,
@@ -208,7 +221,20 @@ class LiveView(threading.Thread):
             self.aborted = True
             os.kill(os.getpid(), signal.SIGINT)  # the main thread rolls back as on Ctrl-C
 
+    def _sample_cluster(self) -> None:
+        while not self._halt.wait(self.refresh_s):
+            rep = self._rep_dir()
+            if rep is None or not cluster_load.recorded(rep) or self._cluster_figures is None:
+                continue
+            try:
+                figures = self._cluster_figures(rep)
+            except Exception:  # noqa: BLE001 - the view must keep running whatever the cluster does
+                figures = None
+            self._cluster_stats = (rep, figures) if figures is not None else None
+
     def run(self) -> None:
+        if self._cluster_figures is not None:
+            threading.Thread(target=self._sample_cluster, name="gameday-cluster-figures", daemon=True).start()
         fd = sys.stdin.fileno() if self.interactive else -1
         saved = termios.tcgetattr(fd) if self.interactive else None
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from harness.gameday import cluster_figures
 from harness.gameday.live import LiveView
 from harness.gameday.runbook import Runbook
 from harness.jsonfile import write_json_atomic
@@ -52,7 +53,8 @@ def run_gameday(platform: Platform, runbook: Runbook, options: RunOptions, platf
                                                                     "title": runbook.title})
     result = GameDayResult(session.run_dir)
     view = LiveView(runbook.title, platform.status, lambda: session.current_rep_dir,
-                    session.run_dir / "notes.jsonl", interactive=interactive, out=out)
+                    session.run_dir / "notes.jsonl", interactive=interactive, out=out,
+                    cluster_figures=lambda rep: cluster_figures.sample(rep, platform))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     view.start()
     try:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.events import EventKind, read_events
 from harness.platforms.kubernetes.api import KIND_BY_NAME
@@ -108,6 +109,45 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         info = json.loads(next((tmp_path / "reports").glob("*/experiments/network-policy-block/1/experiment.json"))
                           .read_text())
         assert info["void"] and "not enforced" in info["void"], info["void"]
+    finally:
+        down = harness("down", *common)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_gameday_live_view_shows_the_in_cluster_loads_figures(sandbox: SandboxStatus, small_manifest: Path,
+                                                                tmp_path: Path) -> None:
+    """A ``--yes`` game day on the cluster: its live lines carry the per-second figures of the load's pods (a
+    few seconds behind, and saying so), and the view's copies of their chunks are not left behind."""
+    namespace = f"chaos-{uuid.uuid4().hex[:8]}"
+    common = ["--platform", "kubernetes", "--namespace", namespace, "--kubeconfig", sandbox.kubeconfig,
+              "--k8s-state-dir", str(tmp_path / "k8s")]
+    reports = tmp_path / "reports"
+
+    def harness(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True,
+                              cwd=ROOT, timeout=400, env={**os.environ, "HARNESS_REPORTS_DIR": str(reports)})
+
+    up = harness("up", *common, "--image", sandbox.triton_image, "--gpus-per-replica", "0",
+                 "--manifest", str(small_manifest))
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        runbook = tmp_path / "runbook.yaml"
+        runbook.write_text(yaml.safe_dump({
+            "title": "cluster game day",
+            "load": {"harness_profile": str(ROOT / "loadprofiles" / "steady.py"), "harness_users": 4,
+                     "harness_rate": 40, "harness_warmup_s": 4, "harness_observation_s": 8,
+                     "analysis": {"stability_period_s": 4}},
+            "steps": [{"name": "kill", "experiment": str(ROOT / "experiments" / "pod-kill.yaml"),
+                       "vars": {"recovery_wait_s": 3}}]}))
+        day = harness("gameday", str(runbook), "--yes", *common, "--reports-dir", str(reports))
+        assert day.returncode in (0, 1), day.stdout + day.stderr
+        figures = [line for line in day.stdout.splitlines() if "(in the cluster, the second" in line]
+        assert len(figures) >= 3, day.stdout
+        rates = [float(line.split("requests/s", 1)[1].split()[0]) for line in figures]
+        assert max(rates) >= 20, figures  # 40 req/s asked, open loop; a busy node may lose some
+        print("game day live lines with the load in the cluster:", *figures[:3], sep="\n  ")
+        rep = next(reports.glob("*gameday*/experiments/kill/1"))  # a step is named by the runbook
+        assert (rep / "cluster-load.json").exists() and not (rep / "timeline-view").exists()
     finally:
         down = harness("down", *common)
         assert down.returncode == 0, down.stdout + down.stderr

@@ -48,6 +48,7 @@ from harness.platforms.kubernetes.render import slug
 
 __all__ = [
     "RECORD",
+    "VIEW_DIR",
     "LoadFrom",
     "add_load_placement_arguments",
     "live_timeline",
@@ -64,6 +65,7 @@ __all__ = [
 LoadFrom = Literal["cluster", "local"]
 RECORD = "cluster-load.json"
 LIVE_DIR = "timeline-live"
+VIEW_DIR = "timeline-view"  # the game day live view's copies of the newest chunks
 START_TIMEOUT_S = 180.0
 
 
@@ -254,7 +256,8 @@ def stop(run_dir: Path, platform: Platform) -> str | None:
     finally:
         kload.delete_load(api, job)
         _save(run_dir, job, "deleted")
-        shutil.rmtree(run_dir / LIVE_DIR, ignore_errors=True)  # the probes' copies; timeline/ has it all
+        for copies in (LIVE_DIR, VIEW_DIR):  # the probes' and the live view's copies; timeline/ has it all
+            shutil.rmtree(run_dir / copies, ignore_errors=True)
     return problem
 
 
@@ -267,15 +270,17 @@ _RECENT = ("import os, sys, tarfile, time\n"
            "            tar.add(p, arcname=n)\n")
 
 
-def live_timeline(run_dir: Path, platform: Platform, window_s: float) -> Path | None:
-    """The chunks of the last ``window_s`` seconds from every worker, in ``timeline-live/``, for the
-    steady-state probes; None when this repetition's load is not in the cluster."""
+def live_timeline(run_dir: Path, platform: Platform, window_s: float, into: str = LIVE_DIR) -> Path | None:
+    """The chunks of the last ``window_s`` seconds from every worker, in ``timeline-live/`` for the
+    steady-state probes (``into``: another folder for another reader, such as the game day's live view, so
+    neither reads a chunk the other is writing); None when this repetition's load is not in the cluster or
+    no longer running."""
     loaded = _load(run_dir)
-    if loaded is None:
+    if loaded is None or (into != LIVE_DIR and loaded[1]["state"] != "running"):
         return None
     job, _ = loaded
     api = _api(platform)
-    dest = run_dir / LIVE_DIR
+    dest = run_dir / into
     dest.mkdir(parents=True, exist_ok=True)
     for i in range(job.workers):
         code, out, err = kload._exec_bytes(api, job.namespace, job.worker(i),

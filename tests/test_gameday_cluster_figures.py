@@ -1,0 +1,31 @@
+"""The live view's per-second figures when the load runs in the cluster: taken from the requests the workers
+wrote (a real timeline folder here; the copy from the pods is tested on the sandbox, tests/k8s/test_k8s_run.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.gameday.cluster_figures import figures_of_second
+from harness.timeline import TimelineWriter
+
+S = 1_000_000_000
+BASE = 1_700_000_000 * S
+
+
+def test_one_second_of_requests_gives_its_rate_errors_and_nearest_rank_latencies(tmp_path: Path) -> None:
+    writer = TimelineWriter(tmp_path / "timeline", worker="w1")
+    # second 0: 5 requests; second 1: 100 requests, latencies 1..100 ms, the 4 slowest failed; second 2: 3
+    for i in range(5):
+        writer.record(BASE + i * S // 10, 0.5, "ok")
+    for i in range(100):  # written as they end: slowest first, so the file is not in start order
+        j, failed = 99 - i, i < 4
+        writer.record(BASE + S + j * S // 100, (j + 1) / 1000, "error" if failed else "ok", "timeout" if failed else "")
+    for i in range(3):
+        writer.record(BASE + 2 * S + i, 0.2, "ok")
+    writer.close()
+    second = figures_of_second(tmp_path / "timeline", BASE + S)
+    assert second["rps"] == 100 and second["errors_per_s"] == 4
+    assert second["p50_ms"] == 50 and second["p99_ms"] == 99  # the 50th and 99th of 100, not interpolated
+    assert figures_of_second(tmp_path / "timeline", BASE)["rps"] == 5
+    empty = figures_of_second(tmp_path / "timeline", BASE + 10 * S)
+    assert empty["rps"] == 0 and empty["p99_ms"] is None
