@@ -84,6 +84,7 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
 
 def summarize(timeline_dir: Path) -> dict[str, Any]:
     """Totals of a timeline for the closing lines (the timeline, not Locust's statistics, is the truth)."""
+    from harness.ranks import nearest_rank_value
     from harness.timeline import read_timeline
 
     df = read_timeline(timeline_dir)
@@ -97,8 +98,9 @@ def summarize(timeline_dir: Path) -> dict[str, Any]:
         "ok": int(len(df) - len(errors)),
         "errors": {str(k): int(v) for k, v in errors["error_class"].value_counts().items()},
         "rps": round(len(df) / span, 1) if span > 0 else float(len(df)),
-        "p50_ms": round(float(ok.quantile(0.5)) * 1000, 2) if len(ok) else None,
-        "p99_ms": round(float(ok.quantile(0.99)) * 1000, 2) if len(ok) else None,
+        # the analysis's nearest rank (a latency a request really had), so these match the report's figures
+        "p50_ms": round(nearest_rank_value(ok.to_numpy(), 50) * 1000, 2) if len(ok) else None,
+        "p99_ms": round(nearest_rank_value(ok.to_numpy(), 99) * 1000, 2) if len(ok) else None,
         "workers": sorted(str(w) for w in df["worker"].unique()),
     }
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.platforms.base import Platform
 from harness.platforms.kubernetes import cluster_load
-from harness.ranks import nearest_rank
+from harness.ranks import nearest_rank_value
 
 __all__ = ["LAG_S", "figures_of_second", "sample"]
 
@@ -41,9 +41,9 @@ def figures_of_second(timeline_dir: Path, second_start_ns: int) -> dict[str, Any
     out: dict[str, Any] = {"time_ns": second_start_ns, "rps": float(n), "errors_per_s": float(errors),
                            "p50_ms": None, "p99_ms": None}
     if n:
-        latency = np.sort(frame["latency_s"].to_numpy(dtype=np.float64))
+        latency = frame["latency_s"].to_numpy(dtype=np.float64)
         for key, q in (("p50_ms", 50.0), ("p99_ms", 99.0)):
-            out[key] = round(float(latency[nearest_rank(n, q) - 1]) * 1000)
+            out[key] = round(nearest_rank_value(latency, q) * 1000)
     return out
 
 

@@ -1,5 +1,6 @@
-"""The live view's per-second figures when the load runs in the cluster: taken from the requests the workers
-wrote (a real timeline folder here; the copy from the pods is tested on the sandbox, tests/k8s/test_k8s_run.py)."""
+"""Figures of a load taken from its timeline: the live view's per-second figures when the load runs in the
+cluster, from the requests the workers wrote (a real timeline folder here; the copy from the pods is tested on
+the sandbox, tests/k8s/test_k8s_run.py), and ``harness load``'s closing summary."""
 
 from __future__ import annotations
 
@@ -29,3 +30,18 @@ def test_one_second_of_requests_gives_its_rate_errors_and_nearest_rank_latencies
     assert figures_of_second(tmp_path / "timeline", BASE)["rps"] == 5
     empty = figures_of_second(tmp_path / "timeline", BASE + 10 * S)
     assert empty["rps"] == 0 and empty["p99_ms"] is None
+
+
+def test_the_load_commands_summary_takes_percentiles_by_the_analysis_rule(tmp_path: Path) -> None:
+    """``harness load``'s closing p50/p99 are latencies requests really had (nearest rank), as in the report:
+    of 100 requests taking 1..100 ms, p99 is 99 ms, not the interpolated 99.01 ms."""
+    from harness.commands.load_cmd import summarize
+
+    writer = TimelineWriter(tmp_path / "timeline", worker="w0")
+    for i in range(100):
+        writer.record(BASE + i * S // 100, (i + 1) / 1000, "ok")
+    writer.record(BASE + S, 5.0, "error", "timeout")
+    writer.close()
+    summary = summarize(tmp_path / "timeline")
+    assert summary["requests"] == 101 and summary["ok"] == 100 and summary["errors"] == {"timeout": 1}
+    assert summary["p50_ms"] == 50.0 and summary["p99_ms"] == 99.0
