@@ -3,10 +3,8 @@
 The pod is deleted through the API, the Deployment replaces it, the kubelet's probes decide readiness,
 and the load runs where clients are: Locust master and worker pods in the cluster (the default,
 ``--load-from cluster``, with the sandbox's harness image), calling the Service by its cluster DNS name, so
-kube-proxy spreads requests over the pods as it does for users of a plain Service. The network-policy block
-runs too, with ``--load-from local`` (the sandbox's root namespace routes to ClusterIPs); since the sandbox's
-bridge network plugin does not enforce NetworkPolicy, it must be reported as "not enforced": a void
-repetition, never a block.
+kube-proxy spreads requests over the pods as it does for users of a plain Service. (The network-policy block's
+"not enforced" void on the sandbox's bridge plugin, and its agent route, are in test_k8s_netblock.py.)
 """
 
 from __future__ import annotations
@@ -98,17 +96,6 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
                 for o in api.list(KIND_BY_NAME[kind], namespace) if o["metadata"]["name"].startswith("harness-load-")]
         assert not left, f"load objects left behind: {left}"
         assert not (rep / "timeline-live").exists()
-
-        # The bridge CNI does not enforce NetworkPolicy: the block must come out as "not enforced", void.
-        block = harness("run", str(ROOT / "experiments" / "network-policy-block.yaml"), *common, "--load-from", "local",
-                        "--warmup", "3",
-                        "--observation", "3", "--var", "block_s=2", "--var", "recovery_wait_s=2",
-                        "--var", "analysis={stability_period_s: 3}",
-                        "--reports-dir", str(tmp_path / "reports"))
-        assert block.returncode == 5, block.stdout + block.stderr
-        info = json.loads(next((tmp_path / "reports").glob("*/experiments/network-policy-block/1/experiment.json"))
-                          .read_text())
-        assert info["void"] and "not enforced" in info["void"], info["void"]
     finally:
         down = harness("down", *common)
         assert down.returncode == 0, down.stdout + down.stderr
