@@ -38,6 +38,7 @@ from harness.bench.accuracy_common import (
     compare_runs,
     load_summary,
     print_summary,
+    probe_failure_span,
     probe_ttr,
     save_summary,
 )
@@ -135,11 +136,12 @@ class Prober:
         self._scheduler.join(5)
         time.sleep(PROBE_TIMEOUT_S + 0.2)  # the last probes end by their own deadline
 
-    def ttr(self, t0_ns: int, since_ns: int = 0, until_ns: int | None = None) -> float:
-        """The prober's TTR over its records so far (``probe_ttr``)."""
+    def ttr(self, t0_ns: int, since_ns: int = 0, until_ns: int | None = None) -> tuple[float, tuple[int, float]]:
+        """The prober's TTR over its records so far (``probe_ttr``), and its failures' count and span."""
         with self._lock:
             records = list(self.records)
-        return probe_ttr(records, t0_ns, since_ns, until_ns)
+        return (probe_ttr(records, t0_ns, since_ns, until_ns),
+                probe_failure_span(records, t0_ns, since_ns, until_ns))
 
 
 def sequential_load(url: str, writer: TimelineWriter, stop: threading.Event) -> None:
@@ -195,12 +197,14 @@ def run_fault(platform: LocalPlatform, fault: str, reports: Path, *, reps: int =
     new = sorted(set(reports.glob("*/run.json")) - before)
     run_dir = new[-1].parent if new else None
     ttrs: dict[str, float] = {}
+    failures: dict[str, tuple[int, float]] = {}
     for info_path in sorted(run_dir.glob("experiments/*/*/experiment.json")) if run_dir else []:
         info = json.loads(info_path.read_text())
         if info.get("fault_start_ns"):  # t0 from the Chaos Toolkit journal, as the analysis takes it
-            ttrs[info_path.parent.name] = prober.ttr(int(info["fault_start_ns"]), int(info.get("load_start_ns") or 0),
-                                                     int(info.get("observation_end_ns") or time.time_ns()))
-    return FaultRun(run_dir, proc.returncode, proc.stdout + proc.stderr, ttrs)
+            rep = info_path.parent.name
+            ttrs[rep], failures[rep] = prober.ttr(int(info["fault_start_ns"]), int(info.get("load_start_ns") or 0),
+                                                  int(info.get("observation_end_ns") or time.time_ns()))
+    return FaultRun(run_dir, proc.returncode, proc.stdout + proc.stderr, ttrs, failures)
 
 
 def run(args: argparse.Namespace) -> int:
