@@ -91,6 +91,9 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
         info["load"] = "disabled"
         write_json_atomic(ctx.run_dir / "experiment.json", info)
         return
+    # On disk before the load starts (the in-cluster load takes seconds to schedule its pods): an interrupt
+    # meanwhile is recorded with the repetition's fields, and the report says so instead of refusing the run.
+    write_json_atomic(ctx.run_dir / "experiment.json", info)
     try:
         if settings.load_in_cluster:  # where clients are: Locust pods aimed at the Service
             info["load"] = cluster_load.start(platform, ctx.run_id, ctx.run_dir, settings.profile,
@@ -101,6 +104,11 @@ def before_experiment_control(context: dict[str, Any], configuration: Configurat
             load = _start_load(ctx, status.endpoints.http, status.endpoints.grpc)
             (ctx.run_dir / "load.pid").write_text(str(load.pid))
             info["load"] = {"from": "local", "pid": load.pid, "profile": settings.harness_profile}
+    except KeyboardInterrupt as exc:  # cluster_load.start deleted what it had created; a local load is stopped
+        _stop_load(ctx.run_dir / "load.pid")
+        info.update(status="interrupted", load_end_ns=time.time_ns(), void=None, landings=[])
+        write_json_atomic(ctx.run_dir / "experiment.json", info)
+        raise InterruptExecution("interrupted while the load started; nothing was injected") from exc
     except Exception as exc:
         (ctx.run_dir / "control.error").write_text(f"could not start the load: {exc}")
         # Recorded as an interrupted repetition with its reason (nothing was injected), so the report says why

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -25,6 +26,7 @@ from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.sandbox import SandboxStatus
 from harness.timeline import read_timeline
+from tests.k8s.k8s_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -53,6 +55,31 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "--load-image" in refused.stderr and "Nothing was injected" in refused.stderr
         assert not list((tmp_path / "refused").glob("*/experiments")), "no repetition started"
+
+        # Ctrl-C while the load's pods are being scheduled: recorded as an interrupted repetition with its
+        # fields (the report refused the run before: "name must be a non-empty string", exit 2), nothing left.
+        stopped = tmp_path / "stopped"
+
+        def starting() -> bool:
+            records = stopped.glob("*/experiments/pod-kill/1/cluster-load.json")
+            return any('"starting"' in p.read_text() for p in records)
+
+        argv = ["run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--reports-dir", str(stopped)]
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                env={**os.environ, "HARNESS_REPORTS_DIR": str(stopped)})
+        wait_for(starting, 240, "the in-cluster load to start")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out
+        info = json.loads(next(stopped.glob("*/experiments/pod-kill/1/experiment.json")).read_text())
+        assert info["status"] == "interrupted" and info["name"] == "pod-kill" and not info.get("injected"), info
+        assert "report:" in out, out
+        api = KubernetesPlatform(KubernetesSettings(namespace=namespace, namespace_confirmed=True,
+                                                    kubeconfig=sandbox.kubeconfig, state_dir=tmp_path / "k8s")).api
+        assert not [o["metadata"]["name"] for kind in ("Pod", "Service", "ConfigMap")
+                    for o in api.list(KIND_BY_NAME[kind], namespace)
+                    if o["metadata"]["name"].startswith("harness-load-")]
 
         run = harness("run", str(ROOT / "experiments" / "pod-kill.yaml"), *common, "--warmup", "3", "--rate", "50",
                       "--observation", "40", "--var", "recovery_wait_s=3", "--reports-dir", str(tmp_path / "reports"))
@@ -90,8 +117,6 @@ def test_pod_kill_experiment_unchanged_on_kubernetes(sandbox: SandboxStatus, sma
         assert figures["ttr_state"] in ("recovered", "no-impact", "censored"), figures
         assert (figures["time_to_recover_s"] if figures["ttr_state"] != "censored"
                 else figures["time_to_recover_lower_bound_s"]) is not None, figures
-        api = KubernetesPlatform(KubernetesSettings(namespace=namespace, namespace_confirmed=True,
-                                                    kubeconfig=sandbox.kubeconfig, state_dir=tmp_path / "k8s")).api
         left = [o["metadata"]["name"] for kind in ("Pod", "Service", "ConfigMap")
                 for o in api.list(KIND_BY_NAME[kind], namespace) if o["metadata"]["name"].startswith("harness-load-")]
         assert not left, f"load objects left behind: {left}"
