@@ -290,8 +290,7 @@ def wait_all_ready(platform: Platform, timeout_s: float, interval_s: float = 0.5
     """Until every replica is ready (before each repetition, and between a benchmark's faults)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = platform.status()
-        if status.replicas and status.ready_replicas == len(status.replicas):
+        if platform.status().all_ready:
             return
         time.sleep(interval_s)
     raise PlatformError(f"replicas were not all ready within {timeout_s:g}s before the next repetition")

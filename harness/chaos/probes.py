@@ -50,10 +50,10 @@ def _recent(ctx: RunContext, window_s: float) -> tuple[int, int, float]:
 
 
 def replicas_ready(min_ready: int | None = None, configuration: Configuration | None = None) -> bool:
-    """All replicas ready (or at least ``min_ready``)."""
+    """All replicas ready (``PlatformStatus.all_ready``: a pod still terminating is not one), or at least
+    ``min_ready``."""
     status = RunContext.from_configuration(configuration).platform().status()
-    need = len(status.replicas) if min_ready is None else min_ready
-    return status.ready_replicas >= need
+    return status.all_ready if min_ready is None else status.ready_replicas >= min_ready
 
 
 def error_ratio_within(max_ratio: float = 0.01, window_s: float = 5.0,

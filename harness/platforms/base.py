@@ -42,6 +42,7 @@ class ReplicaStatus:
     grpc: str = ""
     metrics: str = ""
     uid: str = ""  # the pod uid on Kubernetes (a replacement gets a new one); "" locally, where the pid tells
+    terminating: bool = False  # a deleted pod the kubelet is still stopping: shown, but no longer a replica
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,13 @@ class PlatformStatus:
     @property
     def ready_replicas(self) -> int:
         return sum(1 for r in self.replicas if r.ready)
+
+    @property
+    def all_ready(self) -> bool:
+        """Every replica serves: pods still terminating after a rollout or a kill are on their way out (the
+        Deployment does not count them, nor do its endpoints), so they neither count nor block."""
+        current = [r for r in self.replicas if not r.terminating]
+        return bool(current) and all(r.ready for r in current)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -71,4 +71,5 @@ def replica_status(pod: dict[str, Any], spec: DeploymentSpec) -> ReplicaStatus:
         grpc=f"{ip}:{spec.port('grpc')}" if ip else "",
         metrics=f"http://{ip}:{spec.port('metrics')}/metrics" if ip else "",
         uid=str(pod["metadata"].get("uid", "")),
+        terminating=bool(pod["metadata"].get("deletionTimestamp")),
     )
