@@ -103,6 +103,7 @@ class RunSettings(BaseModel):
 
     harness_profile: str = "loadprofiles/steady.py"
     harness_protocol: Literal["http", "grpc"] = "http"
+    harness_connections: Literal["kept", "per-request"] = "kept"  # HTTP: keep-alive pool, or one per request
     harness_users: int = Field(default=8, ge=1, le=100_000, strict=True)
     harness_rate: float = Field(default=0.0, ge=0, le=1_000_000)
     harness_workers: int = Field(default=0, ge=0, le=256, strict=True)
@@ -127,6 +128,14 @@ class RunSettings(BaseModel):
     harness_run_dir: str | None = None
     # The platform the activities act on (harness_platform, harness_state_dir, ...), read by PlatformRef.
     platform: PlatformRef = Field(default_factory=PlatformRef, exclude=True)
+
+    @model_validator(mode="after")
+    def _connections_are_http(self) -> RunSettings:
+        """A connection per request is an HTTP client's; gRPC multiplexes every request over one channel."""
+        if self.harness_connections == "per-request" and self.harness_protocol == "grpc":
+            raise ValueError("harness_connections: per-request connections are an HTTP client's (gRPC sends every "
+                             "request over one channel); use harness_protocol http, or kept connections")
+        return self
 
     @model_validator(mode="after")
     def _samples_stay_here(self) -> RunSettings:
@@ -181,7 +190,7 @@ class RunSettings(BaseModel):
     def load_settings(self) -> LoadSettings:
         """What every load process of the run is told: protocol, users and rate; it runs until stopped."""
         return LoadSettings(protocol=self.harness_protocol, users=self.harness_users, rate=self.harness_rate,
-                            duration_s=None)
+                            duration_s=None, connections=self.harness_connections)
 
     def request_options(self) -> RequestOptions | None:
         """Which models the load sends to, and with what inputs (``harness_model``, ``harness_batch``,
@@ -201,7 +210,8 @@ class RunSettings(BaseModel):
 
 
 _SETTING_KEYS = frozenset(RunSettings.model_fields) - {"platform"}
-_CROSS_CHECKED = ("harness_input_data",)  # what the model's own validator refuses when no field is named
+# what the model's own validators refuse when no field is named
+_CROSS_CHECKED = ("harness_input_data", "harness_connections")
 _REQUEST_KEYS = frozenset({"harness_model", "harness_batch", "harness_shape", "harness_input_data",
                            "harness_variable_dim"})
 KNOWN_KEYS = _SETTING_KEYS | PLATFORM_KEYS | {"harness_load_context"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 
 from harness.cli import main
+from harness.errors import ConfigError
 from harness.load.process import LoadProcess
+from harness.load.settings import LoadSettings
 from harness.platforms.base import PlatformStatus
 from harness.platforms.local.platform import LocalPlatform
 from harness.timeline import read_timeline
@@ -25,13 +28,27 @@ PROFILES = ROOT / "loadprofiles"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformStatus]:
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPlatform, PlatformStatus]]:
     """One replica behind the front, shared by the tests that do not hurt it."""
     platform = LocalPlatform(local_settings(tmp_path_factory.mktemp("load"), replicas=1, prometheus=False))
     try:
-        yield platform.up()
+        yield platform, platform.up()
     finally:
         platform.down()
+
+
+@pytest.fixture(scope="module")
+def service(local: tuple[LocalPlatform, PlatformStatus]) -> PlatformStatus:
+    return local[1]
+
+
+def front_connections(platform: LocalPlatform) -> int:
+    """Client connections HAProxy's HTTP front has accepted so far (its statistics' ``stot``)."""
+    s = platform.settings
+    with urllib.request.urlopen(f"http://{s.front_address}:{s.stats_port}/stats;csv", timeout=5) as resp:
+        text = resp.read().decode().lstrip("# ")
+    return next(int(row["stot"]) for row in csv.DictReader(text.splitlines())
+                if row["pxname"] == "triton_http" and row["svname"] == "FRONTEND")
 
 
 def served(status: PlatformStatus) -> int:
@@ -99,6 +116,28 @@ def test_open_loop_grpc_sends_the_rate_and_reads_the_replica(service: PlatformSt
     assert 240 <= len(frame) <= 330  # 100/s for 3 s, on schedule
     assert set(frame["outcome"]) == {"ok"} and set(frame["status"]) == {0}
     assert set(frame["replica"]) == {"triton-0"} and set(frame["protocol"]) == {"grpc"}
+
+
+def test_per_request_connections_open_one_connection_for_every_request(local: tuple[LocalPlatform, PlatformStatus],
+                                                                      tmp_path: Path) -> None:
+    """``--connections per-request`` is a client a Kubernetes Service routes afresh for every request: here each
+    request is one more connection at the front, while kept connections stay a handful however many requests."""
+    platform, status = local
+    opened, sent = {}, {}
+    for connections in ("per-request", "kept"):
+        before = front_connections(platform)
+        load = LoadProcess.start(status.endpoints.http, status.endpoints.grpc, PROFILES / "steady.py",
+                                 tmp_path / connections / "timeline", users=4, rate=60, duration_s=2,
+                                 connections=connections, log_path=tmp_path / f"{connections}.log")
+        assert load.wait(30) == 0
+        frame = read_timeline(tmp_path / connections / "timeline")
+        assert set(frame["outcome"]) == {"ok"}, frame["error_class"].value_counts()
+        opened[connections], sent[connections] = front_connections(platform) - before, len(frame)
+    # the load process reads the server's metadata before it sends: a few connections of its own
+    assert sent["per-request"] <= opened["per-request"] <= sent["per-request"] + 5, (opened, sent)
+    assert sent["kept"] >= 90 and opened["kept"] <= 20, (opened, sent)
+    with pytest.raises(ConfigError, match="per-request connections are an HTTP client's"):
+        LoadSettings(protocol="grpc", connections="per-request")
 
 
 def test_distributed_workers_merge_into_one_timeline(service: PlatformStatus, tmp_path: Path) -> None:

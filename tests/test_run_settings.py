@@ -83,6 +83,16 @@ def test_a_bad_configuration_is_one_error_listing_every_problem() -> None:
         assert f"configuration {key}" in text
 
 
+def test_connections_per_request_reach_the_load_and_are_refused_over_grpc() -> None:
+    settings = RunSettings.from_configuration({"harness_connections": "per-request"})
+    assert settings.load_settings().connections == "per-request"
+    assert RunSettings.from_configuration({}).load_settings().connections == "kept"
+    with pytest.raises(ConfigError, match="harness_connections: per-request connections are an HTTP client's"):
+        RunSettings.from_configuration({"harness_connections": "per-request", "harness_protocol": "grpc"})
+    with pytest.raises(ConfigError, match="configuration harness_connections"):
+        RunSettings.from_configuration({"harness_connections": "sometimes"})
+
+
 def test_the_control_refuses_a_bad_configuration_before_it_starts_anything(tmp_path: Path) -> None:
     """A plain ``chaos run`` is not validated by ``harness run``: the control stops it before load or fault."""
     handler = signal.getsignal(signal.SIGTERM)

@@ -142,6 +142,7 @@ def _start_load(ctx: RunContext, http: str, grpc: str) -> Any:
         protocol=load.protocol,
         users=load.users,
         rate=load.rate,
+        connections=load.connections,
         duration_s=load.duration_s,
         workers=settings.harness_workers,
         stats_path=ctx.run_dir / "load-stats.jsonl",

@@ -122,7 +122,7 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str], reque
     profile = check_profile_file(Path(args.profile))
     env = {**profile_params(profile, params), **request_env(requests)}
     settings = LoadSettings(protocol=args.protocol, users=args.users, rate=args.rate, duration_s=args.duration,
-                            timeout_s=args.timeout)
+                            timeout_s=args.timeout, connections=args.connections)
     platform = platform_from_args(args)
     assert isinstance(platform, KubernetesPlatform)  # --platform kubernetes
     image = resolve_load_image(platform, args.load_image)
@@ -130,7 +130,8 @@ def _cmd_load_kubernetes(args: argparse.Namespace, params: dict[str, str], reque
     workers = max(args.workers, 1)
     load: dict[str, Any] = {"profile": str(profile), "protocol": args.protocol, "users": args.users,
                             "rate": args.rate, "duration_s": args.duration, "timeout_s": args.timeout,
-                            "workers": workers, "image": image, "params": params, "env": env}
+                            "connections": args.connections, "workers": workers, "image": image, "params": params,
+                            "env": env}
     run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
                         {"platform": "kubernetes", "load": load},
                         path=Path(args.run_dir).absolute() if args.run_dir else None)
@@ -165,11 +166,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
     requests = request_options(args)
     http, grpc, platform_settings, service = _endpoints(args)
     settings = LoadSettings(http_url=http, grpc_target=grpc, protocol=args.protocol, users=args.users,
-                            rate=args.rate, duration_s=duration, timeout_s=args.timeout)
+                            rate=args.rate, duration_s=duration, timeout_s=args.timeout,
+                            connections=args.connections)
     check_endpoint(settings)
     load_settings = {"profile": str(profile), "protocol": args.protocol, "users": args.users,
                      "rate": args.rate, "duration_s": duration, "workers": args.workers,
-                     "timeout_s": args.timeout,
+                     "timeout_s": args.timeout, "connections": args.connections,
                      "endpoint": http if args.protocol == "http" else settings.grpc, "params": params,
                      "requests": requests.to_json()}
     run = RunDir.create(Path(args.reports), f"load-{profile.stem}", "load", ["harness", *sys.argv[1:]],
@@ -184,7 +186,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
     try:
         load = LoadProcess.start(http, grpc, profile, run.timeline_dir, protocol=args.protocol,
                                  users=args.users, rate=args.rate, duration_s=duration, workers=args.workers,
-                                 timeout_s=args.timeout, stats_path=run.path / "load.jsonl", extra_env=params,
+                                 timeout_s=args.timeout, connections=args.connections,
+                                 stats_path=run.path / "load.jsonl", extra_env=params,
                                  requests=requests)
     except HarnessError:
         shutil.rmtree(run.path, ignore_errors=True)  # nothing was sent: leave no empty run behind
@@ -233,6 +236,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="Locust worker processes under a master (0: one process runs the users)")
     p.add_argument("--timeout", type=float, default=2.0, help="request timeout in seconds")
+    p.add_argument("--connections", choices=("kept", "per-request"), default="kept",
+                   help="HTTP: keep-alive connections in a pool (default) or a new one per request, which a "
+                        "Kubernetes Service routes afresh each time")
     p.add_argument("--endpoint", help="http://HOST:PORT (or HOST:PORT with --protocol grpc); "
                                       "default: the running platform's front")
     p.add_argument("--grpc-endpoint", help=argparse.SUPPRESS)

@@ -65,7 +65,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         replicas, platform_problem = [], exc
     variables = parse_vars(args.var or [])
     flags = {"profile": "harness_profile", "users": "harness_users", "rate": "harness_rate",
-             "protocol": "harness_protocol", "observation": "harness_observation_s", "warmup": "harness_warmup_s"}
+             "protocol": "harness_protocol", "observation": "harness_observation_s", "warmup": "harness_warmup_s",
+             "connections": "harness_connections"}
     for flag, key in flags.items():
         if getattr(args, flag) is not None:
             variables[key] = getattr(args, flag)
@@ -114,6 +115,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--users", type=int, help="concurrent users of the profile (harness_users)")
     p.add_argument("--rate", type=float, help="open-loop target requests/s (harness_rate)")
     p.add_argument("--protocol", choices=("http", "grpc"), help="client protocol (harness_protocol)")
+    p.add_argument("--connections", choices=("kept", "per-request"),
+                   help="HTTP: keep-alive connections in a pool (default) or a new one per request, which a "
+                        "Kubernetes Service routes afresh each time (harness_connections)")
     p.add_argument("--observation", type=float, help="seconds of load after the last fault (harness_observation_s)")
     p.add_argument("--warmup", type=float, help="seconds of load before the steady-state check (harness_warmup_s)")
     p.add_argument("--var", action="append", metavar="KEY=VALUE", help="override a configuration value")

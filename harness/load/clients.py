@@ -197,12 +197,15 @@ class HttpInfer:
     header. ``pooled``: one instance shared by every open-loop request of the process, holding as many
     idle connections as were ever in flight; otherwise one connection, for one closed-loop user. A
     connection idle for more than ``IDLE_RECONNECT_S`` is replaced before use, so a server's keep-alive
-    expiry is never recorded as a failure of the service.
+    expiry is never recorded as a failure of the service. ``per_request``: a new connection for every
+    request, which asks the server to close it (``Connection: close``) and is never pooled: a client whose
+    every request a Kubernetes Service routes afresh (kube-proxy picks the pod per connection).
     """
 
     IDLE_RECONNECT_S = 5.0
 
-    def __init__(self, url: str, requests: list[PreparedRequest], timeout_s: float, pooled: bool = False) -> None:
+    def __init__(self, url: str, requests: list[PreparedRequest], timeout_s: float, pooled: bool = False,
+                 per_request: bool = False) -> None:
         hostport = url.removeprefix("http://").split("/", 1)[0]
         host, _, port = hostport.rpartition(":")
         self.address = (host.strip("[]"), int(port))
@@ -211,11 +214,13 @@ class HttpInfer:
             head = (f"POST /v2/models/{r.model}/infer HTTP/1.1\r\nHost: {hostport}\r\n"
                     "Content-Type: application/octet-stream\r\n"
                     f"Inference-Header-Content-Length: {r.http_json_size}\r\n"
-                    f"Content-Length: {len(r.http_body)}\r\n\r\n")
+                    f"Content-Length: {len(r.http_body)}\r\n"
+                    + ("Connection: close\r\n" if per_request else "") + "\r\n")
             wire.append((head.encode() + r.http_body, r, r.needles))
         self._next = cycle(wire).__next__
         self.timeout_s = timeout_s
         self.pooled = pooled
+        self.per_request = per_request
         self._idle: list[tuple[socket.socket, float]] = []
 
     def _connect(self) -> socket.socket:
@@ -242,7 +247,7 @@ class HttpInfer:
             if sock is not None:
                 sock.close()
             return False, classify_exception(exc), -1, "", 0, request.model
-        if keep:
+        if keep and not self.per_request:
             self._idle.append((sock, time.monotonic()))
         else:
             sock.close()

@@ -80,14 +80,15 @@ class LoadContext:
                     self._shared_http = GeventHttpInfer(s.http_url, self.requests, s.timeout_s,
                                                         concurrency=s.inflight_cap())
                 else:
-                    self._shared_http = HttpInfer(s.http_url, self.requests, s.timeout_s, pooled=True)
+                    self._shared_http = HttpInfer(s.http_url, self.requests, s.timeout_s, pooled=True,
+                                                  per_request=s.connections == "per-request")
                 self._transports.append(self._shared_http)
             return self._shared_http
         infer: Any
         if s.http_client == "geventhttpclient":
             infer = GeventHttpInfer(s.http_url, self.requests, s.timeout_s)
         else:
-            infer = HttpInfer(s.http_url, self.requests, s.timeout_s)
+            infer = HttpInfer(s.http_url, self.requests, s.timeout_s, per_request=s.connections == "per-request")
         self._transports.append(infer)
         return infer
 

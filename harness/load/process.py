@@ -34,7 +34,7 @@ from types import TracebackType
 from harness.errors import ConfigError, HarnessError, PlatformError
 from harness.load.profile import check_profile_file
 from harness.load.requests import RequestOptions, read_plan
-from harness.load.settings import LoadSettings, Protocol
+from harness.load.settings import Connections, LoadSettings, Protocol
 from harness.procs import kill_group, parent_death_signal, wait_gone
 
 __all__ = ["PLAN_FILE", "LoadProcess", "check_endpoint"]
@@ -88,6 +88,7 @@ class LoadProcess:
         duration_s: float | None = None,
         workers: int = 0,
         timeout_s: float = 2.0,
+        connections: Connections = "kept",
         stats_path: Path | None = None,
         log_path: Path | None = None,
         quiet: bool | None = None,
@@ -110,7 +111,7 @@ class LoadProcess:
             raise ConfigError(f"workers is {workers}; it must be 0 (one process) or more")
         settings = LoadSettings(http_url=endpoint_http.rstrip("/"), grpc_target=endpoint_grpc,
                                 protocol=protocol, users=users, rate=rate, duration_s=duration_s,
-                                timeline_dir=timeline_dir, timeout_s=timeout_s)
+                                timeline_dir=timeline_dir, timeout_s=timeout_s, connections=connections)
         profile = check_profile_file(profile)
         check_endpoint(settings)
         if timeline_dir is not None:

@@ -16,10 +16,12 @@ from typing import Literal
 
 from harness.errors import ConfigError
 
-__all__ = ["ENV", "HttpClient", "LoadSettings", "Protocol"]
+__all__ = ["CONNECTIONS", "ENV", "Connections", "HttpClient", "LoadSettings", "Protocol"]
 
 Protocol = Literal["http", "grpc"]
 HttpClient = Literal["sockets", "geventhttpclient"]
+Connections = Literal["kept", "per-request"]
+CONNECTIONS: tuple[Connections, ...] = ("kept", "per-request")
 
 # Setting name -> environment variable. Profiles read the shape parameters (users, rate, duration) too.
 ENV = {
@@ -35,6 +37,7 @@ ENV = {
     "max_inflight": "HARNESS_MAX_INFLIGHT",
     "http_client": "HARNESS_HTTP_CLIENT",
     "requests_file": "HARNESS_REQUESTS",
+    "connections": "HARNESS_CONNECTIONS",
 }
 
 
@@ -62,6 +65,10 @@ class LoadSettings:
     max_inflight: int = 0  # open loop: cap on requests in flight per process; 0 = derived from rate
     http_client: HttpClient = "sockets"  # geventhttpclient: tritonclient's transport, 3x the CPU per request
     requests_file: Path | None = None
+    # HTTP: "kept" (keep-alive connections, pooled, as most clients do) or "per-request" (a new connection
+    # for every request, ``Connection: close``). Through a Kubernetes Service the two are different clients:
+    # kube-proxy picks the pod per connection, so only per-request clients spread every request over the pods.
+    connections: Connections = "kept"
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +78,13 @@ class LoadSettings:
             problems.append(f"HTTP endpoint {self.http_url!r} must look like http://HOST:PORT")
         if self.http_client not in ("sockets", "geventhttpclient"):
             problems.append(f"HTTP client {self.http_client!r} is neither 'sockets' nor 'geventhttpclient'")
+        if self.connections not in CONNECTIONS:
+            problems.append(f"connections {self.connections!r} is neither 'kept' nor 'per-request'")
+        elif self.connections == "per-request" and self.protocol == "grpc":
+            problems.append("per-request connections are an HTTP client's: gRPC sends every request over one "
+                            "channel; use --protocol http, or kept connections")
+        elif self.connections == "per-request" and self.http_client == "geventhttpclient":
+            problems.append("per-request connections need the sockets HTTP client (HARNESS_HTTP_CLIENT=sockets)")
         if self.users < 0:
             problems.append(f"users is {self.users}; it must be 0 or more")
         if self.rate < 0:

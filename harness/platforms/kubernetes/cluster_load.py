@@ -219,8 +219,8 @@ def start(platform: Platform, run_id: str, run_dir: Path, profile: Path, setting
         "target": job.host, "grpc_target": job.settings.grpc_target, "workers": job.workers,
         "master": job.master, "objects": created, "label": f"harness.load-run={job.run_label}",
         "users": settings.users, "rate": settings.rate, "protocol": settings.protocol,
-        "timeout_s": settings.timeout_s, "per_worker": {"max_inflight": worker.inflight_cap(),
-                                                       "resources": job.worker_resources()},
+        "timeout_s": settings.timeout_s, "connections": settings.connections,
+        "per_worker": {"max_inflight": worker.inflight_cap(), "resources": job.worker_resources()},
         "env": env,
     }
 
