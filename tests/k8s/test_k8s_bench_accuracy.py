@@ -45,13 +45,18 @@ def test_bench_accuracy_on_kubernetes_compares_real_probes_and_leaves_nothing(sa
     out = bench.stdout + bench.stderr
     assert bench.returncode in (0, 1), out  # 1: a target missed on this shared node, which is a measurement
     result = json.loads(saved.read_text())
-    assert result["platform"] == "kubernetes" and result["missed"] == [], out
-    assert result["faults"]["pod-kill"]["reps"] == 1, out  # both sides recovered: a difference was computed
+    assert result["platform"] == "kubernetes", out
+    row = next(line for line in out.splitlines() if line.split()[:2] == ["pod-kill", "1"])
+    if "agreed" in row:  # one side met the kill only as a blip (its kept connections were elsewhere): nothing
+        assert result["missed"] == ["pod-kill"], out  # to compare, which is not a met target
+    else:
+        assert result["missed"] == [] and result["faults"]["pod-kill"]["reps"] == 1, out  # a difference computed
     probed = result["probers"]["pod-kill"]
     assert probed["probes"] > 100 and probed["pooled_probes"] > 100, probed  # each 20 ms apart over the run
     assert probed["failed"] + probed["pooled_failed"] > 0, probed  # the prober, through the Service, saw the kill
     assert probed["address"] and probed["clock_uncertainty_ms"] > 0, probed
-    (ttr,) = probed["ttr_s"].values()  # the judged one: pooled connections, as the load's
+    assert probed["judged"] == "pooled", probed  # pod kill: the load keeps its connections, as the pooled probes
+    (ttr,) = probed["pooled_ttr_s"].values()
     (fresh,) = probed["new_connection_ttr_s"].values()
     assert 0 < ttr < 60 and 0 <= fresh < 60, probed
     assert result["probers_left"] == [], result

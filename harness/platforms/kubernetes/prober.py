@@ -5,14 +5,15 @@ independent observer saw. Locally that observer is a thread beside the service; 
 where clients stand, so it runs as its own pod: a program of the standard library only (``PROBER``: plain
 sockets, no harness import, its own clock) that resolves the Service's cluster DNS name once (a ClusterIP
 does not change while the Service lives; resolving it 100 times a second would measure the cluster's DNS
-too) and then, open loop, each probe on its own thread with its own 1 s timeout, sends one inference every
-20 ms on a new connection and one every 20 ms on a kept-alive connection from a pool. Through a Service the
-two are different clients: kube-proxy picks the pod per connection, so a kept connection stays with its pod
+too) and then, open loop, each probe on its own thread with its own deadline (the bench gives the load's
+request timeout, and counts a probe good when answered within the objective), sends one inference every 20 ms
+on a new connection and one every 20 ms on a kept-alive connection from a pool. Through a Service the two
+are different clients: kube-proxy picks the pod per connection, so a kept connection stays with its pod
 whatever happens to that pod, and the harness's own load keeps its connections (measured on the sandbox: after
 a pod kill, new connections recovered in 0.2-0.7 s, kept ones only when the kubelet's SIGKILL ended the old
 pod about 2 s later, as the harness's load saw).
 
-Its records (``start_ns end_ns ok mode`` lines) stay in the pod until the harness asks for them: ``finish``
+Its records (``start_ns end_ns ok mode stage`` lines) stay in the pod until the harness asks for them: ``finish``
 tells it to stop (a file, so nothing needs to reach the harness), waits for the last probes to end by their
 own deadline and for the count it wrote last, measures its clock against the harness's exactly as the load
 workers' are measured (``timeline_copy.measure_clock``), streams the records out over exec
@@ -43,19 +44,22 @@ from harness.platforms.kubernetes.timeline_copy import ClockOffset, measure_cloc
 __all__ = ["PROBER", "ClusterProber", "ProbeResult", "prober_pod"]
 
 INTERVAL_S = 0.02
-TIMEOUT_S = 1.0
+TIMEOUT_S = 1.0  # what a probe waits for, unless the caller says (the bench: its load's request timeout)
 START_TIMEOUT_S = 180.0
 GONE_TIMEOUT_S = 60.0
 DIR = "/probe"
 _KIND = KIND_BY_NAME
 
-# Standard library only. Env: HARNESS_PROBE_HOST, _PORT, _MODEL, _INTERVAL_S, _TIMEOUT_S, _MAX_S. Two probers
-# in one: every 20 ms a probe on a new connection ("n", ``Connection: close``: the local bench's prober) and
-# every 20 ms a probe on a kept-alive connection from a pool ("k": taken when one is idle, else opened; given
-# back after a good answer, dropped after a failure, as a pooled HTTP client does, which is what the harness's
-# Locust users are). Through a Service the two differ: kube-proxy picks the pod per connection, so a kept
-# connection stays with its pod whatever happens to that pod. Writes /probe/records.txt (``start end ok mode``
-# per probe, in the order they ended), /probe/STARTED (the address the name resolved to) once it sends, and
+# Standard library only. Env: HARNESS_PROBE_HOST, _PORT, _MODEL, _INTERVAL_S, _TIMEOUT_S (how long a probe
+# waits), _OBJECTIVE_S (a probe is ok when answered 200 within it; default the timeout), _MAX_S. Two probers in
+# one: every 20 ms a probe on a new connection ("n", ``Connection: close``: the local bench's prober) and every
+# 20 ms a probe on a kept-alive connection from a pool ("k": taken when one is idle, else opened; given back
+# after any whole answer, even a late one, dropped after a failure, as a pooled HTTP client does, which is what
+# the harness's Locust users are). Through a Service the two differ: kube-proxy picks the pod per connection, so a kept
+# connection stays with its pod whatever happens to that pod. Writes /probe/records.txt (``start end ok mode
+# stage`` per probe, in the order they ended; stage says where a failed probe stopped, for reading a run's
+# records: c connecting, r refused, a no answer on the new connection, s no answer on a kept one, x not 200,
+# l answered too late, - ok), /probe/STARTED (the address the name resolved to) once it sends, and
 # /probe/DONE (how many lines it wrote) after the last probe ended; stops when /probe/STOP appears or after
 # _MAX_S, then stays alive so the records can be copied out.
 PROBER = r"""
@@ -63,6 +67,7 @@ import json, os, socket, threading, time
 env = os.environ
 host, port = env["HARNESS_PROBE_HOST"], int(env["HARNESS_PROBE_PORT"])
 interval, timeout = float(env["HARNESS_PROBE_INTERVAL_S"]), float(env["HARNESS_PROBE_TIMEOUT_S"])
+objective = float(env.get("HARNESS_PROBE_OBJECTIVE_S") or timeout)
 max_s, model = float(env["HARNESS_PROBE_MAX_S"]), env["HARNESS_PROBE_MODEL"]
 D = "/probe"
 body = json.dumps({"inputs": [{"name": "INPUT", "shape": [1, 16], "datatype": "FP32",
@@ -116,7 +121,7 @@ def probe(mode):
     global count
     start = time.time_ns()
     deadline = time.monotonic() + timeout
-    ok, sock = False, None
+    ok, sock, stage, answered = False, None, "c", False
     try:
         if mode == "k":
             with lock:
@@ -125,19 +130,27 @@ def probe(mode):
                     if time.monotonic() - since >= 5.0:  # idle too long: a server may have expired it
                         sock.close()
                         sock = None
+                    else:
+                        stage = "s"
         if sock is None:
             sock = socket.create_connection(address, timeout=timeout)
-        ok = exchange(sock, KEEP if mode == "k" else CLOSE, deadline) == 200
+            stage = "a"
+        status = exchange(sock, KEEP if mode == "k" else CLOSE, deadline)
+        answered = status is not None
+        ok, stage = status == 200, ("-" if status == 200 else "x" if answered else stage)
+    except ConnectionRefusedError:
+        stage = "r"
     except (OSError, IndexError, ValueError):
         ok = False
     end = time.time_ns()
-    ok = ok and end - start <= timeout * 1e9
+    if ok and end - start > objective * 1e9:
+        ok, stage = False, "l"
     with lock:
-        if sock is not None and ok and mode == "k":
+        if sock is not None and answered and mode == "k":
             idle.append((sock, time.monotonic()))  # reused by a later probe, as a pooled client reuses it
         elif sock is not None:
             sock.close()  # a failed connection is dropped, as a client drops it
-        out.write("%d %d %d %s\n" % (start, end, ok, mode))
+        out.write("%d %d %d %s %s\n" % (start, end, ok, mode, stage))
         count += 1
 
 def write(name, text):
@@ -227,7 +240,7 @@ class ClusterProber:
 
     def __init__(self, api: KubeApi, namespace: str, image: str, host: str, port: int, *, max_s: float,
                  model: str = "mlp", run_id: str = "", interval_s: float = INTERVAL_S,
-                 timeout_s: float = TIMEOUT_S) -> None:
+                 timeout_s: float = TIMEOUT_S, objective_s: float | None = None) -> None:
         if not image:
             raise PlatformError("no image for the prober pod (it needs python3): pass --load-image")
         self.api, self.namespace = api, namespace
@@ -237,6 +250,7 @@ class ClusterProber:
         self.timeout_s = timeout_s
         env = {"HARNESS_PROBE_HOST": host, "HARNESS_PROBE_PORT": str(port), "HARNESS_PROBE_MODEL": model,
                "HARNESS_PROBE_INTERVAL_S": f"{interval_s:g}", "HARNESS_PROBE_TIMEOUT_S": f"{timeout_s:g}",
+               "HARNESS_PROBE_OBJECTIVE_S": f"{objective_s or timeout_s:g}",
                "HARNESS_PROBE_MAX_S": f"{max_s:.0f}"}
         deadline_s = int(max_s) + 600  # stops probing at max_s; the rest is for copying its records out
         self.body = prober_pod(self.name, self.run_id, expiry(deadline_s + 60), image, env, deadline_s)
@@ -304,7 +318,7 @@ class ClusterProber:
         shift = clock.offset_ns if clock.significant else 0
         with raw.open() as lines:
             for line in lines:
-                start, end, ok, mode = line.split()
+                start, end, ok, mode = line.split()[:4]
                 by_mode[mode].append((int(start) - shift, int(end) - shift, ok == "1"))
         if (got := len(by_mode["n"]) + len(by_mode["k"])) != int(done):
             raise PlatformError(f"the prober's records came back short: {got} lines, it wrote {done}")
