@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError, describe_validation_error
-from harness.load.settings import LoadSettings
+from harness.load.settings import Connections, LoadSettings
 from harness.platforms.registry import PLATFORM_KEYS, PlatformRef
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class RunSettings(BaseModel):
 
     harness_profile: str = "loadprofiles/steady.py"
     harness_protocol: Literal["http", "grpc"] = "http"
-    harness_connections: Literal["kept", "per-request"] = "kept"  # HTTP: keep-alive pool, or one per request
+    harness_connections: Connections = "kept"  # HTTP: keep-alive pool, or one per request
     harness_users: int = Field(default=8, ge=1, le=100_000, strict=True)
     harness_rate: float = Field(default=0.0, ge=0, le=1_000_000)
     harness_workers: int = Field(default=0, ge=0, le=256, strict=True)
@@ -131,10 +131,13 @@ class RunSettings(BaseModel):
 
     @model_validator(mode="after")
     def _connections_are_http(self) -> RunSettings:
-        """A connection per request is an HTTP client's; gRPC multiplexes every request over one channel."""
-        if self.harness_connections == "per-request" and self.harness_protocol == "grpc":
-            raise ValueError("harness_connections: per-request connections are an HTTP client's (gRPC sends every "
-                             "request over one channel); use harness_protocol http, or kept connections")
+        """What the load would refuse is refused here, before anything runs, by the load's own rule
+        (``LoadSettings``). Of the fields it is given, this model checks all but one pairing itself: a connection
+        per request over gRPC, which multiplexes every request over one channel."""
+        try:
+            self.load_settings()
+        except ConfigError as exc:
+            raise ValueError(f"harness_connections: {str(exc).removeprefix('bad load settings: ')}") from None
         return self
 
     @model_validator(mode="after")

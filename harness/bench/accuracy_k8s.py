@@ -63,7 +63,8 @@ if TYPE_CHECKING:
     from harness.platforms.kubernetes.platform import KubernetesPlatform
     from harness.platforms.kubernetes.prober import ProbeResult
 
-__all__ = ["DEFAULT_FAULTS", "EXPERIMENTS", "FAULTS", "add_arguments", "leftover_probers", "run", "run_fault"]
+__all__ = ["DEFAULT_FAULTS", "EXPERIMENTS", "FAULTS", "PER_REQUEST", "add_arguments", "leftover_probers", "probe_kinds",
+           "run", "run_fault"]
 
 # fault -> (shipped experiment, its variables, observation seconds after the last action). The observation
 # must outlast the recovery plus the stability period: a block of every pod makes them unready (the agent
@@ -85,6 +86,11 @@ FAULTS = tuple(EXPERIMENTS)
 # (``--connections per-request``) and is judged against the new-connection probes: every request of both is
 # routed afresh, and both recover when the pod leaves the Service's endpoints.
 PER_REQUEST = frozenset({"block-one"})
+
+
+def probe_kinds(fault: str) -> tuple[str, str]:
+    """(judged, shown): which of the prober's kinds of probe the fault is judged against, and the other."""
+    return ("new_connection", "pooled") if fault in PER_REQUEST else ("pooled", "new_connection")
 DEFAULT_FAULTS = ("pod-kill", "block-one", "block-all")
 PROBER_COMPONENT = "prober"
 
@@ -155,22 +161,20 @@ def run_fault(platform: KubernetesPlatform, fault: str, workdir: Path, *, common
         result = prober.finish(workdir / "probers" / fault)
     runs = sorted(reports.glob("*/run.json"))
     run_dir = runs[-1].parent if runs else None
-    pooled: dict[str, float] = {}
-    fresh: dict[str, float] = {}
-    judged_records = result.records if fault in PER_REQUEST else result.pooled
+    records = {"pooled": result.pooled, "new_connection": result.records}
+    judged, shown = probe_kinds(fault)
+    ttrs: dict[str, dict[str, float]] = {"pooled": {}, "new_connection": {}}
     failures: dict[str, tuple[int, float]] = {}
     for info_path in sorted(run_dir.glob("experiments/*/*/experiment.json")) if run_dir else []:
         info = json.loads(info_path.read_text())
         if info.get("fault_start_ns"):  # t0 from the Chaos Toolkit journal, as the analysis takes it
             window = (int(info["fault_start_ns"]), int(info.get("load_start_ns") or 0),
                       int(info.get("observation_end_ns") or time.time_ns()))
-            pooled[info_path.parent.name] = probe_ttr(result.pooled, *window)
-            fresh[info_path.parent.name] = probe_ttr(result.records, *window)
+            for kind, kept in records.items():
+                ttrs[kind][info_path.parent.name] = probe_ttr(kept, *window)
             # for the blip rule (accuracy_common): an outage shorter than the tolerance only one side sampled
-            failures[info_path.parent.name] = probe_failure_span(judged_records, *window)
-    if fault in PER_REQUEST:
-        return FaultRun(run_dir, code, output, fresh, failures), pooled, result
-    return FaultRun(run_dir, code, output, pooled, failures), fresh, result
+            failures[info_path.parent.name] = probe_failure_span(records[judged], *window)
+    return FaultRun(run_dir, code, output, ttrs[judged], failures), ttrs[shown], result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,7 +202,6 @@ def _run(args: argparse.Namespace) -> int:
               "--k8s-state-dir", str(platform.settings.state_dir)]
     runs: dict[str, FaultRun] = {}
     other: dict[str, dict[str, float]] = {}
-    rate = args.rate
     probers: dict[str, dict[str, Any]] = {}
     left: list[str] = []
     pins = _Pins(kubeconfig)
@@ -210,11 +213,11 @@ def _run(args: argparse.Namespace) -> int:
         for fault in faults:
             print(f"== {fault}: harness run on {platform.namespace}, prober pod beside it ...", flush=True)
             fault_run, other[fault], probed = run_fault(platform, fault, workdir, common=common, image=image,
-                                          agent_image=agent_image, reps=args.reps, rate=rate, hold_s=args.hold,
+                                          agent_image=agent_image, reps=args.reps, rate=args.rate, hold_s=args.hold,
                                           stability_s=args.stability, observation_s=args.observation)
             runs[fault] = fault_run
             if probed is not None:
-                judged, shown = (("new_connection", "pooled") if fault in PER_REQUEST else ("pooled", "new_connection"))
+                judged, shown = probe_kinds(fault)
                 probers[fault] = {**probed.to_json(), "judged": judged, f"{judged}_ttr_s": fault_run.prober_ttr,
                                   f"{shown}_ttr_s": other[fault]}
                 applied = "applied" if probed.corrected else "within its uncertainty: not applied"
@@ -241,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
         met = False
     conditions = (f"Kubernetes ({platform.namespace}{', deployed by the bench' if own else ''}): faults injected by "
                   f"harness run --platform kubernetes (t0 from the journal), load in the cluster (Locust pods, open "
-                  f"loop {rate:g} req/s from 10 users, kept-alive connections; a connection per request for "
+                  f"loop {args.rate:g} req/s from 10 users, kept-alive connections; a connection per request for "
                   f"{', '.join(sorted(PER_REQUEST))}), prober pod through the Service every 20 ms on a pooled "
                   f"kept-alive connection and every 20 ms on a new one, the same kind as the load's judged, each "
                   f"waiting {LoadSettings().timeout_s:g} s as the load's requests do and good when answered within "

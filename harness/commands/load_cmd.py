@@ -14,7 +14,7 @@ from harness.load.process import LoadProcess, check_endpoint
 from harness.load.profile import check_profile_file
 from harness.load.requests import RequestOptions
 from harness.load.rundir import RunDir
-from harness.load.settings import LoadSettings
+from harness.load.settings import CONNECTIONS, LoadSettings
 from harness.platforms.registry import add_platform_arguments, platform_from_args
 from harness.service import describe_endpoint, describe_service
 from harness.timeline import copied_workers, workers_note
@@ -236,7 +236,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="Locust worker processes under a master (0: one process runs the users)")
     p.add_argument("--timeout", type=float, default=2.0, help="request timeout in seconds")
-    p.add_argument("--connections", choices=("kept", "per-request"), default="kept",
+    p.add_argument("--connections", choices=CONNECTIONS, default="kept",
                    help="HTTP: keep-alive connections in a pool (default) or a new one per request, which a "
                         "Kubernetes Service routes afresh each time")
     p.add_argument("--endpoint", help="http://HOST:PORT (or HOST:PORT with --protocol grpc); "

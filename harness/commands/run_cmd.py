@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.doctor import refuse_unrunnable_files
 from harness.errors import FaultError, PlatformError
+from harness.load.settings import CONNECTIONS
 from harness.platforms.capabilities import refuse_unsupported
 from harness.platforms.kubernetes.cluster_load import add_load_placement_arguments, placement
 from harness.platforms.registry import add_platform_arguments, platform_args_for_chaos, platform_from_args
@@ -115,7 +116,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--users", type=int, help="concurrent users of the profile (harness_users)")
     p.add_argument("--rate", type=float, help="open-loop target requests/s (harness_rate)")
     p.add_argument("--protocol", choices=("http", "grpc"), help="client protocol (harness_protocol)")
-    p.add_argument("--connections", choices=("kept", "per-request"),
+    p.add_argument("--connections", choices=CONNECTIONS,
                    help="HTTP: keep-alive connections in a pool (default) or a new one per request, which a "
                         "Kubernetes Service routes afresh each time (harness_connections)")
     p.add_argument("--observation", type=float, help="seconds of load after the last fault (harness_observation_s)")
