@@ -218,6 +218,9 @@ def analyse_run(
             exp_notes.append(f"probe periods and back-off were scaled by {first.time_scale:g}")
         if first.retries:
             exp_notes.append("the front retried failed requests (like a mesh); a plain Service does not")
+        if first.configuration.get("harness_connections") == "per-request":  # the client kind changes the figures
+            exp_notes.append("the load opened a new connection for every request (harness_connections: "
+                             "per-request); a pooled client (kept, the default) can see a partial fault differently")
         voids = sum(1 for r in reps if r.void is not None)
         if voids:
             exp_notes.append(f"{voids} of {len(reps)} repetition(s) void (the fault did not land): left out of "
