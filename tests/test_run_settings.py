@@ -14,6 +14,7 @@ from chaoslib.exceptions import InterruptExecution
 from harness.chaos.context import RunContext
 from harness.chaos.control import before_experiment_control
 from harness.errors import ConfigError
+from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.local.platform import LocalPlatform
 from harness.platforms.registry import PlatformRef, add_platform_arguments, platform_args_for_chaos
 from harness.run_settings import RunSettings, check_run_settings
@@ -108,3 +109,20 @@ def test_an_experiment_file_cannot_grant_the_privileged_agent() -> None:
     """Only ``--allow-privileged-agent`` writes that key; in a file (or ``--var``) it is not a setting, exit 2."""
     _, problems = check_run_settings({"harness_allow_privileged_agent": True, "harness_load": False}, "x.yaml", {})
     assert [p for p in problems if "'harness_allow_privileged_agent' is not a harness setting" in p]
+
+
+def test_kubernetes_flags_reach_the_activities_without_a_state_dir(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``harness run --platform kubernetes --kubeconfig K --namespace NS``, as ``harness sandbox up`` prints it, with
+    no ``--k8s-state-dir``: the activities fell back to the experiment's own default (the local platform's
+    directory), found none of what ``up`` saved, and the control failed with "no kubeconfig at ~/.kube/config"."""
+    monkeypatch.setenv("HARNESS_K8S_STATE_DIR", str(tmp_path / "k8s"))
+    kubeconfig = tmp_path / "kubeconfig"
+    args = _flags("--platform", "kubernetes", "--kubeconfig", str(kubeconfig), "--namespace", "team-a")
+    experiment_defaults = {"harness_platform": "local", "harness_state_dir": ".harness/local"}
+    carried = load_configuration({**experiment_defaults, **platform_args_for_chaos(args)})
+    assert carried["harness_state_dir"] == str(tmp_path / "k8s")
+    assert carried["harness_kubeconfig"] == str(kubeconfig)
+    platform = RunContext.from_configuration({**carried, "harness_run_dir": str(tmp_path / "rep")}).platform()
+    assert isinstance(platform, KubernetesPlatform)
+    assert Path(platform.settings.kubeconfig) == kubeconfig and platform.namespace == "team-a"

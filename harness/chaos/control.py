@@ -298,7 +298,8 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
             interrupts.pop()
     info_path = ctx.run_dir / "experiment.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    if info.get("status") == "interrupted":  # interrupted during the warm-up: already recorded
+    if info.get("status") == "interrupted" or not info:  # interrupted during the warm-up: already recorded;
+        # nothing recorded: before_experiment_control refused (control.error says why, the runner reports it)
         write_json_atomic(ctx.run_dir / "journal.json", journal)
         return
     if cluster_load.recorded(ctx.run_dir) and load_error is None:

@@ -6,7 +6,8 @@ same platform, but Chaos Toolkit hands them only the experiment's ``configuratio
 is what travels: the command writes it into the configuration (``to_configuration``), the activities read it
 back (``from_configuration``, through ``RunSettings.from_configuration``) and open it (``open``). The keys are
 the ones experiment files and ``--var`` have always used (``harness_platform``, ``harness_state_dir``,
-``harness_namespace``, ``harness_kube_context``, ``harness_allow_privileged_agent``, ``harness_agent_image``);
+``harness_namespace``, ``harness_kube_context``, ``harness_kubeconfig``, ``harness_allow_privileged_agent``,
+``harness_agent_image``);
 this module is the only one that reads them.
 """
 
@@ -26,7 +27,8 @@ __all__ = ["PERMISSION_KEYS", "PLATFORMS", "PLATFORM_KEYS", "PlatformRef", "add_
 
 # An experiment file or --var may name the platform; the agent's permission comes only from the command's own
 # flags (--allow-privileged-agent, --agent-image), so a file that sets it is refused as an unknown setting.
-PLATFORM_KEYS = frozenset({"harness_platform", "harness_state_dir", "harness_namespace", "harness_kube_context"})
+PLATFORM_KEYS = frozenset({"harness_platform", "harness_state_dir", "harness_namespace", "harness_kube_context",
+                           "harness_kubeconfig"})
 PERMISSION_KEYS = frozenset({"harness_allow_privileged_agent", "harness_agent_image"})
 
 
@@ -44,19 +46,26 @@ class PlatformRef:
     state_dir: Path | None = None
     namespace: str | None = None
     kube_context: str | None = None
+    kubeconfig: str | None = None
     allow_privileged_agent: bool = False
     agent_image: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PlatformRef:
         """The platform a command's flags select (``add_platform_arguments``); Kubernetes keeps its state in
-        ``--k8s-state-dir`` when given, else in ``--state-dir``."""
+        ``--k8s-state-dir`` when given, else in ``--state-dir``, else in its default (``./.harness/kubernetes``)."""
         state_dir = getattr(args, "state_dir", None)
         if args.platform == "kubernetes":
-            state_dir = getattr(args, "k8s_state_dir", None) or state_dir
+            from harness.platforms.kubernetes.settings import default_state_dir
+
+            # Named even when it is the default: the Chaos Toolkit activities open the platform from it, and
+            # an experiment's own default (the local platform's directory) holds none of what ``up`` saved
+            # (the kubeconfig among it), so the control failed with "no kubeconfig at ~/.kube/config".
+            state_dir = getattr(args, "k8s_state_dir", None) or state_dir or default_state_dir()
         return cls(name=str(args.platform), state_dir=Path(state_dir).absolute() if state_dir else None,
                    namespace=getattr(args, "namespace", None) or None,
                    kube_context=getattr(args, "context", None) or None,
+                   kubeconfig=str(Path(args.kubeconfig).absolute()) if getattr(args, "kubeconfig", None) else None,
                    allow_privileged_agent=bool(getattr(args, "allow_privileged_agent", False)),
                    agent_image=getattr(args, "agent_image", None) or None)
 
@@ -72,6 +81,7 @@ class PlatformRef:
         state_dir = text("harness_state_dir")
         return cls(name=text("harness_platform") or "local", state_dir=Path(state_dir) if state_dir else None,
                    namespace=text("harness_namespace"), kube_context=text("harness_kube_context"),
+                   kubeconfig=text("harness_kubeconfig"),
                    allow_privileged_agent=configuration.get("harness_allow_privileged_agent") is True,
                    agent_image=text("harness_agent_image"))
 
@@ -83,6 +93,7 @@ class PlatformRef:
             "harness_state_dir": str(self.state_dir) if self.state_dir is not None else None,
             "harness_namespace": self.namespace,
             "harness_kube_context": self.kube_context,
+            "harness_kubeconfig": self.kubeconfig,
             "harness_allow_privileged_agent": True if self.allow_privileged_agent else None,
             "harness_agent_image": self.agent_image,
         }
@@ -172,6 +183,8 @@ def _kubernetes(ref: PlatformRef, options: Options, for_up: bool) -> Platform:
     values["state_dir"] = base
     if ref.kube_context is not None:
         values["context"] = ref.kube_context
+    if ref.kubeconfig is not None:
+        values["kubeconfig"] = ref.kubeconfig
     for key in ("kubeconfig", "gpus_per_replica", "prometheus_url", "image", "replicas",
                 "production_pattern", "service_http", "service_grpc", "agent_image"):
         value = options.get(key)
