@@ -87,3 +87,37 @@ def test_a_crash_loop_records_the_kubelets_back_off_and_the_cause(tmp_path: Path
     assert backoff[0].reason == "CrashLoopBackOff after OOMKilled"
     assert backoff_seconds("back-off 2m40s restarting failed container") == 160.0
     assert backoff_seconds("container is waiting") is None
+
+
+def _kubelet_event(uid: str, reason: str, message: str, count: int, pod: str = "triton-abc") -> dict[str, Any]:
+    """A core/v1 Event as the kubelet (1.20) writes it: a repeat raises ``count`` on the same object."""
+    return {"metadata": {"uid": uid, "name": f"{pod}.{uid}"}, "involvedObject": {"kind": "Pod", "name": pod},
+            "reason": reason, "message": message, "count": count, "lastTimestamp": "2099-01-01T00:00:00Z"}
+
+
+def test_every_probe_kill_is_one_event_though_the_kubelet_counts_them_on_one(tmp_path: Path) -> None:
+    """Measured on the sandbox: a 2 s startup budget killed a 6 s load three times in a minute; the kubelet wrote
+    one ``Killing`` Event with count 3 and one ``Unhealthy`` with count 7, and the watcher, reading only new
+    Events, saw one kill (the landing: void, "1 probe kill(s)"). A failed probe alone kills nothing."""
+    log = EventLog(tmp_path / "events.jsonl", platform="kubernetes")
+    tracker = PodTracker(log)
+    tracker.seen("ADDED", _pod(ready=False))
+    refused = 'Startup probe failed: Get "http://10.214.0.9:8000/v2/health/ready": connect: connection refused'
+    killing = "Container triton failed startup probe, will be restarted"
+    for count in (1, 2):
+        tracker.event(_kubelet_event("u1", "Unhealthy", refused, count))
+    tracker.event(_kubelet_event("u2", "Killing", killing, 1))
+    for count in (3, 4):
+        tracker.event(_kubelet_event("u1", "Unhealthy", refused, count))
+    tracker.event(_kubelet_event("u2", "Killing", killing, 3))  # two more kills seen in one update
+    tracker.event(_kubelet_event("u2", "Killing", killing, 3))  # a relist of the same object: nothing new
+    tracker.event(_kubelet_event("u3", "Killing", "Container triton failed liveness probe, will be restarted", 1))
+    old = {**_kubelet_event("u4", "Killing", killing, 5), "lastTimestamp": "2020-01-01T00:00:00Z"}
+    tracker.event(old)  # listed when the watcher started: history, not a kill now
+    log.close()
+    events = list(read_events(tmp_path / "events.jsonl"))
+    kills = [e for e in events if e.kind == EventKind.STARTUP_FAILED]
+    assert len(kills) == 3 and {e.reason for e in kills} == {refused}
+    assert {e.details["kubelet"] for e in kills} == {killing}
+    (liveness,) = [e for e in events if e.kind == EventKind.LIVENESS_FAILED]
+    assert liveness.reason == "Liveness probe failed"  # no failure message seen: the probe is named

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,11 @@ class PodTracker:
         self.stopping = False
         # ``down`` creates this file before deleting, so deletions read as stopped, not killed.
         self.stopping_marker = stopping_marker
+        # The kubelet folds a repeated event (the same probe failing again, the same kill) into one Event whose
+        # count grows: Event uid -> the count already turned into platform events.
+        self.counts: dict[str, int] = {}
+        self.last_failure: dict[tuple[str, str], str] = {}  # (pod, probe) -> its last Unhealthy message
+        self.started_s = time.time()  # Events last seen before this (the first list) are history, not news
 
     def seen(self, kind: str, pod: dict[str, Any]) -> None:
         name = str(pod["metadata"]["name"])
@@ -139,17 +146,43 @@ class PodTracker:
             self.log.emit(EventKind.EXITED, name, f"pod {new.phase.lower()}")
 
     def event(self, obj: dict[str, Any]) -> None:
-        """core/v1 Events about our pods: probe failures, which pod watches cannot see."""
+        """core/v1 Events about our pods (added or modified): the kubelet's probe kills, which pod watches cannot
+        see. ``startup_failed``/``liveness_failed`` mean what they mean locally, the probe killed the container
+        (the kubelet's ``Killing`` Event "failed startup probe, will be restarted"), with the probe's last failure
+        as the reason. One per kill: the kubelet counts repeats on one Event, so only the first kill was seen
+        (a probe killing every slow load read as one kill, and its landing as void). A failed probe alone
+        (``Unhealthy``) is remembered for the reason, not emitted: below its threshold it changes nothing."""
         involved = obj.get("involvedObject") or {}
         name = str(involved.get("name", ""))
         if involved.get("kind") != "Pod" or name not in self.pods:
             return
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or meta.get("name") or "")
+        count = int(obj.get("count") or (obj.get("series") or {}).get("count") or 1)
+        new = count - self.counts.get(uid, 0)
+        self.counts[uid] = max(count, self.counts.get(uid, 0))
+        if _seconds(obj.get("lastTimestamp")) < self.started_s - 2.0:
+            new = 0  # the kubelet's Events are kept for an hour: one from before the watcher is not a kill now
         message = str(obj.get("message", ""))
-        if obj.get("reason") == "Unhealthy":
-            if message.startswith("Liveness"):
-                self.log.emit(EventKind.LIVENESS_FAILED, name, message)
-            elif message.startswith("Startup"):
-                self.log.emit(EventKind.STARTUP_FAILED, name, message)
+        reason = obj.get("reason")
+        if reason == "Unhealthy":
+            for probe in ("Startup", "Liveness"):
+                if message.startswith(probe):
+                    self.last_failure[(name, probe)] = message
+        elif reason == "Killing" and new > 0:
+            for probe, kind in (("startup", EventKind.STARTUP_FAILED), ("liveness", EventKind.LIVENESS_FAILED)):
+                if f"failed {probe} probe" in message:
+                    why = self.last_failure.get((name, probe.capitalize())) or f"{probe.capitalize()} probe failed"
+                    for _ in range(new):
+                        self.log.emit(kind, name, why, kubelet=message)
+
+
+def _seconds(stamp: object) -> float:
+    """An Event's RFC 3339 time in seconds since the epoch; +inf when it has none (treated as now)."""
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else math.inf
+    except ValueError:
+        return math.inf
 
 
 def _watch_forever(api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event) -> None:
@@ -262,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             tracker.seen(kind, obj)
 
     def on_event(kind: str, obj: dict[str, Any]) -> None:
-        if kind == "ADDED":
+        if kind in ("ADDED", "MODIFIED"):  # MODIFIED: the kubelet counted a repeat
             with lock:
                 if closed.is_set():
                     return
