@@ -43,8 +43,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from harness.bench.accuracy_common import (
     PROBE_TIMEOUT_S,
     ROOT,
@@ -343,16 +341,7 @@ def _platform(args: argparse.Namespace, workdir: Path) -> tuple[KubernetesPlatfo
 
 
 def _sandbox_manifest(workdir: Path) -> Path:
-    """The reference manifest with requests the sandbox's 2-core node can roll (a surge pod must fit too);
-    nothing else changed (probes, ports, strategy are the reference's)."""
-    from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
+    """The reference manifest with requests the sandbox's 2-core node can roll (a surge pod must fit too)."""
+    from harness.sandbox.manifest import write_small_manifest
 
-    docs = load_manifest_documents(DEFAULT_MANIFEST)
-    for doc in docs:
-        if doc["kind"] == "Deployment":
-            for container in [*doc["spec"]["template"]["spec"].get("initContainers", []),
-                              *doc["spec"]["template"]["spec"]["containers"]]:
-                container["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}}
-    path = workdir / "triton.yaml"
-    path.write_text(yaml.safe_dump_all(docs))
-    return path
+    return write_small_manifest(workdir / "triton.yaml")

@@ -10,8 +10,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from harness.sandbox.cluster import Sandbox, SandboxStatus
+from harness.sandbox.manifest import write_small_manifest
 
 __all__ = ["register"]
 
@@ -42,12 +44,18 @@ def _print(status: SandboxStatus, as_json: bool) -> None:
 def _cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     status = Sandbox(progress=_progress).up(triton_image=not args.no_triton_image, timeout_s=args.timeout)
+    # The reference requests 1 CPU per pod: two fill the 2-core node, and no load pod could be scheduled.
+    manifest = write_small_manifest(Path(status.kubeconfig).parent / "triton-small.yaml")
     _print(status, args.json)
     if not args.json:
+        k8s = f"--platform kubernetes --kubeconfig {status.kubeconfig} --namespace chaos-demo"
         print(f"\nready in {time.monotonic() - started:.1f}s. Use it with:\n"
-              f"  harness up --platform kubernetes --kubeconfig {status.kubeconfig} --namespace chaos-demo"
+              f"  harness up {k8s} \\\n    --manifest {manifest}"
               + (f" --image {status.triton_image} --gpus-per-replica 0" if status.triton_image else "")
-              + "\nremove it with: harness sandbox down")
+              + f"\n  harness suite nightly {k8s} \\\n"
+                "    --allow-privileged-agent --agent-image $(harness sandbox agent-image)"
+              + "\n(--manifest: the reference with 50m CPU requests, so that the in-cluster load's pods and a surge "
+                "pod fit the 2-core node)\nremove it with: harness sandbox down")
     return 0
 
 

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from harness.deployment import DEFAULT_MANIFEST, load_manifest_documents
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.settings import KubernetesSettings
 from harness.platforms.kubernetes.watcher import stop_watcher
 from harness.sandbox import Sandbox, SandboxStatus
 from harness.sandbox import host as sandbox_host
+from harness.sandbox.manifest import write_small_manifest
 
 
 def sandbox_leftovers(sandbox: Sandbox, pids: dict[str, int | None]) -> list[str]:
@@ -81,17 +80,7 @@ def agent_image(sandbox: SandboxStatus) -> str:
 @pytest.fixture(scope="session")
 def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference manifest with requests a 2-core node can roll (a surge pod must fit too)."""
-    docs = load_manifest_documents(DEFAULT_MANIFEST)
-    for doc in docs:
-        if doc["kind"] == "Deployment":
-            pod = doc["spec"]["template"]["spec"]
-            pod["terminationGracePeriodSeconds"] = 5
-            for container in [*pod.get("initContainers", []), *pod["containers"]]:
-                container["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                          "limits": {"memory": "1Gi"}}
-    path = tmp_path_factory.mktemp("manifest") / "triton.yaml"
-    path.write_text(yaml.safe_dump_all(docs))
-    return path
+    return write_small_manifest(tmp_path_factory.mktemp("manifest") / "triton.yaml", grace_s=5)
 
 
 @pytest.fixture
