@@ -84,6 +84,11 @@ def test_up_status_down(make_k8s) -> None:
     assert {e.replica for e in events_of(platform) if e.kind == EventKind.STOPPED} >= set(pods)
     assert events_of(platform)[-1].kind == EventKind.PLATFORM_DOWN
 
+    # up right after down: the namespace is still being deleted, and the API refused the first object (403,
+    # "being terminated"), leaving a half-applied service; up waits for the namespace to go instead
+    assert platform.up().ready_replicas == 2
+    platform.down()
+
 
 def test_faults_on_real_pods(make_k8s) -> None:
     """Pod kill, a container exit, NetworkPolicy (not enforced here), memory pressure and reload by exec."""

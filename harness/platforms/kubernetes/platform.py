@@ -57,6 +57,7 @@ from harness.platforms.kubernetes.watcher import start_watcher, stop_watcher, wa
 __all__ = ["KubernetesPlatform"]
 
 _KIND = KIND_BY_NAME
+NAMESPACE_GONE_S = 120.0  # how long up waits for a namespace that down is still deleting
 
 
 class KubernetesPlatform:
@@ -195,7 +196,17 @@ class KubernetesPlatform:
 
     def _ensure_namespace(self, run_id: str) -> None:
         path = f"{_KIND['Namespace'].collection('')}/{self.namespace}"
-        if self.api.get(path) is not None:
+        found = self.api.get(path)
+        deadline = time.monotonic() + NAMESPACE_GONE_S
+        # ``down`` deletes the namespace and returns; the API refuses new objects in it until it is gone (403,
+        # "being terminated"), so an ``up`` right after a ``down`` failed half applied. Wait for it instead.
+        while found is not None and (found.get("status") or {}).get("phase") == "Terminating":
+            if time.monotonic() > deadline:
+                raise PlatformError(f"namespace {self.namespace} is still being deleted after {NAMESPACE_GONE_S:g}s "
+                                    "(a finalizer may hold it: kubectl get namespace -o yaml); try again later")
+            time.sleep(1.0)
+            found = self.api.get(path)
+        if found is not None:
             return
         ns = label(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
