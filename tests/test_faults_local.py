@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from harness.chaos import actions, rollbacks
+from harness.chaos.context import RunContext
 from harness.deployment import DEFAULT_MANIFEST
 from harness.errors import FaultError
 from harness.events import EventKind
@@ -111,8 +112,13 @@ def test_network_block_all_cuts_the_service_and_unblock_restores_it(make_platfor
         assert during and not any(o.ok for o in during), "requests got through a full block"
         # probes pass through (a NetworkPolicy does not stop the kubelet): replicas stay ready
         assert platform.status().ready_replicas == 2
+        before_ns = time.time_ns()
         rollbacks.unblock_network(configuration=config)
         t_unblock = time.monotonic()
+        # the lift's landing says when the table went (the fault's end in the report), before the check after it
+        (lift,) = [x for x in RunContext.from_configuration(config).landings()
+                   if x["check"] == "connections succeed after the block was lifted"]
+        assert before_ns <= lift["measured"]["lifted_ns"] <= lift["at_ns"]
         time.sleep(2)
         after = traffic.since(t_unblock + 1.0)
         assert after and all(o.ok for o in after)

@@ -30,6 +30,7 @@ from harness.chaos.actions import FAULT_ACTIONS
 from harness.chaos.context import RunContext
 from harness.errors import ConfigError
 from harness.events import read_events
+from harness.faults import network_block
 from harness.jsonfile import write_json_atomic
 from harness.platforms.kubernetes import cluster_load
 from harness.procs import alive
@@ -38,6 +39,7 @@ __all__ = [
     "after_experiment_control",
     "before_experiment_control",
     "configure_control",
+    "effective_end",
     "fault_window",
     "void_reason",
 ]
@@ -245,6 +247,20 @@ def effective_start(t0: int | None, injections: list[dict[str, Any]]) -> int | N
     return max(t0, min(later)) if t0 is not None and later else t0
 
 
+def effective_end(t0: int | None, end: int | None, injections: list[dict[str, Any]],
+                  landings: list[dict[str, Any]]) -> int | None:
+    """The fault's end moved back to when a network block stopped dropping (``lifted_ns`` of its lift's landing),
+    where every fault of the repetition is a network block: the undo activity also waits for the agent pods to
+    be gone (up to 30 s on the sandbox's kubelet), which the report showed as fault time. Other faults keep
+    their activity's end (a compound experiment's other fault may last longer)."""
+    kinds = {str(e.get("kind")) for e in injections if not str(e.get("kind", "")).startswith("undone:")}
+    lifted = [int(m["lifted_ns"]) for landing in landings
+              if isinstance(m := landing.get("measured"), dict) and m.get("lifted_ns")]
+    if t0 is None or end is None or kinds != {network_block.NAME} or not lifted:
+        return end
+    return min(end, max(t0, max(lifted)))
+
+
 def _ns(stamp: str | None) -> int | None:
     if not stamp:
         return None
@@ -306,6 +322,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any] | No
         _complete_landings(ctx)
     journal_t0, fault_end = fault_window(journal)
     t0 = effective_start(journal_t0, ctx.injections())
+    fault_end = effective_end(t0, fault_end, ctx.injections(), ctx.landings())
     before = (journal.get("steady_states") or {}).get("before")
     status = "interrupted" if interrupted else str(journal.get("status", "completed"))
     if status == "completed" and before is not None and not before.get("steady_state_met", True):

@@ -188,7 +188,7 @@ def block(scope: FaultScope, targets: list[str], args: Args, permission: AgentPe
 
 def undo(scope: FaultScope, record: Mapping[str, Any], targets: list[str]) -> Landing:
     """Lift the block and check that connections succeed again (a block that stays is an undo failure)."""
-    scope.ops.unblock_network(record)
+    lifted_ns = scope.ops.unblock_network(record)
     started = time.monotonic()
 
     def reachable() -> dict[str, Connect | None] | None:
@@ -202,4 +202,5 @@ def undo(scope: FaultScope, record: Mapping[str, Any], targets: list[str]) -> La
                          "and run 'harness cleanup'")
     return Landing(NAME, tuple(targets), "connections succeed after the block was lifted", True,
                    f"lifted: connections to {', '.join(targets)} succeed again",
-                   {"waited_s": round(time.monotonic() - started, 3), "route": record.get("route", "policy")})
+                   {"waited_s": round(time.monotonic() - started, 3), "route": record.get("route", "policy"),
+                    "lifted_ns": lifted_ns})

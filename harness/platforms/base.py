@@ -207,7 +207,9 @@ class FaultTarget(Protocol):
     def block_network(self, names: Sequence[str], run_id: str, max_s: float = ...) -> dict[str, Any]:
         """Deny traffic to these replicas until ``unblock_network`` (or ``max_s``, then the sweeper)."""
 
-    def unblock_network(self, record: Mapping[str, Any]) -> None: ...
+    def unblock_network(self, record: Mapping[str, Any]) -> int | None:
+        """Lift the block; when it stopped dropping (wall-clock ns), which may be well before this returns (the
+        agent route then waits for its pods to go), or None when the platform cannot say."""
 
     def restart_with_env(self, env: Mapping[str, str], run_id: str, names: Sequence[str]) -> dict[str, Any]:
         """Restart replicas with extra env (the slow-load fault); Kubernetes rolls the whole Deployment."""

@@ -10,6 +10,7 @@ the way clients do.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,10 +84,11 @@ class AttachedFaultOps(NftablesRoute):
         return recorded_block(self.store, run_id, names, targets, max_s,
                               f"nftables drop to the attached service {shown}", prefix="harness_att_")
 
-    def unblock_network(self, record: Mapping[str, Any]) -> None:
+    def unblock_network(self, record: Mapping[str, Any]) -> int | None:
         for rec in self.store.records():
             if rec.id == str(record["id"]):
                 self.store.undo(rec)
+        return time.time_ns()
 
     # -- verification --------------------------------------------------------------------------------
     def memory_status(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:

@@ -125,11 +125,11 @@ class KubernetesFaultOps:
         """Why the agent route cannot be used (not allowed, no image), with how to allow it; None: it can."""
         return netagent.refusal(self.settings, allowed, image)
 
-    def unblock_network(self, record: Mapping[str, Any]) -> None:
+    def unblock_network(self, record: Mapping[str, Any]) -> int | None:
         if record.get("kind") == netagent.KIND:
-            netagent.unblock(self.host, self._checked(record))
-            return
+            return netagent.lift(self.host, self._checked(record))[1]
         faults.unblock_network(self.api, self._checked(record))
+        return None  # the policy is deleted; when the network plugin stops enforcing it is its own business
 
     def restart_with_env(
         self,

@@ -43,7 +43,7 @@ class AgentHost(SpecHost, Protocol):
     def fault_store(self) -> UndoStore: ...
 
 __all__ = ["AGENT_SCRIPT", "COMPONENT", "KIND", "UNDO_KIND", "AgentHost", "agent_pod", "block", "create_agent",
-           "digest", "leftovers", "record_agents", "refusal", "sweep", "unblock", "undo_with", "wait_running"]
+           "digest", "leftovers", "lift", "record_agents", "refusal", "sweep", "unblock", "undo_with", "wait_running"]
 
 KIND = "network-agent"  # the record's kind (beside the policy route's "network-block")
 UNDO_KIND = "k8s-netagent"  # its kind in the local undo store (undone by harness.watchdog too)
@@ -296,12 +296,20 @@ def unblock(platform: AgentHost, record: Mapping[str, Any]) -> list[str]:
 
     An agent that already ended removed its table itself (its deadline, or SIGTERM); one whose target pod
     is gone had nothing left to remove. Every agent gets its chance; failures are reported together."""
+    return lift(platform, record)[0]
+
+
+def lift(platform: AgentHost, record: Mapping[str, Any]) -> tuple[list[str], int | None]:
+    """``unblock``, and when the last table went (ns; None when no agent removed one): the block ended there, not
+    when the agents were gone (the sandbox's kubelet took up to 30 s to delete them, which the report counted as
+    fault time)."""
     api, namespace = platform.api, str(record["namespace"])
     done, errors = [], []
     agents = list(record.get("agents") or [])
     pods = {a["agent"]: api.get(f"{_pods_path(namespace)}/{a['agent']}") for a in agents}
     running = [a["agent"] for a in agents if ((pods[a["agent"]] or {}).get("status") or {}).get("phase") == "Running"]
     removed = _run_all(api, namespace, running, "remove")
+    lifted = max((when for code, _, when in removed.values() if code == 0), default=None)
     for a in agents:
         pod = pods[a["agent"]]
         phase = ((pod or {}).get("status") or {}).get("phase")
@@ -326,7 +334,7 @@ def unblock(platform: AgentHost, record: Mapping[str, Any]) -> list[str]:
         raise FaultError("; ".join(errors))
     if record.get("undo_id"):
         (platform.fault_store().directory / f"{record['undo_id']}.json").unlink(missing_ok=True)
-    return done
+    return done, lifted
 
 
 def undo_with(platform: AgentHost, record: UndoRecord) -> None:

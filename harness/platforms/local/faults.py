@@ -114,8 +114,9 @@ class LocalFaultOps(NftablesRoute):
         targets = [(self._replica(n).address, sorted(set(self.ports.values()))) for n in names]
         return recorded_block(self.store, run_id, names, targets, max_s, f"nftables drop to {', '.join(names)}")
 
-    def unblock_network(self, record: Mapping[str, Any]) -> None:
+    def unblock_network(self, record: Mapping[str, Any]) -> int | None:
         self._undo_id(str(record["id"]))
+        return time.time_ns()  # the table is deleted in one nft transaction
 
     def connect_probe(self, name: str, timeout_s: float = 1.0) -> bool | None:
         return connected(self.connect_check(name, timeout_s))
