@@ -359,19 +359,18 @@ class RunSession:
         info_path = rep_dir / "experiment.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         error = rep_dir / "control.error"
-        if "load_start_ns" not in info and error.exists():  # the control refused before anything started:
-            # Chaos Toolkit records that as an interrupted run, but it is an error to report, not a Ctrl-C
-            raise HarnessError(f"the harness control failed for {plan.path}: {error.read_text()}; the run is void "
-                               f"(nothing was injected). Files: {rep_dir}")
-        if journal.get("status") == "interrupted" or info.get("status") == "interrupted":
-            self.outcome.repetitions.append({"experiment": name, "rep": rep, "dir": rep_dir, "status": "interrupted",
-                                             "deviated": False, "void": info.get("void")})
-            raise KeyboardInterrupt("the experiment was interrupted")
-        if "load_start_ns" not in info:
+        interrupted = journal.get("status") == "interrupted" or info.get("status") == "interrupted"
+        # The control never started the load: it refused (Chaos Toolkit records that as an interrupted run, but it
+        # is an error to report, not a Ctrl-C), or it did not run at all.
+        if "load_start_ns" not in info and (error.exists() or not interrupted):
             why = error.read_text() if error.exists() else (
                 "it did not run: Chaos Toolkit skips a control that fails to load, logging it only at DEBUG")
             raise HarnessError(f"the harness control failed for {plan.path}: {why}; the run is void "
                                f"(nothing stays injected). Files: {rep_dir}")
+        if interrupted:
+            self.outcome.repetitions.append({"experiment": name, "rep": rep, "dir": rep_dir, "status": "interrupted",
+                                             "deviated": False, "void": info.get("void")})
+            raise KeyboardInterrupt("the experiment was interrupted")
         result = {"experiment": name, "rep": rep, "dir": rep_dir,
                   "status": info.get("status", journal.get("status")), "deviated": bool(journal.get("deviated")),
                   "void": info.get("void")}

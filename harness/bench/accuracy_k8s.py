@@ -84,13 +84,13 @@ FAULTS = tuple(EXPERIMENTS)
 # (``--connections per-request``) and is judged against the new-connection probes: every request of both is
 # routed afresh, and both recover when the pod leaves the Service's endpoints.
 PER_REQUEST = frozenset({"block-one"})
+DEFAULT_FAULTS = ("pod-kill", "block-one", "block-all")
+PROBER_COMPONENT = "prober"
 
 
 def probe_kinds(fault: str) -> tuple[str, str]:
     """(judged, shown): which of the prober's kinds of probe the fault is judged against, and the other."""
     return ("new_connection", "pooled") if fault in PER_REQUEST else ("pooled", "new_connection")
-DEFAULT_FAULTS = ("pod-kill", "block-one", "block-all")
-PROBER_COMPONENT = "prober"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

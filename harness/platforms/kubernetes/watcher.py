@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import signal
@@ -19,12 +18,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from harness.errors import PlatformError
 from harness.events import EventKind, EventLog
+from harness.platforms.kubernetes.pods import parse_time
 
 __all__ = ["PodTracker", "backoff_seconds", "main", "start_watcher", "stop_watcher", "watcher_pid"]
 
@@ -161,7 +160,8 @@ class PodTracker:
         count = int(obj.get("count") or (obj.get("series") or {}).get("count") or 1)
         new = count - self.counts.get(uid, 0)
         self.counts[uid] = max(count, self.counts.get(uid, 0))
-        if _seconds(obj.get("lastTimestamp")) < self.started_s - 2.0:
+        last = parse_time(str(obj.get("lastTimestamp") or ""))
+        if last is not None and last < self.started_s - 2.0:
             new = 0  # the kubelet's Events are kept for an hour: one from before the watcher is not a kill now
         message = str(obj.get("message", ""))
         reason = obj.get("reason")
@@ -175,14 +175,6 @@ class PodTracker:
                     why = self.last_failure.get((name, probe.capitalize())) or f"{probe.capitalize()} probe failed"
                     for _ in range(new):
                         self.log.emit(kind, name, why, kubelet=message)
-
-
-def _seconds(stamp: object) -> float:
-    """An Event's RFC 3339 time in seconds since the epoch; +inf when it has none (treated as now)."""
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else math.inf
-    except ValueError:
-        return math.inf
 
 
 def _watch_forever(api: Any, kind: Any, namespace: str, selector: str, handle: Any, stop: threading.Event) -> None:
