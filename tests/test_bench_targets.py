@@ -75,3 +75,17 @@ def test_a_blip_one_side_did_not_sample_is_agreement_and_a_longer_outage_is_not(
     assert not _one_missed_a_blip(blip, 2, 0.02)  # type: ignore[arg-type]  # both saw it: compare the figures
     outage = SimpleNamespace(state="recovered", impact_ns=5 * s, recovery_ns=6 * s)
     assert not _one_missed_a_blip(outage, 0, 0.0)  # type: ignore[arg-type]
+
+
+def test_the_saved_figures_stand_beside_a_missed_fault_too(capsys) -> None:  # type: ignore[no-untyped-def]
+    """A Kubernetes run that compared nothing still shows the local figures it is read against."""
+    from harness.bench.accuracy_common import FaultSummary, print_summary
+
+    local = {"pod-kill": FaultSummary("pod-kill", 23.0, 90.0, 3),
+             "block-all": FaultSummary("block-all", 40.0, 120.0, 3)}
+    met = print_summary([FaultSummary("block-all", 30.0, 60.0, 3)], ["pod-kill"], beside=local, beside_label="local")
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert met is False
+    assert "local median / worst ms" in rows["fault"]
+    assert rows["pod-kill"].split()[-4:] == ["MISSED", "23", "/", "90"]
+    assert rows["block-all"].split()[-4:] == ["MET", "40", "/", "120"]

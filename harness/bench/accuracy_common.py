@@ -165,13 +165,19 @@ def print_summary(summary: Sequence[FaultSummary], missed: Sequence[str],
         met = met and row.met
         line = f"{row.fault:<16} {row.reps:>4} {row.median_ms:>17.0f} {row.worst_ms:>9.0f}  " \
                f"{'MET' if row.met else 'MISSED'}"
-        if beside is not None:
-            other = beside.get(row.fault)
-            line += f" {'-' if other is None else f'{other.median_ms:.0f} / {other.worst_ms:.0f}':>28}"
-        print(line)
+        print(line + _beside(beside, row.fault))
     for fault in missed:
-        print(f"{fault:<16} {'-':>4} {'-':>17} {'-':>9}  MISSED")
+        print(f"{fault:<16} {'-':>4} {'-':>17} {'-':>9}  MISSED{_beside(beside, fault)}")
     return met
+
+
+def _beside(beside: Mapping[str, FaultSummary] | None, fault: str) -> str:
+    """The saved run's figures for one fault, as the column beside the table shows them (also on a MISSED row:
+    the reader compares the platforms whether or not this run met its targets)."""
+    if beside is None:
+        return ""
+    other = beside.get(fault)
+    return f" {'-' if other is None else f'{other.median_ms:.0f} / {other.worst_ms:.0f}':>28}"
 
 
 def save_summary(path: Path, platform: str, summary: Sequence[FaultSummary], missed: Sequence[str],
