@@ -125,9 +125,7 @@ class Sandbox:
         current = self.status()
         if current.up and current.ready and not current.problems:
             return current
-        if self._state() or self._netns_exists():
-            self.progress("a previous sandbox is half up: taking it down first")
-            self.down()
+        self.clear_half_up()
         started = time.monotonic()
         bin_dir = build.ensure_binaries(self.progress)
         state: dict[str, Any] = {
@@ -172,6 +170,19 @@ class Sandbox:
         state["up_seconds"] = time.monotonic() - started
         self._save(state)
         return self.status()
+
+    def clear_half_up(self) -> bool:
+        """Take down what a sandbox that never finished (or whose processes were killed) left behind, so its
+        kernel settings are back at what they were before it started; whether there was one. A sandbox that is
+        up and ready is left alone."""
+        current = self.status()
+        if current.up and current.ready and not current.problems:
+            return False
+        if not (self._state() or self._netns_exists()):
+            return False
+        self.progress("a previous sandbox is half up: taking it down first")
+        self.down()
+        return True
 
     def _netns_exists(self) -> bool:
         return Path(f"/run/netns/{NETNS}").exists()

@@ -42,9 +42,12 @@ def sandbox_leftovers(sandbox: Sandbox, pids: dict[str, int | None]) -> list[str
 
 @pytest.fixture(scope="session")
 def root_before() -> dict[str, object]:
-    """The root namespace (firewall, kernel settings, links, routes) before the sandbox started."""
+    """The root namespace (firewall, kernel settings, links, routes) before the sandbox started. A sandbox a
+    killed run left half up is taken down first: its kubelet's kernel settings are still in force until then,
+    and the snapshot must be of the machine as it was."""
     if os.geteuid() != 0:
         pytest.skip("the real-cluster tests need root (network namespace, cgroups, mounts): run make test as root")
+    Sandbox(progress=lambda line: print(f"[sandbox] {line}", flush=True)).clear_half_up()
     return sandbox_host.root_snapshot()
 
 
