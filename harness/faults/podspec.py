@@ -37,10 +37,11 @@ def spec_ops(scope: FaultScope) -> SpecTarget:
 
 
 def undo_spec(scope: FaultScope, record: Mapping[str, Any]) -> None:
-    """Undo a pod-spec change: the original template back (Kubernetes), or each local override dropped."""
+    """Undo a pod-spec change: the original template back and its roll followed to the end (Kubernetes: the
+    steady-state check after it then sees the Deployment as it was), or each local override dropped."""
     native = native_spec(scope)
     if native is not None:
-        native.restore_spec(record)
+        native.restore_spec(record, follow=True)
     else:
         spec_ops(scope).undo_records(record)
 

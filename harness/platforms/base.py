@@ -338,7 +338,8 @@ class DeploymentSpecTarget(Protocol):
         """Watch the controller roll the patched template out until it completed or stalled
         (``Progressing=False``, ``ProgressDeadlineExceeded``), sampling the ready pods."""
 
-    def restore_spec(self, record: Mapping[str, Any]) -> None: ...
+    def restore_spec(self, record: Mapping[str, Any], follow: bool = ...) -> None:
+        """Put the original template back; ``follow``: and wait until the controller rolled it out."""
 
 
 @runtime_checkable

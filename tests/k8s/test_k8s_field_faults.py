@@ -335,13 +335,13 @@ load: {harness_profile: loadprofiles/steady.py, harness_users: 6, harness_warmup
 repeat: 1
 experiments:
   - file: experiments/rolling-update.yaml
-    vars: {rollout_prestop_s: 2, recovery_wait_s: 3}
+    vars: {rollout_prestop_s: 2, recovery_wait_s: 1}
   - file: experiments/probe-kills-slow-load.yaml
-    vars: {probe_mode: all, probe_budget_s: 2, probe_load_s: 8, hold_s: 4, recovery_wait_s: 5}
+    vars: {probe_mode: all, probe_budget_s: 2, probe_load_s: 8, hold_s: 4, recovery_wait_s: 1}
   - file: experiments/corrupt-weights-rollout.yaml
-    vars: {corrupt_max_unavailable: 0, corrupt_max_surge: 1, corrupt_deadline_s: 8, hold_s: 2, recovery_wait_s: 5}
+    vars: {corrupt_max_unavailable: 0, corrupt_max_surge: 1, corrupt_deadline_s: 8, hold_s: 2, recovery_wait_s: 1}
   - file: experiments/oom-at-load.yaml
-    vars: {oom_mode: all, oom_limit_mb: 384, oom_arena_mb: 768, hold_s: 4, recovery_wait_s: 5}
+    vars: {oom_mode: all, oom_limit_mb: 384, oom_arena_mb: 768, hold_s: 4, recovery_wait_s: 1}
 """
 
 
@@ -375,6 +375,13 @@ def test_field_faults_land_under_in_cluster_load_with_client_figures_and_leave_n
         assert figures["requests_total"] > 100, figures
         assert figures["ttr_state"] in ("recovered", "no-impact", "censored"), figures
         events = [e for e in read_events(rep / "events.jsonl") if e.ts_ns >= since]
+        # The undo is done when the Deployment is back: its roll completed before the steady-state check after
+        # it, and every replaced pod had exited by the fault's end (a pod's end can fail its clients' requests)
+        after = json.loads((rep / "journal.json").read_text())["steady_states"]["after"]
+        ready = [p["output"] for p in after["probes"] if p["activity"]["name"] == "all-replicas-ready"]
+        assert ready == [True], (name, after["probes"])
+        late = [e for e in events if e.kind == EventKind.EXITED and e.ts_ns > info["fault_end_ns"] + 1_000_000_000]
+        assert not late, (name, info["fault_end_ns"], late)
         for pod in landings[name]["targets"] if name in ("probe-kills-slow-load", "oom-at-load") else []:
             mine = [e for e in events if e.replica == pod]
             backoffs = [e for e in mine if e.kind == EventKind.BACKOFF]

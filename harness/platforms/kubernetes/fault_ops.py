@@ -171,9 +171,11 @@ class KubernetesFaultOps:
         return record
 
     def restore_env(self, record: Mapping[str, Any]) -> None:
-        """Patch the env back and follow the roll it starts to the end (``kubectl rollout status``): the undo
-        is done when the Deployment is back, not when the patch is accepted (the steady-state check after a slow
-        load otherwise met the restore's roll half way, with the delayed pods still being replaced)."""
+        """Patch the env back and follow the roll it starts to the end (``kubectl rollout status``), then until
+        the replaced pods have exited: the undo is done when the Deployment is back, not when the patch is
+        accepted (the steady-state check after a slow load otherwise met the restore's roll half way, with the
+        delayed pods still being replaced), and a replaced pod can fail requests at its end (``rollout.
+        wait_terminated``)."""
         checked = self._checked(record)
         faults.restore_env(self.api, checked)
         dep = self.api.get(f"{_KIND['Deployment'].collection(self.namespace)}/{checked['deployment']}")
@@ -185,6 +187,7 @@ class KubernetesFaultOps:
         if not rolled["completed"]:
             raise FaultError(f"the env of {self.namespace}/{checked['deployment']} was restored but the roll back "
                              f"did not complete: {rolled['stalled']}")
+        rollout.wait_terminated(self.deployment_spec_ops(), self.settings.ready_timeout_s)
 
     def load_clock(self) -> KubernetesLoadClock:
         """The new template's pods, their starts and model loads (the slow-load fault's check)."""

@@ -314,13 +314,22 @@ class KubernetesSpecOps:
                 "data": dict(source.get("data") or {}), "binaryData": binary}
         self.platform.api.request("POST", _KIND["ConfigMap"].collection(self.namespace), body=body)
 
-    def restore_spec(self, record: Mapping[str, Any]) -> None:
+    def restore_spec(self, record: Mapping[str, Any], follow: bool = False) -> None:
         """Put the original template, strategy and deadline back and drop the annotation, in one patch; then
         the weights ConfigMap and the local record. Safe twice: a Deployment without this run's annotation
-        was already restored."""
+        was already restored.
+
+        ``follow`` (the experiment's own undo): then follow the roll the restore starts to the end, as
+        ``kubectl rollout status`` does (FaultError when it does not complete within ``ready_timeout_s``), and
+        wait until the replaced pods have exited. The undo is done when the Deployment is back and the old
+        pods are gone, not when the patch is accepted: with the reference's 30 s grace the steady-state check
+        after a rolling update met the restore's roll half way (replicas not ready: deviated), and the old pods'
+        SIGKILL at the end of their grace failed requests in the observation's last seconds (censored).
+        ``cleanup``, the watchdog and the sweep only patch."""
         api = self.platform.api
         dep = api.get(self._path)
         live = spec_patch_record(dep) if dep is not None else None
+        restored, patched = False, None
         if dep is not None and live is not None and live.get("run_id") == record.get("run_id"):
             original = live["original"]  # the cluster's copy is the one written before the patch
             ops: list[dict[str, Any]] = [
@@ -333,7 +342,8 @@ class KubernetesSpecOps:
                 ops.append({"op": "add", "path": "/spec/progressDeadlineSeconds",
                             "value": original["progressDeadlineSeconds"]})
             try:
-                api.patch(self._path, ops, content_type="application/json-patch+json")
+                patched = api.patch(self._path, ops, content_type="application/json-patch+json")
+                restored = True
             except ApiFailure as exc:
                 if exc.status != 404:
                     raise FaultError(f"cannot restore the pod template of {self.namespace}/{record['deployment']}: "
@@ -342,6 +352,14 @@ class KubernetesSpecOps:
             api.delete(f"{_KIND['ConfigMap'].collection(self.namespace)}/{record['configmap']}")
         if record.get("undo_id"):
             (self.store().directory / f"{record['undo_id']}.json").unlink(missing_ok=True)
+        if follow and restored and not api.dry_run:
+            generation = int(((patched or {}).get("metadata") or {}).get("generation") or 0)
+            rolled = self.follow_rollout({"deployment": record["deployment"], "generation": generation},
+                                         self.platform.settings.ready_timeout_s)
+            if not rolled["completed"]:
+                raise FaultError(f"the pod template of {self.namespace}/{record['deployment']} was restored but "
+                                 f"the roll back did not complete: {rolled['stalled']}")
+            k8s_rollout.wait_terminated(self, self.platform.settings.ready_timeout_s)
 
     def sweep(self, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
         """Restore every Deployment whose spec patch is stale (``harness cleanup``, the control's sweep)."""
