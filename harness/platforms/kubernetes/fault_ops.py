@@ -181,13 +181,9 @@ class KubernetesFaultOps:
         dep = self.api.get(f"{_KIND['Deployment'].collection(self.namespace)}/{checked['deployment']}")
         if dep is None or self.api.dry_run:
             return  # gone: nothing left to roll back
-        rolled = rollout.follow(self.deployment_spec_ops(), {"deployment": checked["deployment"],
-                                           "generation": dep["metadata"].get("generation", 0)},
-                                self.settings.ready_timeout_s)
-        if not rolled["completed"]:
-            raise FaultError(f"the env of {self.namespace}/{checked['deployment']} was restored but the roll back "
-                             f"did not complete: {rolled['stalled']}")
-        rollout.wait_terminated(self.deployment_spec_ops(), self.settings.ready_timeout_s)
+        rollout.follow_back(self.deployment_spec_ops(), checked["deployment"],
+                            int(dep["metadata"].get("generation", 0)), self.settings.ready_timeout_s,
+                            f"the env of {self.namespace}/{checked['deployment']}")
 
     def load_clock(self) -> KubernetesLoadClock:
         """The new template's pods, their starts and model loads (the slow-load fault's check)."""

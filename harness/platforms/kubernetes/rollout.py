@@ -19,10 +19,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from harness.errors import FaultError
 from harness.events import Event, EventKind
 from harness.platforms.kubernetes.api import KubeApi
 
-__all__ = ["RolloutSource", "follow", "phases", "wait_terminated"]
+__all__ = ["RolloutSource", "follow", "follow_back", "phases", "wait_terminated"]
 
 
 class RolloutSource(Protocol):
@@ -129,6 +130,15 @@ def wait_terminated(ops: RolloutSource, timeout_s: float) -> list[str]:
         if not left or time.monotonic() - started > timeout_s:
             return left
         time.sleep(0.5)
+
+
+def follow_back(ops: RolloutSource, deployment: str, generation: int, timeout_s: float, what: str) -> None:
+    """An undo's roll (``what`` was restored, the Deployment now at ``generation``): followed to the end, then
+    until the replaced pods exited; FaultError when the controller did not complete it."""
+    rolled = follow(ops, {"deployment": deployment, "generation": generation}, timeout_s)
+    if not rolled["completed"]:
+        raise FaultError(f"{what} was restored but the roll back did not complete: {rolled['stalled']}")
+    wait_terminated(ops, timeout_s)
 
 
 def phases(events: Sequence[Event], old_pods: Sequence[str], new_pods: Sequence[str]) -> list[dict[str, Any]]:

@@ -329,7 +329,7 @@ class KubernetesSpecOps:
         api = self.platform.api
         dep = api.get(self._path)
         live = spec_patch_record(dep) if dep is not None else None
-        restored, patched = False, None
+        patched = None  # the restored Deployment, when this call restored it
         if dep is not None and live is not None and live.get("run_id") == record.get("run_id"):
             original = live["original"]  # the cluster's copy is the one written before the patch
             ops: list[dict[str, Any]] = [
@@ -343,7 +343,6 @@ class KubernetesSpecOps:
                             "value": original["progressDeadlineSeconds"]})
             try:
                 patched = api.patch(self._path, ops, content_type="application/json-patch+json")
-                restored = True
             except ApiFailure as exc:
                 if exc.status != 404:
                     raise FaultError(f"cannot restore the pod template of {self.namespace}/{record['deployment']}: "
@@ -352,14 +351,10 @@ class KubernetesSpecOps:
             api.delete(f"{_KIND['ConfigMap'].collection(self.namespace)}/{record['configmap']}")
         if record.get("undo_id"):
             (self.store().directory / f"{record['undo_id']}.json").unlink(missing_ok=True)
-        if follow and restored and not api.dry_run:
-            generation = int(((patched or {}).get("metadata") or {}).get("generation") or 0)
-            rolled = self.follow_rollout({"deployment": record["deployment"], "generation": generation},
-                                         self.platform.settings.ready_timeout_s)
-            if not rolled["completed"]:
-                raise FaultError(f"the pod template of {self.namespace}/{record['deployment']} was restored but "
-                                 f"the roll back did not complete: {rolled['stalled']}")
-            k8s_rollout.wait_terminated(self, self.platform.settings.ready_timeout_s)
+        if follow and patched is not None and not api.dry_run:
+            generation = int((patched.get("metadata") or {}).get("generation") or 0)
+            k8s_rollout.follow_back(self, record["deployment"], generation, self.platform.settings.ready_timeout_s,
+                                    f"the pod template of {self.namespace}/{record['deployment']}")
 
     def sweep(self, stale: Callable[[dict[str, Any]], bool]) -> list[str]:
         """Restore every Deployment whose spec patch is stale (``harness cleanup``, the control's sweep)."""
