@@ -59,7 +59,9 @@ def test_bench_accuracy_on_kubernetes_compares_real_probes_and_leaves_nothing(sa
     assert probed["judged"] == "pooled", probed  # pod kill: the load keeps its connections, as the pooled probes
     (ttr,) = probed["pooled_ttr_s"].values()
     (fresh,) = probed["new_connection_ttr_s"].values()
-    assert 0 < ttr < 60 and 0 <= fresh < 60, probed
+    # The pooled probes' kept connection may sit on the pod that survives (seen: 0 failed, while 6 new
+    # connections failed): then only the new-connection probes saw the kill
+    assert 0 <= ttr < 60 and 0 <= fresh < 60 and max(ttr, fresh) > 0, probed
     assert result["probers_left"] == [], result
     assert "local median / worst ms" in out and "23 / 90" in out, out
     # nothing of the bench is left in the cluster: its namespace (prober, load, Deployment) is gone
