@@ -1,7 +1,8 @@
 """The slow-load baseline on Kubernetes reads a pod's *first* ready after its start, not its last.
 
 The pod's ``Ready`` condition keeps only its last transition. A pod whose readiness went away after its start
-(the network block drops the kubelet's probes too) then reads as if its start had taken a minute, the
+(a failed probe; the network block's agent dropped the kubelet's probes until it let the node's traffic
+through) then reads as if its start had taken a minute, the
 baseline rises, and every slow load after it looks normal: in a suite, the slow load after the network block
 voided on the sandbox with a 23.5 s baseline against a 9 s start. The watcher's events say when it first
 became ready. Pod objects as the API sends them; no cluster needed.

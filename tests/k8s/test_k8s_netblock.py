@@ -135,9 +135,7 @@ def test_policy_route_is_not_enforced_here_and_says_how_to_allow_the_agent(netbl
 def test_agent_route_lands_measures_recovery_and_leaves_nothing(netblock: KubernetesPlatform, agent_image: str,
                                                                 tmp_path: Path) -> None:
     before = _uids(netblock)
-    # Both pods: the service is cut off. They go unready too (the agent drops the kubelet's probes), and the
-    # recovery then waits on kube-proxy catching up with the endpoints, which on this shared machine took from
-    # 8 s to 47 s: a finding about the node, so no bound on the figure here, only that it was measured.
+    # Both pods: the service is cut off. No bound on the figure here (a shared machine), only that it was measured.
     run, info, rep = _run_block(netblock, tmp_path, "--allow-privileged-agent", "--agent-image", agent_image)
     assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a tier missed, which is a finding
     assert info["void"] is None, info["void"]
@@ -149,6 +147,13 @@ def test_agent_route_lands_measures_recovery_and_leaves_nothing(netblock: Kubern
     assert info["fault_start_ns"] == info["injected"][-1]["record"]["effective_start_ns"], info["injected"]
     held = [x for x in info["landings"] if x["check"] == "the block still held when it was lifted"]
     assert held and held[0]["landed"], info["landings"]
+    # The node's own traffic passed, as through a NetworkPolicy: the kubelet's probes kept both pods ready during
+    # the block and for the reference's readiness budget after it (when the agent dropped them, both pods went
+    # unready 3.1 to 5.1 s after the start of a 3 s block, and recovery waited for a probe to make them ready).
+    t0, end = info["fault_start_ns"], info["fault_end_ns"]
+    events = [json.loads(line) for line in (rep / "events.jsonl").read_text().splitlines()]
+    unready = [e for e in events if e["kind"] == "not_ready" and t0 <= e["ts_ns"] <= end + 6_000_000_000]
+    assert end > t0 and not unready, unready
     results = json.loads((rep.parents[2] / "results.json").read_text())
     figures = {k: v for k, v in results["experiments"][0]["runs"][0].items() if k != "landings"}
     assert figures["recovered"] and figures["requests_failed"] > 0, figures  # clients saw the block ...

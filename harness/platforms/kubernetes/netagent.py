@@ -5,9 +5,16 @@ it). Where it is not enforced, Chaos Mesh (chaos-daemon) and Litmus (a helper po
 this module does: a pod on the target's node (``nodeName`` pinned, ``hostPID``, privileged, tolerating every
 taint) finds the target pod's network namespace (a process whose cgroup names the pod's uid, checked to
 hold the pod's IP; else any namespace holding that IP) and adds an nftables table of the harness's own
-there, dropping TCP to Triton's ports, new and established connections alike. The kubelet's probes are
-dropped too (they come from the node, as some clients do after SNAT): a blocked pod goes unready after
-its readiness budget, as in a real partition.
+there, dropping TCP to Triton's ports, new and established connections alike. The node's own traffic passes
+(every address of the kubelet's network namespace, and the pod's loopback), as a NetworkPolicy lets it pass
+("traffic to and from the node where a Pod is running is always allowed", Kubernetes' documentation): the
+kubelet's probes still succeed, so a blocked pod stays ready and in the Service's endpoints while its clients
+fail, as on the policy route and on the local platform (``harness.faults.nft``). When the agent dropped them,
+every blocked pod went unready, and a client then recovered at the lift or only when a probe had made the pod
+ready again, depending on whether it needed a new connection in between: two honest clients came out up to
+a second apart, and the fault measured a readiness round trip the policy route never shows. A client whose
+traffic reaches the pod translated to a node address (from outside the cluster, through a NodePort with
+``externalTrafficPolicy: Cluster``) passes too, as it may through a policy.
 
 The agent is the one privileged thing the harness runs; it needs no API access (no service account
 token). Four things remove its table, whichever comes first: the rollback (exec ``remove``, then the pod is
@@ -56,7 +63,8 @@ _KIND = KIND_BY_NAME
 # The agent, in POSIX sh for busybox: ``sh -c SCRIPT netagent VERB``. Env: HARNESS_TABLE, HARNESS_POD_UID,
 # HARNESS_POD_IP, HARNESS_PORTS ("8000, 8001"), HARNESS_DEADLINE_S. Verbs: hold (the container's command:
 # wait for the deadline or SIGTERM, then remove), add, remove, list. Exit 3: the pod's namespace is not on
-# this node; 4: nft failed.
+# this node; 4: nft failed. The node's addresses are those of the kubelet's network namespace (PID 1's where
+# no kubelet process is seen: a node whose kubelet runs in the host namespace under another name).
 AGENT_SCRIPT = r"""
 set -u
 T=$HARNESS_TABLE
@@ -78,13 +86,29 @@ netns_pid() {
   done
   return 1
 }
+node_pid() {
+  for c in /proc/[0-9]*/comm; do
+    if grep -qx kubelet "$c" 2>/dev/null; then p=${c#/proc/}; echo "${p%/comm}"; return 0; fi
+  done
+  echo 1
+}
+node_addrs() {
+  nsenter -t "$(node_pid)" -n ip -o addr show 2>/dev/null | while read -r _i _d fam a _rest; do
+    if [ "$fam" = "$1" ]; then printf '%s, ' "${a%/*}"; fi
+  done
+}
 add() {
   p=$(netns_pid) || {
     echo "no network namespace on this node holds pod $HARNESS_POD_UID ($HARNESS_POD_IP)" >&2; exit 3; }
+  v4=$(node_addrs inet); v4=${v4%, }
+  v6=$(node_addrs inet6); v6=${v6%, }
   printf 'table inet %s {\n chain input {\n  type filter hook input priority 0; policy accept;\n' "$T" >/tmp/rules
+  printf '  iif "lo" accept\n' >>/tmp/rules
+  if [ -n "$v4" ]; then printf '  ip saddr { %s } accept\n' "$v4" >>/tmp/rules; fi
+  if [ -n "$v6" ]; then printf '  ip6 saddr { %s } accept\n' "$v6" >>/tmp/rules; fi
   printf '  tcp dport { %s } drop\n }\n}\n' "$HARNESS_PORTS" >>/tmp/rules
   nsenter -t "$p" -n nft -f /tmp/rules || exit 4
-  echo "added table inet $T in the network namespace of pid $p"
+  echo "added table inet $T in the network namespace of pid $p; the node's own traffic passes (${v4:-no IPv4} ${v6})"
 }
 remove() {
   p=$(netns_pid) || { echo "the pod's network namespace is gone: nothing to remove"; return 0; }

@@ -10,11 +10,12 @@ until the new ones are, say nothing about the change at all.
 A start is read from the pod's own status: the Triton container's ``startedAt`` and the pod's ``Ready``
 condition's ``lastTransitionTime`` (RFC 3339 in whole seconds on the API, hence ``precision_s = 1``), and the
 model load from the container's log (Triton's own lines, ``harness.triton.loadlog``). The ``Ready`` condition
-keeps its *last* transition: a pod whose readiness went away after its start (a network block drops the
-kubelet's probes too) would read a much later ready time and raise the baseline until every slow load looked
-normal (a suite's slow load after its network block voided that way on the sandbox: baseline 23.5 s against a
-9 s start). So a baseline start takes the first ``ready`` the platform's event watcher saw after the start
-when it saw one earlier than the condition says; Triton's log of the load is not affected either way.
+keeps its *last* transition: a pod whose readiness went away after its start (a failed probe, or the network
+block's agent before it let the kubelet's probes through) would read a much later ready time and raise the
+baseline until every slow load looked normal (a suite's slow load after its network block voided that way on the
+sandbox: baseline 23.5 s against a 9 s start). So a baseline start takes the first ``ready`` the platform's
+event watcher saw after the start when it saw one earlier than the condition says; Triton's log of the load is
+not affected either way.
 """
 
 from __future__ import annotations
