@@ -15,7 +15,7 @@ import time
 import pytest
 
 from harness.chaos import actions, rollbacks
-from harness.events import EventKind
+from harness.events import Event, EventKind
 from harness.platforms.local.platform import LocalPlatform
 from tests.helpers import events_of, wait_for
 from tests.test_faults_local import Traffic, _config, _no_faults_left, _replica, up
@@ -33,13 +33,18 @@ def test_probe_kills_slow_load_crashloops_with_the_probe_as_reason(make_platform
         since = time.time_ns()
         result = actions.probe_kills_slow_load(names=["triton-0"], budget_s=2, load_s=6, configuration=config)
         assert "killed by the startup probe" in result["landing"] and "CrashLoopBackOff" in result["landing"]
-        events = [e for e in events_of(platform.events_path(), "triton-0") if e.ts_ns >= since]
-        kills = [e for e in events if e.kind == EventKind.STARTUP_FAILED]
+        # The landing may come with the second kill, before the back-off that follows it ("CrashLoopBackOff not
+        # yet": the rule that also fits a long grace period, where the kubelet shows none): wait for the back-off.
+        def events() -> list[Event]:
+            return [e for e in events_of(platform.events_path(), "triton-0") if e.ts_ns >= since]
+
+        wait_for(lambda: any(e.kind == EventKind.BACKOFF for e in events()), 30, "the back-off after the kills")
+        kills = [e for e in events() if e.kind == EventKind.STARTUP_FAILED]
         assert kills and all("startup probe failed" in e.reason for e in kills)
-        backoffs = [e for e in events if e.kind == EventKind.BACKOFF]
-        assert backoffs and float(backoffs[0].details["backoff_s"]) > 0
+        backoffs = [e for e in events() if e.kind == EventKind.BACKOFF]
+        assert float(backoffs[0].details["backoff_s"]) > 0
         # killed during the load: never ready between the fault and the first back-off
-        assert not any(e.kind == EventKind.READY for e in events if e.ts_ns < backoffs[0].ts_ns)
+        assert not any(e.kind == EventKind.READY for e in events() if e.ts_ns < backoffs[0].ts_ns)
         rollbacks.restore_pod_spec(configuration=config)
         _ready_again(platform, "triton-0")
     _no_faults_left(platform)
