@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from harness.events import EventKind, read_events
 from harness.faults import network_block
 from harness.faults.family import FaultScope
 from harness.platforms.kubernetes.api import KIND_BY_NAME
@@ -151,8 +152,8 @@ def test_agent_route_lands_measures_recovery_and_leaves_nothing(netblock: Kubern
     # the block and for the reference's readiness budget after it (when the agent dropped them, both pods went
     # unready 3.1 to 5.1 s after the start of a 3 s block, and recovery waited for a probe to make them ready).
     t0, end = info["fault_start_ns"], info["fault_end_ns"]
-    events = [json.loads(line) for line in (rep / "events.jsonl").read_text().splitlines()]
-    unready = [e for e in events if e["kind"] == "not_ready" and t0 <= e["ts_ns"] <= end + 6_000_000_000]
+    unready = [e for e in read_events(rep / "events.jsonl")
+               if e.kind == EventKind.NOT_READY and t0 <= e.ts_ns <= end + 6_000_000_000]
     assert end > t0 and not unready, unready
     results = json.loads((rep.parents[2] / "results.json").read_text())
     figures = {k: v for k, v in results["experiments"][0]["runs"][0].items() if k != "landings"}
